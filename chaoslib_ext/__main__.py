@@ -1,0 +1,7 @@
+"""`python -m chaoslib_ext` is the same as the `gameday` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""The `gameday` command: validate, plan and run experiments.
+
+Every error meant for a user is printed as one line and turned into an exit code; a traceback
+only ever means a bug in gameday itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__
+from .errors import ExitCode, GamedayError
+from .spec import SpecErrors, load_experiment, parse_overrides
+from .units import format_duration, format_ms, format_percent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gameday",
+        description="Run chaos experiments under load and judge whether the system held its SLO.",
+        epilog="exit codes: 0 SLO held, 1 SLO violated or steady state failed, 2 invalid input, "
+        "3 aborted (a fault could not be applied or reverted, the load failed, interrupted)",
+    )
+    parser.add_argument("--version", action="version", version=f"gameday {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check experiment files against the schema")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    _add_var(validate)
+
+    plan = commands.add_parser("plan", help="print the timeline and targets; changes nothing")
+    plan.add_argument("file", metavar="FILE")
+    _add_var(plan)
+
+    run = commands.add_parser("run", help="run an experiment and write its report")
+    run.add_argument("file", metavar="FILE")
+    _add_var(run)
+    run.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        help="where reports/<run-id>/ is written (default: ./reports)",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+    return parser
+
+
+def _add_var(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a variable declared under variables: (repeatable)",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"validate": _validate, "plan": _plan, "run": _run}
+    try:
+        return int(handlers[args.command](args))
+    except GamedayError as error:
+        for line in str(error).splitlines():
+            print(f"gameday: error: {line}", file=sys.stderr)
+        return int(error.exit_code)
+
+
+def _validate(args: argparse.Namespace) -> ExitCode:
+    overrides = parse_overrides(args.var)
+    worst = ExitCode.HELD
+    for file in args.files:
+        try:
+            experiment = load_experiment(file, overrides)
+        except SpecErrors as errors:
+            for error in errors.errors:
+                print(f"gameday: error: {error}", file=sys.stderr)
+            worst = ExitCode.INVALID_INPUT
+        except GamedayError as error:
+            print(f"gameday: error: {error}", file=sys.stderr)
+            worst = ExitCode.INVALID_INPUT
+        else:
+            print(f"ok  {file}: {experiment.title}")
+    return worst
+
+
+def _plan(args: argparse.Namespace) -> ExitCode:
+    from .plan import make_plan, render_plan
+
+    print(render_plan(make_plan(load_experiment(args.file, parse_overrides(args.var)))))
+    return ExitCode.HELD
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    from .engine import Engine, Interrupted, new_run_id
+    from .plan import make_plan
+    from .progress import Progress
+    from .report import write_reports
+
+    experiment = load_experiment(args.file, parse_overrides(args.var))
+    plan = make_plan(experiment)
+    report_dir = args.report_dir / new_run_id(experiment.title)
+    engine = Engine(plan, report_dir, Progress(quiet=args.quiet))
+    engine.result.run_id = report_dir.name
+    interrupted: list[str] = []
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if interrupted:
+            print(f"gameday: {name} again: still reverting and stopping, please wait", file=sys.stderr)
+            return
+        interrupted.append(name)
+        raise Interrupted(name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = engine.run()
+        report, written = write_reports(result)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary(report, written))
+    return result.exit_code
+
+
+def summary(report: dict[str, Any], written: list[Path]) -> str:
+    """The final words of a run: verdict, per-phase numbers, why, and where the report is."""
+    headline = {"held": "SLO HELD", "violated": "SLO VIOLATED", "aborted": "ABORTED"}[report["verdict"]]
+    lines = ["", f"{headline}: {report['experiment']['title']}  (exit code {report['exit_code']})"]
+    for phase in report["phases"]:
+        state = (
+            ""
+            if not phase["judged"]
+            else ("  held" if all(o["held"] for o in phase["objectives"]) else "  VIOLATED")
+        )
+        lines.append(
+            f"  {phase['name']:<9} {phase['requests']:>7} req  availability "
+            f"{format_percent(phase['availability']):>8}  p95 {format_ms(phase['latency_ms']['p95']):>8}  "
+            f"p99 {format_ms(phase['latency_ms']['p99']):>8}{state}"
+        )
+    ttr = report["recovery"]["time_to_recover_s"]
+    if report["phases"]:
+        lines.append(f"  time to recover: {'not reached' if ttr is None else format_duration(ttr)}")
+    lines += [f"  - {reason}" for reason in report["reasons"]]
+    lines += [f"  report: {path}" for path in written]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""engine: run a plan. Services up, steady state, load, phases, faults in and out, verdict.
+
+Whatever happens (a fault that cannot be applied, a probe that raises, Ctrl-C, SIGTERM), the
+`finally` path reverts applied faults, stops the load and stops every service gameday started.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import ExitCode, GamedayError, RunAborted
+from .faults import Fault, FaultRecord, build_fault
+from .load.runner import LoadRunner
+from .plan import Plan
+from .probes import ProbeResult, run_probe
+from .progress import Progress
+from .samples import SampleStore
+from .services import ServiceSupervisor
+from .slo import Verdict, Window, check, judge, measure
+from .timeline import Timeline
+
+LIVE_WINDOW_SECONDS = 5
+LOAD_TIME_MARGIN_SECONDS = 60
+
+
+class Interrupted(Exception):
+    """Raised in the main thread by the SIGINT/SIGTERM handlers."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    plan: Plan
+    report_dir: Path
+    started_at: float
+    timeline: Timeline
+    status: str = "running"  # completed | steady-state-failed | aborted | interrupted
+    ended_at: float = 0.0
+    error: str | None = None
+    load_started_at: float | None = None
+    windows: list[Window] = field(default_factory=list)
+    samples: SampleStore = field(default_factory=SampleStore)
+    steady_before: list[ProbeResult] = field(default_factory=list)
+    steady_after: list[ProbeResult] = field(default_factory=list)
+    fault_records: list[FaultRecord] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        if self.status in ("aborted", "interrupted"):
+            return ExitCode.ABORTED
+        if self.status == "steady-state-failed":
+            return ExitCode.VIOLATED
+        steady_ok = all(result.ok for result in self.steady_after)
+        held = self.verdict is not None and self.verdict.held and steady_ok
+        return ExitCode.HELD if held else ExitCode.VIOLATED
+
+
+def new_run_id(title: str, now: float | None = None) -> str:
+    stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].rstrip("-")
+    return f"{stamp}-{slug or 'run'}"
+
+
+class Engine:
+    def __init__(self, plan: Plan, report_dir: Path, progress: Progress) -> None:
+        self.plan = plan
+        self.experiment = plan.experiment
+        self.progress = progress
+        self.result = RunResult(new_run_id(self.experiment.title), plan, report_dir, time.time(), Timeline())
+        self.timeline = self.result.timeline
+        logs = report_dir / "logs"
+        self.supervisor = ServiceSupervisor(self.experiment.services, logs, self.timeline)
+        self.load = LoadRunner(
+            self.experiment.load, plan.duration + LOAD_TIME_MARGIN_SECONDS, logs / "locust.log", self.timeline
+        )
+        self.result.samples = self.load.samples
+        self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
+        self.applied: set[int] = set()
+
+    def run(self) -> RunResult:
+        result = self.result
+        try:
+            self._run()
+        except RunAborted as error:
+            self._stop_with("aborted", str(error))
+        except Interrupted as interrupt:
+            self._stop_with("interrupted", f"interrupted by {interrupt.signal_name}")
+        except KeyboardInterrupt:
+            self._stop_with("interrupted", "interrupted by SIGINT")
+        finally:
+            self._revert_all()
+            self._stop_load()
+            self.supervisor.stop()
+            self.progress.close()
+            result.ended_at = time.time()
+            if result.load_started_at is not None and result.verdict is None:
+                self._judge(until=result.ended_at)
+        return result
+
+    def _stop_with(self, status: str, error: str) -> None:
+        self.result.status, self.result.error = status, error
+        self.timeline.add("engine", status, detail=error)
+        self.progress.event(f"! {status}: {error}")
+
+    def _run(self) -> None:
+        result = self.result
+        self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
+        if self.experiment.services:
+            self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
+        self.supervisor.start()
+        result.steady_before = self._steady_state("before")
+        if not all(probe.ok for probe in result.steady_before):
+            result.status = "steady-state-failed"
+            return
+        self.progress.event(
+            f"starting load: {self.experiment.load.users} users on {self.experiment.load.host}"
+        )
+        self.load.start()
+        origin = time.time()
+        result.load_started_at = origin
+        result.windows = [Window(p.name, origin + p.start, origin + p.end) for p in self.plan.phases]
+        self._follow_timeline(origin)
+        self._revert_all()
+        result.steady_after = self._steady_state("after")
+        self._stop_load()
+        result.status = "completed"
+        self._judge(until=None)
+
+    def _follow_timeline(self, origin: float) -> None:
+        """Sleep from event to event (phase changes, injections, reverts), redrawing progress."""
+        fault_end = origin + self.plan.phase("fault").end
+        pending = [(origin + i.at, i.fault_index) for i in self.plan.injections]
+        phases = list(self.result.windows)
+        end = origin + self.plan.duration
+        next_status = 0.0
+        reverted = False
+        while True:
+            now = time.time()
+            while phases and phases[0].start <= now:
+                phase = phases.pop(0)
+                self.timeline.add("engine", "phase", phase.name)
+                self.progress.event(f"-- {phase.name} phase ({phase.length:g}s)")
+            while pending and pending[0][0] <= now:
+                _, index = pending.pop(0)
+                self._inject(index)
+            if not reverted and now >= fault_end:
+                self._revert_all()
+                reverted = True
+            if now >= end:
+                return
+            if not self.load.running():
+                raise RunAborted(
+                    f"the load generator exited early: {self.load.last_log_line()}",
+                    hint=f"see {self.load.log_path}",
+                )
+            if now >= next_status:
+                self._show_status(origin, now)
+                next_status = now + 1.0
+            upcoming = [end, next_status] + [t for t, _ in pending[:1]] + [p.start for p in phases[:1]]
+            if not reverted:
+                upcoming.append(fault_end)
+            time.sleep(max(0.0, min(min(upcoming) - time.time(), 0.5)))
+
+    def _inject(self, index: int) -> None:
+        fault = self.faults[index]
+        self.applied.add(index)
+        records = fault.apply(self.supervisor)
+        self.result.fault_records += records
+        for record in records:
+            self.timeline.add("fault", record.action, record.target, fault=record.fault, **record.detail)
+            self.progress.event(f"   {record.fault}: {record.action} {record.target} {record.detail}")
+
+    def _revert_all(self) -> None:
+        for index in sorted(self.applied):
+            fault = self.faults[index]
+            try:
+                records = fault.revert(self.supervisor)
+            except GamedayError as error:
+                self.timeline.add("fault", "revert-failed", fault.label, error=str(error))
+                self.progress.event(f"! could not revert {fault.label}: {error}")
+                continue
+            self.result.fault_records += records
+            self.timeline.add("fault", "reverted", fault.label)
+        self.applied.clear()
+
+    def _stop_load(self) -> None:
+        if self.load.process is not None and self.load.running():
+            self.load.stop()
+
+    def _steady_state(self, when: str) -> list[ProbeResult]:
+        results = []
+        for probe in self.experiment.steady_state:
+            outcome = run_probe(probe)
+            results.append(outcome)
+            self.timeline.add(
+                "probe", "passed" if outcome.ok else "failed", outcome.name, when=when, detail=outcome.detail
+            )
+            mark = "ok  " if outcome.ok else "FAIL"
+            self.progress.event(f"steady state {when}: {mark} {outcome.name}: {outcome.detail}")
+        return results
+
+    def _show_status(self, origin: float, now: float) -> None:
+        phase = next((w.name for w in self.result.windows if w.start <= now < w.end), "")
+        last = int(now) - 1  # the newest second that is complete
+        start, stop = last - LIVE_WINDOW_SECONDS + 1, last + 1
+        sli = measure(self.load.samples.window(start, stop), LIVE_WINDOW_SECONDS)
+        slo_ok = all(o.held for o in check(self.experiment.slo, sli, phase)) if sli.requests else None
+        error_rate = None if sli.availability is None else 1 - sli.availability
+        self.progress.status(
+            phase, now - origin, self.plan.duration, sli.throughput, sli.latency_ms["p95"], error_rate, slo_ok
+        )
+
+    def _judge(self, until: float | None) -> None:
+        windows = self.result.windows
+        if until is not None:  # an unfinished run: judge only what was observed
+            windows = [Window(w.name, w.start, min(w.end, until)) for w in windows if w.start < until]
+        self.result.verdict = judge(self.experiment.slo, self.load.samples, windows)

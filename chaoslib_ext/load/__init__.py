@@ -1,0 +1,1 @@
+"""load: Locust as a child process, with a recorder plugin streaming per-second histograms."""

@@ -1,0 +1,142 @@
+"""Run a locustfile in a Locust child process and collect what its recorder plugin streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunAborted
+from ..samples import Aggregate, SampleStore
+from ..spec.model import LoadSpec
+from ..timeline import Timeline
+from .protocol import FD_VARIABLE
+
+START_TIMEOUT_SECONDS = 60.0
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
+    """The Locust command line; --run-time bounds the load even if the runner dies."""
+    command = [
+        sys.executable,
+        "-m",
+        "chaoslib_ext.load.child",
+        "-f",
+        str(load.locustfile),
+        "--headless",
+        "--only-summary",
+        "--users",
+        str(load.users),
+        "--spawn-rate",
+        f"{load.spawn_rate:g}",
+        "--host",
+        load.host,
+        "--run-time",
+        f"{max(1, round(run_time_limit))}s",
+        "--stop-timeout",
+        "2",
+        "--exit-code-on-error",
+        "0",
+    ]
+    for tag in load.tags:
+        command += ["--tags", tag]
+    for tag in load.exclude_tags:
+        command += ["--exclude-tags", tag]
+    return command + list(load.options) + list(load.user_classes)
+
+
+class LoadRunner:
+    """Owns the Locust child: start it, follow its recorder stream, stop it."""
+
+    def __init__(self, load: LoadSpec, run_time_limit: float, log_path: Path, timeline: Timeline) -> None:
+        self.load = load
+        self.run_time_limit = run_time_limit
+        self.log_path = log_path
+        self.timeline = timeline
+        self.samples = SampleStore()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.started_at: float | None = None
+        self.spawned = threading.Event()
+        self.stopped = threading.Event()
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start Locust and wait until every user is spawned (or fail with Locust's own words)."""
+        read_fd, write_fd = os.pipe()
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                locust_command(self.load, self.run_time_limit),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, FD_VARIABLE: str(write_fd)},
+                pass_fds=(write_fd,),
+                start_new_session=True,
+            )
+        os.close(write_fd)
+        self._reader = threading.Thread(target=self._read, args=(read_fd,), name="load-reader", daemon=True)
+        self._reader.start()
+        self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while not self.spawned.wait(0.05):
+            if self.process.poll() is not None or self.stopped.is_set():
+                raise RunAborted(
+                    f"the load generator stopped before it started: {self.last_log_line()}",
+                    where=str(self.load.locustfile),
+                    hint=f"see {self.log_path}",
+                )
+            if time.monotonic() > deadline:
+                raise RunAborted(
+                    f"Locust did not spawn its users within {START_TIMEOUT_SECONDS:g}s",
+                    hint=f"see {self.log_path}",
+                )
+
+    def _read(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as stream:
+            for line in stream:
+                self._handle(json.loads(line))
+        self.stopped.set()
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "second":
+            self.samples.add(int(message["t"]), Aggregate.from_message(message))
+        elif kind == "started":
+            self.started_at = float(message["t"])
+        elif kind == "spawned":
+            self.timeline.add("load", "spawned", "locust", users=message["users"])
+            self.spawned.set()
+        elif kind == "stopped":
+            self.stopped.set()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Ask Locust to stop (SIGTERM flushes the last seconds), kill it if it does not."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self.timeline.add("load", "stopped", "locust", code=self.process.returncode)
+
+    def last_log_line(self) -> str:
+        try:
+            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+        except OSError:
+            return "no output"
+        return lines[-1][:300] if lines else "no output"

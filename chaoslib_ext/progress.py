@@ -1,0 +1,72 @@
+"""The live progress line and event lines a person watches during a run."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from .units import format_ms
+
+NON_TTY_EVERY_SECONDS = 5.0
+
+
+class Progress:
+    """On a terminal the status line redraws in place; in CI logs it is printed every few seconds."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.interactive = self.stream.isatty()
+        self._last_printed = 0.0
+        self._pending = False
+
+    def event(self, text: str) -> None:
+        if self.quiet:
+            return
+        self._clear()
+        print(text, file=self.stream, flush=True)
+
+    def status(
+        self,
+        phase: str,
+        elapsed: float,
+        total: float,
+        rps: float | None,
+        p95_ms: float | None,
+        error_rate: float | None,
+        slo_ok: bool | None,
+    ) -> None:
+        if self.quiet:
+            return
+        slo = "-" if slo_ok is None else ("ok" if slo_ok else "BREACHED")
+        errors = "-" if error_rate is None else f"{error_rate:.1%}"
+        text = (
+            f"[{phase:<8} {_clock(elapsed)}/{_clock(total)}] "
+            f"{'-' if rps is None else f'{rps:.0f}'} req/s  p95 {format_ms(p95_ms)}  "
+            f"errors {errors}  SLO {slo}"
+        )
+        now = time.monotonic()
+        if self.interactive:
+            self.stream.write("\r\033[K" + text)
+            self.stream.flush()
+            self._pending = True
+        elif now - self._last_printed >= NON_TTY_EVERY_SECONDS:
+            print(text, file=self.stream, flush=True)
+            self._last_printed = now
+
+    def _clear(self) -> None:
+        if self._pending:
+            self.stream.write("\r\033[K")
+            self._pending = False
+
+    def close(self) -> None:
+        if self._pending:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._pending = False
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(int(max(0.0, seconds)), 60)
+    return f"{minutes:02d}:{rest:02d}"

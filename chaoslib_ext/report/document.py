@@ -1,0 +1,215 @@
+"""The canonical report: one JSON document built from a run, validated against its own schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+
+from .. import __version__
+from ..engine import RunResult
+from ..errors import ExitCode
+from ..probes import ProbeResult
+from ..slo import ObjectiveResult
+from ..spec.schema import load_schema
+from ..units import format_duration, format_ms, format_percent
+
+SCHEMA_ID = "gameday-report/1"
+SERIES_QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def verdict_word(run: RunResult) -> str:
+    code = run.exit_code
+    return {ExitCode.HELD: "held", ExitCode.VIOLATED: "violated"}.get(code, "aborted")
+
+
+def build_report(run: RunResult) -> dict[str, Any]:
+    experiment = run.plan.experiment
+    origin = run.load_started_at or run.started_at
+
+    def rel(epoch: float) -> float:
+        return round(epoch - origin, 3)
+
+    verdict = run.verdict
+    reasons = list(verdict.reasons) if verdict else []
+    if run.status == "steady-state-failed":
+        reasons.insert(0, "steady state before the experiment did not hold, so nothing was injected")
+    reasons += [
+        f"steady state after the experiment: {p.name}: {p.detail}" for p in run.steady_after if not p.ok
+    ]
+    if run.error:
+        reasons.insert(0, run.error)
+    slo = experiment.slo
+    report: dict[str, Any] = {
+        "schema": SCHEMA_ID,
+        "gameday_version": __version__,
+        "run_id": run.run_id,
+        "experiment": {
+            "title": experiment.title,
+            "description": experiment.description,
+            "file": str(experiment.path),
+            "sha256": experiment.sha256,
+            "variables": {k: v for k, v in experiment.variables.items()},
+        },
+        "status": run.status,
+        "verdict": verdict_word(run),
+        "exit_code": int(run.exit_code),
+        "reasons": reasons,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "origin": iso(origin),
+        "duration_s": round(run.ended_at - run.started_at, 3),
+        "load": {
+            "locustfile": str(experiment.load.locustfile),
+            "host": experiment.load.host,
+            "users": experiment.load.users,
+            "spawn_rate": experiment.load.spawn_rate,
+            "started_at": iso(run.load_started_at),
+        },
+        "slo": {
+            "availability": slo.availability,
+            "latency_ms": {name: limit * 1000 for name, limit in slo.latency.items()},
+            "throughput_min": slo.throughput_min,
+            "recovery_within_s": slo.recovery_within,
+            "recovery_window_s": slo.recovery_window,
+            "judged_phases": list(slo.judge),
+        },
+        "phases": [],
+        "recovery": {"time_to_recover_s": None, "objective": None},
+        "error_budget": None,
+        "breaches": [],
+        "steady_state": {
+            "before": [_probe(p) for p in run.steady_before],
+            "after": [_probe(p) for p in run.steady_after],
+        },
+        "faults": [
+            {
+                "index": fault.index + 1,
+                "kind": fault.spec.kind,
+                "description": fault.description,
+                "seed": fault.seed,
+                "candidates": list(fault.candidates),
+                "actions": [
+                    {"at_s": rel(r.at), "action": r.action, "target": r.target, "detail": r.detail}
+                    for r in run.fault_records
+                    if r.fault_index == fault.index
+                ],
+            }
+            for fault in run.plan.faults
+        ],
+        "timeline": [
+            {
+                "at_s": rel(e.at),
+                "source": e.source,
+                "action": e.action,
+                "subject": e.subject,
+                "detail": e.detail,
+            }
+            for e in run.timeline.events()
+        ],
+        "series": _series(run, rel),
+        "errors": _errors(run),
+    }
+    if verdict is not None:
+        report["phases"] = [
+            {
+                "name": phase.window.name,
+                "start_s": rel(phase.window.start),
+                "end_s": rel(phase.window.end),
+                "judged": phase.judged,
+                "requests": phase.sli.requests,
+                "failures": phase.sli.failures,
+                "availability": phase.sli.availability,
+                "throughput_rps": phase.sli.throughput,
+                "latency_ms": phase.sli.latency_ms,
+                "objectives": [_objective(o) for o in phase.objectives],
+            }
+            for phase in verdict.phases
+        ]
+        report["recovery"] = {
+            "time_to_recover_s": verdict.time_to_recover,
+            "objective": _objective(verdict.recovery_objectives[0]) if verdict.recovery_objectives else None,
+        }
+        if verdict.error_budget is not None:
+            budget = verdict.error_budget
+            report["error_budget"] = {
+                "allowed_failures": budget.allowed_failures,
+                "failures": budget.failures,
+                "consumed": budget.consumed,
+                "burn_rate": budget.burn_rate,
+            }
+        report["breaches"] = [
+            {
+                "phase": b.phase,
+                "start_s": rel(b.start),
+                "end_s": rel(b.end),
+                "worst_availability": b.worst_availability,
+                "worst_latency_ms": b.worst_latency_ms,
+            }
+            for b in verdict.breaches
+        ]
+    jsonschema.validate(report, load_schema("report"))
+    return report
+
+
+def _probe(result: ProbeResult) -> dict[str, Any]:
+    return {
+        "name": result.name,
+        "kind": result.kind,
+        "ok": result.ok,
+        "detail": result.detail,
+        "seconds": round(result.seconds, 4),
+    }
+
+
+def objective_label(result: ObjectiveResult) -> str:
+    """ "availability >= 99.5%", "p95 <= 250ms": the objective as a test name."""
+    if result.unit == "ratio":
+        return f"{result.name} >= {format_percent(result.target)}"
+    if result.unit == "ms":
+        return f"{result.name} <= {format_ms(result.target)}"
+    if result.unit == "rps":
+        return f"{result.name} >= {result.target:g} req/s"
+    return f"{result.name} <= {format_duration(result.target)}"
+
+
+def _objective(result: ObjectiveResult) -> dict[str, Any]:
+    return {
+        "phase": result.phase,
+        "name": result.name,
+        "label": objective_label(result),
+        "target": result.target,
+        "actual": result.actual,
+        "unit": result.unit,
+        "held": result.held,
+        "detail": result.detail,
+    }
+
+
+def _series(run: RunResult, rel: Any) -> list[dict[str, Any]]:
+    rows = []
+    for second in run.samples.seconds():
+        aggregate = run.samples.get(second)
+        assert aggregate is not None
+        ok = aggregate.ok
+        row: dict[str, Any] = {
+            "t_s": rel(second),
+            "requests": aggregate.requests,
+            "failures": aggregate.failures,
+        }
+        row.update({key: ok.percentile_ms(q) for key, q in SERIES_QUANTILES.items()})
+        row["max_ms"] = ok.max_ms()
+        rows.append(row)
+    return rows
+
+
+def _errors(run: RunResult) -> list[dict[str, Any]]:
+    total = run.samples.window(float("-inf"), float("inf")).errors
+    return [{"message": message, "count": count} for message, count in total.most_common(20)]

@@ -1,0 +1,141 @@
+"""report.md: readable in a pull request. Verdict first, then phases, then the fault timeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..units import format_duration, format_ms, format_percent
+
+HEADLINES = {"held": "✅ SLO held", "violated": "❌ SLO violated", "aborted": "⚠️ Run aborted"}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    experiment = report["experiment"]
+    lines = [
+        f"# {HEADLINES[report['verdict']]}: {experiment['title']}",
+        "",
+        f"Run `{report['run_id']}` of `{experiment['file']}`, {format_duration(report['duration_s'])}, "
+        f"status **{report['status']}**, exit code **{report['exit_code']}**.",
+        "",
+    ]
+    if report["reasons"]:
+        lines += ["**Why:**", ""] + [f"- {reason}" for reason in report["reasons"]] + [""]
+    lines += _phases(report) + _objectives(report) + _recovery(report) + _breaches(report)
+    lines += _faults(report) + _steady_state(report) + _errors(report)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _when(start: float, end: float) -> str:
+    return f"{start:+.1f}s … {end:+.1f}s"
+
+
+def _phases(report: dict[str, Any]) -> list[str]:
+    if not report["phases"]:
+        return ["No load was measured.", ""]
+    lines = [
+        "## Phases",
+        "",
+        "The recovery phase is judged after its `recovery_within` allowance, when one is set.",
+        "",
+        "| phase | window | requests | availability | p50 | p95 | p99 | max | req/s | result |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for phase in report["phases"]:
+        latency = phase["latency_ms"]
+        if not phase["judged"]:
+            result = "not judged"
+        else:
+            result = "held" if all(o["held"] for o in phase["objectives"]) else "**violated**"
+        rate = "-" if phase["throughput_rps"] is None else f"{phase['throughput_rps']:.1f}"
+        lines.append(
+            f"| {phase['name']} | {_when(phase['start_s'], phase['end_s'])} | {phase['requests']} | "
+            f"{format_percent(phase['availability'])} | {format_ms(latency['p50'])} | "
+            f"{format_ms(latency['p95'])} | {format_ms(latency['p99'])} | {format_ms(latency['max'])} | "
+            f"{rate} | {result} |"
+        )
+    return [*lines, ""]
+
+
+def _objectives(report: dict[str, Any]) -> list[str]:
+    objectives = [o for phase in report["phases"] for o in phase["objectives"]]
+    if report["recovery"]["objective"]:
+        objectives.append(report["recovery"]["objective"])
+    if not objectives:
+        return []
+    lines = ["## Objectives", "", "| phase | objective | result | measured |", "|---|---|---|---|"]
+    for o in objectives:
+        lines.append(
+            f"| {o['phase']} | {o['label']} | {'held' if o['held'] else '**violated**'} | {o['detail']} |"
+        )
+    return [*lines, ""]
+
+
+def _recovery(report: dict[str, Any]) -> list[str]:
+    lines = []
+    ttr = report["recovery"]["time_to_recover_s"]
+    if report["phases"]:
+        text = "not reached" if ttr is None else format_duration(ttr)
+        lines.append(
+            f"**Time to recover** after the fault phase: {text} "
+            f"(SLO holding for {format_duration(report['slo']['recovery_window_s'])})."
+        )
+    budget = report["error_budget"]
+    if budget is not None:
+        consumed = "-" if budget["consumed"] is None else format_percent(budget["consumed"], 1)
+        burns = ", ".join(
+            f"{name} {'-' if rate is None else f'{rate:.1f}x'}" for name, rate in budget["burn_rate"].items()
+        )
+        lines.append(
+            f"**Error budget** over the judged phases: {budget['failures']} failed requests of "
+            f"{budget['allowed_failures']:.1f} allowed, {consumed} consumed; burn rate {burns}."
+        )
+    return [*lines, ""] if lines else []
+
+
+def _breaches(report: dict[str, Any]) -> list[str]:
+    if not report["breaches"]:
+        return []
+    lines = [
+        "## When the SLO was breached (second by second)",
+        "",
+        "| from | to | phase | worst availability | worst latency |",
+        "|---|---|---|---:|---:|",
+    ]
+    for b in report["breaches"][:30]:
+        lines.append(
+            f"| {b['start_s']:+.0f}s | {b['end_s']:+.0f}s | {b['phase']} | "
+            f"{format_percent(b['worst_availability'])} | {format_ms(b['worst_latency_ms'])} |"
+        )
+    if len(report["breaches"]) > 30:
+        lines.append(f"| … | | {len(report['breaches']) - 30} more in report.json | | |")
+    return [*lines, ""]
+
+
+def _faults(report: dict[str, Any]) -> list[str]:
+    lines = ["## Fault timeline", ""]
+    for fault in report["faults"]:
+        lines.append(f"- #{fault['index']} {fault['description']}")
+    events = [e for e in report["timeline"] if e["source"] in ("fault", "service", "engine")]
+    if events:
+        lines += ["", "| at | source | event | subject | detail |", "|---:|---|---|---|---|"]
+        for e in events:
+            detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items() if v is not None)
+            lines.append(f"| {e['at_s']:+.1f}s | {e['source']} | {e['action']} | {e['subject']} | {detail} |")
+    return [*lines, ""]
+
+
+def _steady_state(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for when in ("before", "after"):
+        for probe in report["steady_state"][when]:
+            mark = "✅" if probe["ok"] else "❌"
+            lines.append(f"- {when}: {mark} {probe['name']}: {probe['detail']}")
+    return ["## Steady state", "", *lines, ""] if lines else []
+
+
+def _errors(report: dict[str, Any]) -> list[str]:
+    if not report["errors"]:
+        return []
+    lines = ["## Most frequent errors", "", "| count | error |", "|---:|---|"]
+    lines += [f"| {e['count']} | `{e['message'].replace('|', '/')}` |" for e in report["errors"][:10]]
+    return [*lines, ""]

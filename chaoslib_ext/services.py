@@ -1,0 +1,276 @@
+"""Local services: start the processes an experiment declares, keep them alive like a ReplicaSet.
+
+Each replica runs in its own session (process group) so that a kill reaches all of its
+processes. A monitor thread notices exits, restarts replicas per their restart policy after
+the configured delay, and records every transition in the run's timeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .errors import RunAborted
+from .spec.model import ServiceSpec
+from .timeline import Timeline
+
+POLL_SECONDS = 0.05
+STOP_GRACE_SECONDS = 5.0
+
+
+def replica_port(service: ServiceSpec, index: int) -> int | None:
+    return None if service.port is None else service.port + index
+
+
+def render(text: str, service: ServiceSpec, index: int, services: dict[str, ServiceSpec]) -> str:
+    """Fill {python} {port} {replica} {name} {endpoints:SERVICE} (validated by spec)."""
+    port = replica_port(service, index)
+    text = text.replace("{python}", sys.executable).replace("{replica}", str(index))
+    text = text.replace("{name}", f"{service.name}-{index}")
+    if port is not None:
+        text = text.replace("{port}", str(port))
+    for name, other in services.items():
+        marker = f"{{endpoints:{name}}}"
+        if marker in text:
+            endpoints = ",".join(f"127.0.0.1:{replica_port(other, i)}" for i in range(other.replicas))
+            text = text.replace(marker, endpoints)
+    return text
+
+
+@dataclass
+class Replica:
+    """One process of a service, possibly restarted several times."""
+
+    service: ServiceSpec
+    index: int
+    command: list[str]
+    env: dict[str, str]
+    ready_url: str | None
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_at: float | None = None
+    awaiting_ready: bool = False
+    log: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service.name}-{self.index}"
+
+    @property
+    def port(self) -> int | None:
+        return replica_port(self.service, self.index)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def spawn(self) -> None:
+        if self.log is None:
+            self.log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+
+    def last_log_line(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1][:200] if lines else ""
+
+
+def probe_ready(replica: Replica, timeout: float = 0.5) -> bool:
+    """One readiness attempt: the ready URL answers 2xx, or else the port accepts connections."""
+    if replica.ready_url:
+        try:
+            with urllib.request.urlopen(replica.ready_url, timeout=timeout) as response:
+                return 200 <= response.status < 300
+        except (urllib.error.URLError, OSError):
+            return False
+    if replica.port is not None:
+        try:
+            with socket.create_connection(("127.0.0.1", replica.port), timeout=timeout):
+                return True
+        except OSError:
+            return False
+    return replica.alive()
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class ServiceSupervisor:
+    """Starts, watches, restarts and finally stops every replica of every declared service."""
+
+    def __init__(self, services: dict[str, ServiceSpec], log_dir: Path, timeline: Timeline) -> None:
+        self.services = services
+        self.timeline = timeline
+        self.replicas: dict[str, list[Replica]] = {}
+        self._lock = threading.RLock()
+        self._stopping = threading.Event()
+        self._monitor: threading.Thread | None = None
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for name, service in services.items():
+            self.replicas[name] = [
+                Replica(
+                    service=service,
+                    index=i,
+                    command=[render(part, service, i, services) for part in service.command],
+                    env={k: render(v, service, i, services) for k, v in service.env.items()},
+                    ready_url=render(service.ready.url, service, i, services) if service.ready.url else None,
+                    log_path=log_dir / f"{service.name}-{i}.log",
+                )
+                for i in range(service.replicas)
+            ]
+
+    def all_replicas(self) -> list[Replica]:
+        return [replica for replicas in self.replicas.values() for replica in replicas]
+
+    def start(self) -> None:
+        """Start services in declaration order, each fully ready before the next one starts."""
+        for replica in self.all_replicas():
+            if replica.port is not None and port_in_use(replica.port):
+                raise RunAborted(
+                    f"port {replica.port} for {replica.name} is already in use",
+                    where=str(replica.service.where),
+                    hint="stop what listens there or choose another port (for example with --var)",
+                )
+        for name, replicas in self.replicas.items():
+            for replica in replicas:
+                replica.spawn()
+                self.timeline.add("service", "started", replica.name, pid=replica.pid, port=replica.port)
+            self._wait_ready(name, replicas)
+        self._monitor = threading.Thread(target=self._watch, name="service-monitor", daemon=True)
+        self._monitor.start()
+
+    def _wait_ready(self, name: str, replicas: list[Replica]) -> None:
+        deadline = time.monotonic() + self.services[name].ready.timeout
+        waiting = list(replicas)
+        while waiting:
+            for replica in list(waiting):
+                if not replica.alive():
+                    code = replica.process.returncode if replica.process else None
+                    raise RunAborted(
+                        f"service {replica.name} exited with code {code} before it was ready: "
+                        f"{replica.last_log_line() or 'no output'}",
+                        where=str(replica.service.where),
+                        hint=f"see {replica.log_path}",
+                    )
+                if probe_ready(replica):
+                    waiting.remove(replica)
+                    self.timeline.add("service", "ready", replica.name)
+            if waiting and time.monotonic() > deadline:
+                raise RunAborted(
+                    f"service {name} not ready after {self.services[name].ready.timeout:g}s "
+                    f"({', '.join(r.name for r in waiting)})",
+                    where=str(self.services[name].where),
+                    hint="check the ready URL or raise ready.timeout",
+                )
+            if waiting:
+                time.sleep(POLL_SECONDS * 2)
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(POLL_SECONDS):
+            with self._lock:
+                for replica in self.all_replicas():
+                    self._tend(replica)
+
+    def _tend(self, replica: Replica) -> None:
+        now = time.monotonic()
+        process = replica.process
+        if process is not None and replica.restart_at is None and process.poll() is not None:
+            code = process.returncode
+            self.timeline.add(
+                "service",
+                "exited",
+                replica.name,
+                pid=process.pid,
+                code=code,
+                signal=signal.Signals(-code).name if code < 0 else None,
+            )
+            policy = replica.service.restart.policy
+            if policy == "always" or (policy == "on-failure" and code != 0):
+                replica.restart_at = now + replica.service.restart.delay
+            else:
+                replica.process = None
+        if replica.restart_at is not None and now >= replica.restart_at and not self._stopping.is_set():
+            replica.restart_at = None
+            replica.restarts += 1
+            replica.spawn()
+            replica.awaiting_ready = True
+            self.timeline.add(
+                "service", "restarted", replica.name, pid=replica.pid, restarts=replica.restarts
+            )
+        if replica.awaiting_ready and replica.alive() and probe_ready(replica, timeout=0.2):
+            replica.awaiting_ready = False
+            self.timeline.add("service", "ready", replica.name)
+
+    def live(self, service: str) -> list[Replica]:
+        with self._lock:
+            return [r for r in self.replicas[service] if r.alive() and r.restart_at is None]
+
+    def kill(self, replica: Replica, signal_name: str) -> int:
+        """Send the signal to the replica's whole process group; return the pid it hit."""
+        with self._lock:
+            if not replica.alive() or replica.pid is None:
+                raise RunAborted(f"{replica.name} is not running")
+            pid = replica.pid
+            os.killpg(pid, signal.Signals[signal_name])
+            return pid
+
+    def stop(self) -> None:
+        """Stop everything, whatever state it is in: SIGTERM, then SIGKILL after a grace period."""
+        self._stopping.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=5)
+        running = [r for r in self.all_replicas() if r.alive()]
+        for replica in reversed(running):
+            _signal_group(replica, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for replica in running:
+            assert replica.process is not None
+            try:
+                replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(replica, signal.SIGKILL)
+                replica.process.wait(timeout=5)
+        for replica in self.all_replicas():
+            if replica.log is not None:
+                replica.log.close()
+                replica.log = None
+        if running:
+            self.timeline.add("service", "stopped", ",".join(r.name for r in running))
+
+
+def _signal_group(replica: Replica, sig: signal.Signals) -> None:
+    if replica.pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(replica.pid, sig)

@@ -1,0 +1,137 @@
+"""The experiment as frozen dataclasses: what the rest of gameday reads, never raw YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Location
+
+PHASES = ("baseline", "fault", "recovery")
+LATENCY_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
+
+
+@dataclass(frozen=True)
+class ReadyCheck:
+    url: str | None
+    timeout: float
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    policy: str  # always | on-failure | never
+    delay: float
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A process gameday starts for the run; replica i listens on port + i."""
+
+    name: str
+    command: tuple[str, ...]
+    replicas: int
+    port: int | None
+    env: dict[str, str]
+    ready: ReadyCheck
+    restart: RestartPolicy
+    where: Location
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    locustfile: Path
+    host: str
+    users: int
+    spawn_rate: float
+    tags: tuple[str, ...] = ()
+    exclude_tags: tuple[str, ...] = ()
+    user_classes: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SloSpec:
+    availability: float | None  # fraction of good requests, e.g. 0.995
+    latency: dict[str, float]  # objective name (p95, max...) -> seconds
+    throughput_min: float | None  # requests per second
+    recovery_within: float | None  # seconds allowed after the fault phase
+    recovery_window: float  # seconds the SLO must hold to count as recovered
+    judge: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HttpProbe:
+    url: str
+    method: str = "GET"
+    status: int = 200
+    body: str | None = None
+    within: float | None = None
+    timeout: float = 5.0
+    kind: str = field(default="http", init=False)
+
+    @property
+    def name(self) -> str:
+        return f"http {self.method} {self.url}"
+
+
+@dataclass(frozen=True)
+class ActivityProbe:
+    """A chaostoolkit probe, run through chaostoolkit-lib."""
+
+    activity: dict[str, Any]
+    kind: str = field(default="activity", init=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.activity["name"])
+
+
+Probe = HttpProbe | ActivityProbe
+
+
+@dataclass(frozen=True)
+class Phases:
+    warmup: float
+    baseline: float
+    fault: float
+    recovery: float
+
+    @property
+    def total(self) -> float:
+        return self.warmup + self.baseline + self.fault + self.recovery
+
+
+@dataclass(frozen=True)
+class PodKill:
+    service: str
+    count: int | None
+    percent: float | None
+    signal: str
+    after: float
+    interval: float | None
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    kind: str
+    params: PodKill
+    where: Location
+
+
+@dataclass(frozen=True)
+class Experiment:
+    path: Path
+    sha256: str
+    title: str
+    description: str
+    driver: str
+    variables: dict[str, Any]
+    services: dict[str, ServiceSpec]
+    load: LoadSpec
+    slo: SloSpec
+    steady_state: tuple[Probe, ...]
+    phases: Phases
+    faults: tuple[FaultSpec, ...]
+    report_formats: tuple[str, ...]

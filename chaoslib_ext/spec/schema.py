@@ -1,0 +1,174 @@
+"""Validate parsed experiments against the JSON Schema shipped in the package, in plain words.
+
+jsonschema's messages speak about the schema ("'x' does not match '^(\\d+...'"); users need
+to hear about their file: where, which field, what was expected, and a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from ..errors import SpecError
+from .source import Document
+
+MAX_ERRORS = 20
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """A schema shipped in chaoslib_ext/schemas, by file stem ("experiment", "report")."""
+    text = resources.files("chaoslib_ext.schemas").joinpath(f"{name}.schema.json").read_text()
+    return json.loads(text)
+
+
+@cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(load_schema(name))
+
+
+def schema_errors(document: Document, schema_name: str = "experiment") -> list[SpecError]:
+    """Every schema violation in the document, most specific first, as user-facing errors."""
+    validator = _validator(schema_name)
+    errors = sorted(validator.iter_errors(document.data), key=lambda e: list(map(str, e.path)))
+    return [_describe(document, error) for error in _leaves(errors)][:MAX_ERRORS]
+
+
+def _leaves(errors: list[ValidationError]) -> list[ValidationError]:
+    """Replace umbrella errors (anyOf/oneOf/$ref) by their most relevant sub-error."""
+    result = []
+    for error in errors:
+        while error.context and error.validator in ("anyOf", "oneOf"):
+            if error.schema.get("x-expected"):
+                break
+            error = jsonschema.exceptions.best_match(error.context)
+        result.append(error)
+    return result
+
+
+def field_path(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(document: Document, error: ValidationError) -> SpecError:
+    path = tuple(error.absolute_path)
+    field = field_path(path)
+    expected = error.schema.get("x-expected") if isinstance(error.schema, dict) else None
+    kind = error.validator
+    if kind == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))[0]
+        where = document.location((*path, unknown), prefer_key=True)
+        return SpecError(
+            f"{field_path((*path, unknown))}: unknown field {unknown!r}",
+            where=where,
+            hint=_did_you_mean(unknown, allowed),
+        )
+    if "propertyNames" in error.schema_path:
+        return _bad_name(document, path, error)
+    where = document.location(path)
+    if kind == "required":
+        missing = error.message.split("'")[1]
+        return SpecError(
+            f"{field}: missing required field {missing!r}",
+            where=where,
+            hint=f"add '{missing}:' under {field}" if path else f"add '{missing}:' at the top level",
+        )
+    if kind == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return SpecError(
+            f"{field}: {error.instance!r} is not one of {choices}",
+            where=where,
+            hint=expected or _did_you_mean(str(error.instance), list(map(str, error.validator_value))),
+        )
+    if kind == "type" and error.validator_value == "object" and error.instance is None and not path:
+        return SpecError("the file is empty", where=where, hint="an experiment starts with 'version: 1'")
+    if expected:
+        return SpecError(
+            f"{field}: expected {expected}, got {_show(error.instance)}",
+            where=where,
+            hint=_hint_for(expected),
+        )
+    if kind == "not" and isinstance(error.instance, dict) and "count" in error.instance:
+        return SpecError(
+            f"{field}: give either count or percent, not both", where=where, hint="remove one of them"
+        )
+    return SpecError(f"{field}: {_plain(error)}", where=where, hint=_default_hint(kind))
+
+
+def _bad_name(document: Document, path: tuple[str | int, ...], error: ValidationError) -> SpecError:
+    names_schema = error.schema
+    allowed = [str(v) for v in names_schema.get("enum", [])]
+    name = str(error.instance)
+    expected = names_schema.get("x-expected")
+    what = expected or "a known name"
+    where = document.location((*path, name), prefer_key=True)
+    hint = _did_you_mean(name, allowed) if allowed else (expected or "")
+    return SpecError(f"{field_path(path)}: unknown name {name!r}, expected {what}", where=where, hint=hint)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "allowed here: " + ", ".join(choices) if choices else ""
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hint_for(expected: str) -> str:
+    if "duration" in expected:
+        return "durations need a unit: ms, s, m or h"
+    if "percentage" in expected:
+        return "write the % sign, e.g. 99.9%"
+    return ""
+
+
+def _plain(error: ValidationError) -> str:
+    kind, value, instance = error.validator, error.validator_value, error.instance
+    messages = {
+        "type": lambda: f"expected {_article(value)}, got {_show(instance)}",
+        "minimum": lambda: f"must be at least {value}, got {_show(instance)}",
+        "maximum": lambda: f"must be at most {value}, got {_show(instance)}",
+        "exclusiveMinimum": lambda: f"must be more than {value}, got {_show(instance)}",
+        "minItems": lambda: f"needs at least {value} item(s)",
+        "minLength": lambda: "must not be empty",
+        "minProperties": lambda: f"needs at least {value} entry",
+        "maxProperties": lambda: f"holds {len(instance)} entries where one is expected",
+        "uniqueItems": lambda: "has duplicate items",
+        "pattern": lambda: f"{_show(instance)} does not have the expected form",
+        "const": lambda: f"must be {_show(value)}",
+    }
+    return messages[kind]() if kind in messages else error.message
+
+
+def _article(types: Any) -> str:
+    names = {
+        "object": "a mapping",
+        "array": "a list",
+        "string": "a string",
+        "integer": "a whole number",
+        "number": "a number",
+        "boolean": "true or false",
+    }
+    if isinstance(types, list):
+        return " or ".join(names.get(t, t) for t in types)
+    return names.get(types, str(types))
+
+
+def _default_hint(kind: str) -> str:
+    if kind == "maxProperties":
+        return "write each item as its own list entry ('- kind: {...}')"
+    return "see the experiment reference in the README"

@@ -1,0 +1,75 @@
+"""${name} placeholders: defaults from the experiment's `variables:`, overrides from --var."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any
+
+import yaml
+
+from ..errors import SpecError
+from .source import Document
+
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ["users=50", "host=http://x"] into typed values (50 stays an integer)."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise SpecError(f"--var {pair!r}: expected name=value", hint="for example --var users=50")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        values[name] = value if isinstance(value, str | int | float | bool) else raw
+    return values
+
+
+def substitute(document: Document, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Replace placeholders in place in document.data; return the variables in force."""
+    data = document.data
+    declared = data.get("variables", {}) if isinstance(data, dict) else {}
+    if not isinstance(declared, dict):
+        return {}
+    for name in overrides:
+        if name not in declared:
+            raise SpecError(
+                f"--var {name}: the experiment declares no variable {name!r}",
+                where=document.location(("variables",), prefer_key=True),
+                hint=_suggest(name, list(declared)) or f"declare it under variables: ({name}: default)",
+            )
+    values = {**declared, **overrides}
+    document.data = _replace(document, data, (), values)
+    return values
+
+
+def _replace(document: Document, value: Any, path: tuple[str | int, ...], values: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: item if path == () and key == "variables" else _replace(document, item, (*path, key), values)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_replace(document, item, (*path, i), values) for i, item in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    for name in PLACEHOLDER.findall(value):
+        if name not in values:
+            raise SpecError(
+                f"unknown variable ${{{name}}}",
+                where=document.location(path),
+                hint=_suggest(name, list(values)) or "declare it under variables: or pass --var",
+            )
+    whole = PLACEHOLDER.fullmatch(value)
+    if whole:
+        return values[whole.group(1)]
+    return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), value)
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"did you mean {close[0]!r}?" if close else ""

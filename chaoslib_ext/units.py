@@ -1,0 +1,75 @@
+"""Parsing of the human units used in experiments: durations ("250ms", "1m30s") and shares ("99.5%")."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
+_UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|us|s|m|h))+$"
+PERCENT_PATTERN = r"^\d+(\.\d+)?%$"
+
+
+def parse_duration(text: str | int | float) -> float:
+    """Return seconds for "250ms", "1.5s", "2m", "1h30m" or a bare number of seconds.
+
+    Raises ValueError with a hint-ready message for anything else ("250" as a string
+    is refused: a bare string number is ambiguous between seconds and milliseconds).
+    """
+    if isinstance(text, bool):
+        raise ValueError("expected a duration such as 250ms, 10s or 1m")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(text)
+    value = text.strip()
+    if not re.fullmatch(DURATION_PATTERN, value):
+        raise ValueError(f"expected a duration such as 250ms, 10s or 1m, got {text!r}")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(value))
+
+
+def parse_percent(text: str | int | float) -> float:
+    """Return a fraction in [0, 1] for "99.5%" (strings need the % sign; numbers are percents)."""
+    if isinstance(text, bool):
+        raise ValueError("expected a percentage such as 99.5%")
+    if isinstance(text, int | float):
+        number = float(text)
+    else:
+        value = text.strip()
+        if not re.fullmatch(PERCENT_PATTERN, value):
+            raise ValueError(f"expected a percentage such as 99.5%, got {text!r}")
+        number = float(value[:-1])
+    if not 0.0 <= number <= 100.0:
+        raise ValueError(f"a percentage must be between 0% and 100%, got {text!r}")
+    return number / 100.0
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 850ms, 12.5s, 2m05s."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def format_ms(milliseconds: float | None) -> str:
+    """Latency for humans: 0.84ms, 12.3ms, 1.25s; "-" when there is no value."""
+    if milliseconds is None:
+        return "-"
+    if milliseconds >= 1000:
+        return f"{milliseconds / 1000:.2f}s"
+    if milliseconds >= 100:
+        return f"{milliseconds:.0f}ms"
+    if milliseconds >= 10:
+        return f"{milliseconds:.1f}ms"
+    return f"{milliseconds:.2f}ms"
+
+
+def format_percent(fraction: float | None, digits: int = 3) -> str:
+    """99.5%, 100%, 0.25%: as many decimals as needed, up to `digits`."""
+    if fraction is None:
+        return "-"
+    text = f"{fraction * 100:.{digits}f}".rstrip("0").rstrip(".")
+    return f"{text}%"
