@@ -19,6 +19,7 @@ from ..errors import SpecError
 from .source import Document
 
 MAX_ERRORS = 20
+REFERENCE_HINT = "see the experiment reference in the README"
 
 
 @cache
@@ -112,7 +113,7 @@ def _bad_name(document: Document, path: tuple[str | int, ...], error: Validation
     expected = names_schema.get("x-expected")
     what = expected or "a known name"
     where = document.location((*path, name), prefer_key=True)
-    hint = _did_you_mean(name, allowed) if allowed else (expected or "")
+    hint = _did_you_mean(name, allowed) if allowed else REFERENCE_HINT
     return SpecError(f"{field_path(path)}: unknown name {name!r}, expected {what}", where=where, hint=hint)
 
 
@@ -120,7 +121,7 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean {close[0]!r}?"
-    return "allowed here: " + ", ".join(choices) if choices else ""
+    return "allowed here: " + ", ".join(choices) if choices else REFERENCE_HINT
 
 
 def _show(value: Any) -> str:
@@ -133,7 +134,11 @@ def _hint_for(expected: str) -> str:
         return "durations need a unit: ms, s, m or h"
     if "percentage" in expected:
         return "write the % sign, e.g. 99.9%"
-    return ""
+    if "URL" in expected:
+        return "include the scheme, http:// or https://"
+    if "version" in expected:
+        return "this gameday reads experiment format version 1"
+    return REFERENCE_HINT
 
 
 def _plain(error: ValidationError) -> str:
@@ -171,4 +176,4 @@ def _article(types: Any) -> str:
 def _default_hint(kind: str) -> str:
     if kind == "maxProperties":
         return "write each item as its own list entry ('- kind: {...}')"
-    return "see the experiment reference in the README"
+    return REFERENCE_HINT

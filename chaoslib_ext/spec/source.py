@@ -91,6 +91,8 @@ def parse_document(raw: bytes, file: str) -> Document:
 def _yaml_hint(problem: str) -> str:
     if "tab" in problem or "'\\t'" in problem:
         return "indent with spaces, not tabs"
+    if "'{'" in problem or "'}'" in problem:
+        return 'quote values that contain braces, for example "${users}"'
     if "mapping values are not allowed" in problem:
         return "a value containing ': ' must be quoted"
     return "check indentation and quoting around this place"

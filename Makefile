@@ -1,0 +1,36 @@
+# gameday: `make demo` and `make test` are the two commands a new user needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install  ## run the demo experiment against the embedded demo system
+	$(BIN)/gameday validate experiments/*.yaml
+	$(BIN)/gameday plan experiments/demo-pod-kill.yaml
+	$(BIN)/gameday run experiments/demo-pod-kill.yaml
+
+test: install lint  ## the whole suite, end-to-end tests included
+	$(BIN)/python -m pytest
+
+test-fast: install  ## everything but the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install  ## recorder accuracy and overhead against plain Locust
+	$(BIN)/python tests/bench/bench_recorder.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,17 @@
+"""Bench-only Locust load: every user GETs /work back to back, so Locust itself is the bottleneck.
+
+Used unchanged by both sides of the overhead comparison (plain Locust and the recorder child).
+"""
+
+from locust import HttpUser, constant, task
+
+
+class WorkUser(HttpUser):
+    """Calls the demo backend's GET /work with no wait time between requests."""
+
+    wait_time = constant(0)
+
+    @task
+    def work(self) -> None:
+        """GET /work."""
+        self.client.get("/work", name="/work")

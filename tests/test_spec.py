@@ -1,0 +1,138 @@
+"""Experiment files: what is accepted, and the one-line errors for what is not."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from chaoslib_ext.errors import SpecError
+from chaoslib_ext.spec import SpecErrors, load_experiment
+from conftest import MINIMAL, REPO, gameday
+
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+
+
+def errors_of(path: Path, overrides: dict | None = None) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        load_experiment(path, overrides)
+    error = caught.value
+    return [str(e) for e in error.errors] if isinstance(error, SpecErrors) else [str(error)]
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_shipped_experiment_is_valid(path):
+    experiment = load_experiment(path)
+    assert experiment.title
+    assert experiment.load.locustfile.is_file()
+
+
+def test_minimal_experiment_gets_defaults(experiment_file):
+    experiment = load_experiment(experiment_file(MINIMAL))
+    assert experiment.driver == "local"
+    assert experiment.load.spawn_rate == 1
+    assert experiment.phases.warmup == 2.0
+    assert experiment.slo.judge == ("baseline", "fault", "recovery")
+    assert experiment.report_formats == ("json", "markdown", "junit")
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "expected"),
+    [
+        (("slo: {availability: 99%}", "slo: {availabilty: 99%}"), ":4:7:", r"slo\.availabilty: unknown field .*did you mean 'availability'"),
+        (("baseline: 1s", 'baseline: "250"'), ":5:20:", r"phases\.baseline: expected a duration such as 250ms.*durations need a unit"),
+        (("baseline: 1s", "baseline: 250"), None, None),
+        (("availability: 99%", "availability: 99"), ":4:21:", r"slo\.availability: expected a percentage.*% sign"),
+        (("users: 1", "users: 0"), ":3:", r"load\.users: must be at least 1"),
+        (("version: 1", "version: 2"), ":1:10:", r"version: expected version: 1"),
+        (("title: minimal\n", ""), ":1:1:", r"missing required field 'title'"),
+        (("phases:", "faults: [{pod-kil: {selector: {service: x}}}]\nphases:"), ":5:11:", r"faults\[0\]: unknown name 'pod-kil'.*did you mean 'pod-kill'"),
+        (("phases:", "steady_state: [{htp: {url: 'http://127.0.0.1:1/'}}]\nphases:"), ":5:17:", r"unknown name 'htp'.*did you mean 'http'"),
+        (("host: \"http://127.0.0.1:9\"", "host: 127.0.0.1:9"), ":3:", r"load\.host: expected a URL"),
+    ],
+)
+def test_schema_errors_name_place_field_and_hint(experiment_file, change, where, expected):
+    path = experiment_file(MINIMAL.replace(*change))
+    if expected is None:
+        load_experiment(path)  # a bare number is seconds: accepted
+        return
+    errors = errors_of(path)
+    assert len(errors) >= 1
+    assert re.search(expected, errors[0]), errors[0]
+    assert errors[0].startswith(str(path) + where), errors[0]
+    assert "hint:" in errors[0]
+    assert "\n" not in errors[0]
+
+
+def test_semantic_errors_point_at_the_faulty_value(experiment_file):
+    text = MINIMAL.replace("phases:", """\
+services:
+  backend: {command: ["{python}", "-m", "x", "--port", "{port}"], replicas: 2}
+faults:
+  - pod-kill: {selector: {service: backnd}, count: 1}
+  - pod-kill: {selector: {service: backend}, count: 3}
+phases:""")
+    errors = errors_of(experiment_file(text))
+    assert any(":8:36:" in e and "no service named 'backnd'" in e and "declared services: backend" in e
+               for e in errors), errors
+    assert any("{port} is used but the service declares no port" in e for e in errors), errors
+    assert any("count 3 is more than the 2 replica(s)" in e for e in errors), errors
+
+
+def test_yaml_problems_are_one_line_errors(experiment_file, tmp_path):
+    cases = {
+        "tabs.yaml": (b"version: 1\n\ttitle: x\n", "indent with spaces"),
+        "colon.yaml": (b"version: 1\ntitle: a: b\n", "must be quoted"),
+        "dup.yaml": (b"version: 1\nversion: 1\n", "duplicate key 'version'"),
+        "latin1.yaml": ("title: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        "empty.yaml": (b"", "the file is empty"),
+        "list.yaml": (b"- 1\n- 2\n", "expected a mapping"),
+    }
+    for name, (content, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        errors = errors_of(path)
+        assert expected in errors[0], (name, errors)
+
+
+def test_alias_bomb_and_huge_files_are_refused(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    assert "alias bomb" in errors_of(bomb)[0]
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("title: x\n" + "# padding\n" * 200_000)
+    assert "more than the 1048576 an experiment may have" in errors_of(huge)[0]
+
+
+def test_variables_substitute_with_types_and_report_unknown_ones(experiment_file):
+    text = MINIMAL.replace("users: 1", 'users: "${users}"').replace("version: 1", "version: 1\nvariables: {users: 3}")
+    path = experiment_file(text)
+    assert load_experiment(path).load.users == 3
+    assert load_experiment(path, {"users": 7}).load.users == 7
+    assert "did you mean 'users'" in errors_of(path, {"user": 7})[0]
+    assert "must be at least 1" in errors_of(path, {"users": 0})[0]
+    missing = experiment_file(MINIMAL.replace("users: 1", 'users: "${nobody}"'))
+    assert "unknown variable ${nobody}" in errors_of(missing)[0]
+
+
+def test_missing_locustfile_is_reported_at_its_field(experiment_file):
+    errors = errors_of(experiment_file(MINIMAL.replace(str(REPO / "loadtests" / "checkout.py"), "nope.py")))
+    assert ":3:" in errors[0] and "load.locustfile: file not found: nope.py" in errors[0]
+
+
+def test_validate_command_exit_codes_and_no_traceback(experiment_file, tmp_path):
+    good = experiment_file(MINIMAL, "good.yaml")
+    bad = experiment_file(MINIMAL.replace("baseline: 1s", "baseline: soon"), "bad.yaml")
+    ok = gameday("validate", str(good))
+    assert ok.returncode == 0 and "ok" in ok.stdout
+    for args in (["validate", str(good), str(bad)], ["validate", str(tmp_path / "missing.yaml")],
+                 ["plan", str(bad)], ["run", str(bad)], ["validate", str(good), "--var", "nothing"]):
+        result = gameday(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert result.stderr.startswith("gameday: error: "), result.stderr
+    unknown_command = gameday("explode")
+    assert unknown_command.returncode == 2 and "Traceback" not in unknown_command.stderr
