@@ -27,6 +27,8 @@ from .timeline import Timeline
 
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 5.0
+# With neither a ready URL nor a port, a replica counts as ready once it has stayed up this long.
+UNCHECKED_READY_SECONDS = 0.5
 
 
 def replica_port(service: ServiceSpec, index: int) -> int | None:
@@ -61,6 +63,7 @@ class Replica:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float | None = None
+    spawned_at: float = 0.0
     awaiting_ready: bool = False
     log: IO[bytes] | None = field(default=None, repr=False)
 
@@ -90,6 +93,7 @@ class Replica:
             env={**os.environ, **self.env},
             start_new_session=True,
         )
+        self.spawned_at = time.monotonic()
 
     def last_log_line(self) -> str:
         try:
@@ -113,7 +117,7 @@ def probe_ready(replica: Replica, timeout: float = 0.5) -> bool:
                 return True
         except OSError:
             return False
-    return replica.alive()
+    return replica.alive() and time.monotonic() - replica.spawned_at >= UNCHECKED_READY_SECONDS
 
 
 def port_in_use(port: int) -> bool:

@@ -101,5 +101,9 @@ def install(fd: int) -> Recorder:
         recorder.flush(everything=True)
         recorder.emit({"type": "stopped", "t": time.time()})
 
+    @events.quit.add_listener
+    def _quit(**_: Any) -> None:  # requests that ended while users were being stopped
+        recorder.flush(everything=True)
+
     events.request.add_listener(recorder.on_request)
     return recorder
