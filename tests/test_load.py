@@ -10,12 +10,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import REPO, free_port
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.spec.model import LoadSpec
 from chaoslib_ext.timeline import Timeline
-from conftest import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def backend():
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port),
-                                "--work-ms", "1"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port), "--work-ms", "1"]
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while True:
@@ -40,16 +41,25 @@ def backend():
 
 
 def test_runner_never_imports_locust_or_gevent():
-    code = ("import sys, chaoslib_ext.engine, chaoslib_ext.cli, chaoslib_ext.report; "
-            "print('gevent' in sys.modules or 'locust' in sys.modules)")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    code = (
+        "import sys, chaoslib_ext.engine, chaoslib_ext.cli, chaoslib_ext.report; "
+        "print('gevent' in sys.modules or 'locust' in sys.modules)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert output.stdout.strip() == "False"
 
 
 def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Path):
     stats_file = tmp_path / "locust-stats.json"  # Locust appends .json to the name it is given
-    load = LoadSpec(REPO / "tests" / "data" / "mixed_locustfile.py", backend, users=4, spawn_rate=4,
-                    options=("--json-file", str(stats_file.with_suffix(""))))
+    load = LoadSpec(
+        REPO / "tests" / "data" / "mixed_locustfile.py",
+        backend,
+        users=4,
+        spawn_rate=4,
+        options=("--json-file", str(stats_file.with_suffix(""))),
+    )
     runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
     runner.start()
     deadline = time.monotonic() + 20

@@ -8,17 +8,18 @@ import time
 import urllib.request
 
 import pytest
+from conftest import free_port
 
 from chaoslib_ext.probes import run_probe
 from chaoslib_ext.spec.model import ActivityProbe, HttpProbe
-from conftest import free_port
 
 
 @pytest.fixture(scope="module")
 def backend_url():
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port),
-                                "--work-ms", "150"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port), "--work-ms", "150"]
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
     while True:
@@ -52,9 +53,17 @@ def test_http_probe_against_nothing_fails_without_raising():
 
 def test_chaostoolkit_python_probe_with_tolerance(tmp_path):
     marker = tmp_path / "marker"
-    activity = {"type": "probe", "name": "marker-exists", "tolerance": True,
-                "provider": {"type": "python", "module": "os.path", "func": "exists",
-                             "arguments": {"path": str(marker)}}}
+    activity = {
+        "type": "probe",
+        "name": "marker-exists",
+        "tolerance": True,
+        "provider": {
+            "type": "python",
+            "module": "os.path",
+            "func": "exists",
+            "arguments": {"path": str(marker)},
+        },
+    }
     missing = run_probe(ActivityProbe(activity))
     assert not missing.ok and "outside tolerance" in missing.detail
     marker.write_text("x")
@@ -62,19 +71,30 @@ def test_chaostoolkit_python_probe_with_tolerance(tmp_path):
 
 
 def test_chaostoolkit_process_and_http_probes(backend_url):
-    process = {"type": "probe", "name": "exit-code", "tolerance": 0,
-               "provider": {"type": "process", "path": sys.executable, "arguments": ["-c", "raise SystemExit(3)"]}}
+    process = {
+        "type": "probe",
+        "name": "exit-code",
+        "tolerance": 0,
+        "provider": {"type": "process", "path": sys.executable, "arguments": ["-c", "raise SystemExit(3)"]},
+    }
     result = run_probe(ActivityProbe(process))
     assert not result.ok
     process["provider"]["arguments"] = ["-c", "pass"]
     assert run_probe(ActivityProbe(process)).ok
-    http = {"type": "probe", "name": "health", "tolerance": 200,
-            "provider": {"type": "http", "url": backend_url + "/healthz", "timeout": 2}}
+    http = {
+        "type": "probe",
+        "name": "health",
+        "tolerance": 200,
+        "provider": {"type": "http", "url": backend_url + "/healthz", "timeout": 2},
+    }
     assert run_probe(ActivityProbe(http)).ok
 
 
 def test_a_probe_that_raises_is_a_failed_probe_not_a_crash():
-    activity = {"type": "probe", "name": "boom", "provider": {"type": "python", "module": "json",
-                                                              "func": "loads", "arguments": {"s": "{"}}}
+    activity = {
+        "type": "probe",
+        "name": "boom",
+        "provider": {"type": "python", "module": "json", "func": "loads", "arguments": {"s": "{"}},
+    }
     result = run_probe(ActivityProbe(activity))
     assert not result.ok

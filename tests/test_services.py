@@ -8,12 +8,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port_block
 
 from chaoslib_ext.errors import Location, RunAborted
 from chaoslib_ext.services import ServiceSupervisor
 from chaoslib_ext.spec.model import ReadyCheck, RestartPolicy, ServiceSpec
 from chaoslib_ext.timeline import Timeline
-from conftest import free_port_block
 
 
 def backend(port: int, replicas: int = 2, policy: str = "always", delay: float = 0.3) -> ServiceSpec:
@@ -105,7 +105,17 @@ def test_a_port_already_in_use_is_a_clear_error(supervisor_for):
 
 
 def test_a_service_that_dies_at_start_names_its_last_words(supervisor_for):
-    broken = ServiceSpec("broken", ("{python}", "-c", "import sys; sys.exit('cannot open config')"), 1, None,
-                         {}, ReadyCheck(None, 5.0), RestartPolicy("never", 1.0), Location("t.yaml", 3, 3))
-    with pytest.raises(RunAborted, match="broken-0 exited with code 1 before it was ready: cannot open config"):
+    broken = ServiceSpec(
+        "broken",
+        ("{python}", "-c", "import sys; sys.exit('cannot open config')"),
+        1,
+        None,
+        {},
+        ReadyCheck(None, 5.0),
+        RestartPolicy("never", 1.0),
+        Location("t.yaml", 3, 3),
+    )
+    with pytest.raises(
+        RunAborted, match="broken-0 exited with code 1 before it was ready: cannot open config"
+    ):
         supervisor_for(broken).start()

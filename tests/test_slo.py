@@ -13,8 +13,14 @@ T0 = 1_800_000_000
 
 
 def slo(**overrides) -> SloSpec:
-    values = dict(availability=0.99, latency={"p95": 0.1}, throughput_min=None, recovery_within=None,
-                  recovery_window=2.0, judge=("baseline", "fault", "recovery"))
+    values = dict(
+        availability=0.99,
+        latency={"p95": 0.1},
+        throughput_min=None,
+        recovery_within=None,
+        recovery_window=2.0,
+        judge=("baseline", "fault", "recovery"),
+    )
     values.update(overrides)
     return SloSpec(**values)
 
@@ -36,8 +42,10 @@ def store(per_second: dict[int, Aggregate]) -> SampleStore:
 
 
 def windows(baseline=(0, 10), fault=(10, 20), recovery=(20, 30)) -> list[Window]:
-    return [Window(name, T0 + start, T0 + end)
-            for name, (start, end) in (("baseline", baseline), ("fault", fault), ("recovery", recovery))]
+    return [
+        Window(name, T0 + start, T0 + end)
+        for name, (start, end) in (("baseline", baseline), ("fault", fault), ("recovery", recovery))
+    ]
 
 
 def healthy(seconds: range) -> dict[int, Aggregate]:
@@ -94,7 +102,10 @@ def test_a_phase_without_traffic_is_not_held():
     assert not verdict.held
     fault = verdict.phases[1]
     assert fault.sli.requests == 0 and fault.sli.availability is None
-    assert {o.detail for o in fault.objectives} == {"no requests were recorded", "no successful request to measure"}
+    assert {o.detail for o in fault.objectives} == {
+        "no requests were recorded",
+        "no successful request to measure",
+    }
 
 
 def test_all_requests_failing_violates_both_availability_and_latency():

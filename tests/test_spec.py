@@ -6,10 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import MINIMAL, REPO, gameday
 
 from chaoslib_ext.errors import SpecError
 from chaoslib_ext.spec import SpecErrors, load_experiment
-from conftest import MINIMAL, REPO, gameday
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 
@@ -40,16 +40,36 @@ def test_minimal_experiment_gets_defaults(experiment_file):
 @pytest.mark.parametrize(
     ("change", "where", "expected"),
     [
-        (("slo: {availability: 99%}", "slo: {availabilty: 99%}"), ":4:7:", r"slo\.availabilty: unknown field .*did you mean 'availability'"),
-        (("baseline: 1s", 'baseline: "250"'), ":5:20:", r"phases\.baseline: expected a duration such as 250ms.*durations need a unit"),
+        (
+            ("slo: {availability: 99%}", "slo: {availabilty: 99%}"),
+            ":4:7:",
+            r"slo\.availabilty: unknown field .*did you mean 'availability'",
+        ),
+        (
+            ("baseline: 1s", 'baseline: "250"'),
+            ":5:20:",
+            r"phases\.baseline: expected a duration such as 250ms.*durations need a unit",
+        ),
         (("baseline: 1s", "baseline: 250"), None, None),
-        (("availability: 99%", "availability: 99"), ":4:21:", r"slo\.availability: expected a percentage.*% sign"),
+        (
+            ("availability: 99%", "availability: 99"),
+            ":4:21:",
+            r"slo\.availability: expected a percentage.*% sign",
+        ),
         (("users: 1", "users: 0"), ":3:", r"load\.users: must be at least 1"),
         (("version: 1", "version: 2"), ":1:10:", r"version: expected version: 1"),
         (("title: minimal\n", ""), ":1:1:", r"missing required field 'title'"),
-        (("phases:", "faults: [{pod-kil: {selector: {service: x}}}]\nphases:"), ":5:11:", r"faults\[0\]: unknown name 'pod-kil'.*did you mean 'pod-kill'"),
-        (("phases:", "steady_state: [{htp: {url: 'http://127.0.0.1:1/'}}]\nphases:"), ":5:17:", r"unknown name 'htp'.*did you mean 'http'"),
-        (("host: \"http://127.0.0.1:9\"", "host: 127.0.0.1:9"), ":3:", r"load\.host: expected a URL"),
+        (
+            ("phases:", "faults: [{pod-kil: {selector: {service: x}}}]\nphases:"),
+            ":5:11:",
+            r"faults\[0\]: unknown name 'pod-kil'.*did you mean 'pod-kill'",
+        ),
+        (
+            ("phases:", "steady_state: [{htp: {url: 'http://127.0.0.1:1/'}}]\nphases:"),
+            ":5:17:",
+            r"unknown name 'htp'.*did you mean 'http'",
+        ),
+        (('host: "http://127.0.0.1:9"', "host: 127.0.0.1:9"), ":3:", r"load\.host: expected a URL"),
     ],
 )
 def test_schema_errors_name_place_field_and_hint(experiment_file, change, where, expected):
@@ -66,16 +86,21 @@ def test_schema_errors_name_place_field_and_hint(experiment_file, change, where,
 
 
 def test_semantic_errors_point_at_the_faulty_value(experiment_file):
-    text = MINIMAL.replace("phases:", """\
+    text = MINIMAL.replace(
+        "phases:",
+        """\
 services:
   backend: {command: ["{python}", "-m", "x", "--port", "{port}"], replicas: 2}
 faults:
   - pod-kill: {selector: {service: backnd}, count: 1}
   - pod-kill: {selector: {service: backend}, count: 3}
-phases:""")
+phases:""",
+    )
     errors = errors_of(experiment_file(text))
-    assert any(":8:36:" in e and "no service named 'backnd'" in e and "declared services: backend" in e
-               for e in errors), errors
+    assert any(
+        ":8:36:" in e and "no service named 'backnd'" in e and "declared services: backend" in e
+        for e in errors
+    ), errors
     assert any("{port} is used but the service declares no port" in e for e in errors), errors
     assert any("count 3 is more than the 2 replica(s)" in e for e in errors), errors
 
@@ -108,7 +133,9 @@ def test_alias_bomb_and_huge_files_are_refused(tmp_path):
 
 
 def test_variables_substitute_with_types_and_report_unknown_ones(experiment_file):
-    text = MINIMAL.replace("users: 1", 'users: "${users}"').replace("version: 1", "version: 1\nvariables: {users: 3}")
+    text = MINIMAL.replace("users: 1", 'users: "${users}"').replace(
+        "version: 1", "version: 1\nvariables: {users: 3}"
+    )
     path = experiment_file(text)
     assert load_experiment(path).load.users == 3
     assert load_experiment(path, {"users": 7}).load.users == 7
@@ -128,8 +155,13 @@ def test_validate_command_exit_codes_and_no_traceback(experiment_file, tmp_path)
     bad = experiment_file(MINIMAL.replace("baseline: 1s", "baseline: soon"), "bad.yaml")
     ok = gameday("validate", str(good))
     assert ok.returncode == 0 and "ok" in ok.stdout
-    for args in (["validate", str(good), str(bad)], ["validate", str(tmp_path / "missing.yaml")],
-                 ["plan", str(bad)], ["run", str(bad)], ["validate", str(good), "--var", "nothing"]):
+    for args in (
+        ["validate", str(good), str(bad)],
+        ["validate", str(tmp_path / "missing.yaml")],
+        ["plan", str(bad)],
+        ["run", str(bad)],
+        ["validate", str(good), "--var", "nothing"],
+    ):
         result = gameday(*args)
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr

@@ -5,8 +5,18 @@ from chaoslib_ext.units import format_duration, format_ms, format_percent, parse
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("250ms", 0.25), ("1s", 1.0), ("1.5s", 1.5), ("2m", 120.0), ("1h30m", 5400.0), ("1m30s", 90.0),
-     ("500us", 0.0005), (3, 3.0), (0.5, 0.5), (" 10s ", 10.0)],
+    [
+        ("250ms", 0.25),
+        ("1s", 1.0),
+        ("1.5s", 1.5),
+        ("2m", 120.0),
+        ("1h30m", 5400.0),
+        ("1m30s", 90.0),
+        ("500us", 0.0005),
+        (3, 3.0),
+        (0.5, 0.5),
+        (" 10s ", 10.0),
+    ],
 )
 def test_durations_parse_to_seconds(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)

@@ -321,10 +321,16 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
     recorder = statistics.median(rates[True])
     ratio = recorder / plain if plain else math.nan
     verdict = "OK" if ratio >= OVERHEAD_TARGET else "MISSED"
-    print(f"    median plain Locust:    {plain:8.1f} req/s")
-    print(f"    median with recorder:   {recorder:8.1f} req/s")
+    print(f"    median plain Locust:    {plain:8.1f} req/s  (runs spread {spread(rates[False]):.1%})")
+    print(f"    median with recorder:   {recorder:8.1f} req/s  (runs spread {spread(rates[True]):.1%})")
     print(f"    ratio recorder/plain:   {ratio:8.3f} (target >= {OVERHEAD_TARGET}: {verdict})")
     return ratio
+
+
+def spread(values: list[float]) -> float:
+    """(max - min) / median: run-to-run noise, to weigh the ratio against."""
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle if middle else math.nan
 
 
 def positive_int(text: str) -> int:
