@@ -13,7 +13,10 @@ WITH_FAULTS = MINIMAL.replace(
     "phases: {baseline: 1s, fault: 1s, recovery: 1s}",
     """\
 services:
-  backend: {command: ["{python}", "-m", "chaoslib_ext.demo.backend", "--port", "{port}"], replicas: 4, port: PORT}
+  backend:
+    command: ["{python}", "-m", "chaoslib_ext.demo.backend", "--port", "{port}"]
+    replicas: 4
+    port: PORT
 phases: {warmup: 1s, baseline: 2s, fault: 10s, recovery: 3s}
 faults:
   - pod-kill: {selector: {service: backend}, percent: 50%, interval: 4s, after: 1s, seed: 42}
@@ -46,8 +49,8 @@ def test_plan_prints_targets_and_timeline_and_starts_nothing(experiment_file):
     assert f"backend: 4 replica(s) [backend-0 :{port}, backend-1 :{port + 1}" in out
     assert "00:04.0  inject fault #1 pod-kill" in out
     assert (
-        "#1 pod-kill: SIGKILL 50% of 4 live replica(s) of backend (2 now), chosen at random with seed 42, every 4s"
-        in out
+        "#1 pod-kill: SIGKILL 50% of 4 live replica(s) of backend (2 now), "
+        "chosen at random with seed 42, every 4s" in out
     )
     assert "candidates: backend-0, backend-1, backend-2, backend-3" in out
     assert "availability >= 99%" in out

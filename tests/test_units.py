@@ -24,7 +24,7 @@ def test_durations_parse_to_seconds(text, seconds):
 
 @pytest.mark.parametrize("text", ["250", "10 s", "ten seconds", "1d", "-1s", "", "s", True, -2])
 def test_bad_durations_are_refused_with_an_example(text):
-    with pytest.raises(ValueError, match="duration|negative"):
+    with pytest.raises(ValueError, match=r"duration|negative"):
         parse_duration(text)
 
 
