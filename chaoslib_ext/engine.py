@@ -223,4 +223,8 @@ class Engine:
         windows = self.result.windows
         if until is not None:  # an unfinished run: judge only what was observed
             windows = [Window(w.name, w.start, min(w.end, until)) for w in windows if w.start < until]
-        self.result.verdict = judge(self.experiment.slo, self.load.samples, windows)
+        self.result.verdict = judge(self.experiment.slo, self.load.samples, windows, self._fault_ended())
+
+    def _fault_ended(self) -> float | None:
+        """When the last fault action took effect; None (the fault phase's end) if none did."""
+        return max((record.at for record in self.result.fault_records), default=None)

@@ -141,7 +141,7 @@ def objective_texts(experiment: Experiment) -> list[str]:
         texts.append(f"throughput >= {slo.throughput_min:g} req/s")
     if slo.recovery_within is not None:
         texts.append(
-            f"recovered within {format_duration(slo.recovery_within)} after the fault phase "
+            f"recovered within {format_duration(slo.recovery_within)} after the fault ends "
             f"(SLO holding for {format_duration(slo.recovery_window)})"
         )
     return texts

@@ -80,6 +80,7 @@ class Verdict:
     reasons: tuple[str, ...]
     phases: tuple[PhaseResult, ...]
     time_to_recover: float | None
+    fault_ended: float | None
     error_budget: ErrorBudget | None
     breaches: tuple[Breach, ...]
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
@@ -148,8 +149,8 @@ def holds(slo: SloSpec, samples: SampleStore, start: float, end: float) -> bool:
 
 
 def time_to_recover(slo: SloSpec, samples: SampleStore, fault_end: float, run_end: float) -> float | None:
-    """Seconds from the end of the fault phase to the first second from which the SLO holds
-    for `recovery_window`; None if that never happens before the run ends."""
+    """Seconds from the end of the fault to the first second from which the SLO holds for
+    `recovery_window`; None if that never happens before the run ends."""
     window = slo.recovery_window
     steps = math.floor(run_end - fault_end - window + 1e-9)
     for step in range(max(0, steps) + 1):
@@ -161,26 +162,36 @@ def time_to_recover(slo: SloSpec, samples: SampleStore, fault_end: float, run_en
     return None
 
 
-def judge(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> Verdict:
-    """The verdict over the run's phase windows (warmup, baseline, fault, recovery)."""
+def judge(
+    slo: SloSpec, samples: SampleStore, windows: list[Window], fault_ended: float | None = None
+) -> Verdict:
+    """The verdict over the run's phase windows (warmup, baseline, fault, recovery).
+
+    `fault_ended` is when the last fault action took effect (the last kill, or the revert of a
+    fault that lasts); time to recover counts from there, and the recovery phase is judged only
+    after the `recovery_within` allowance that follows it. Without it, the fault phase's end is used.
+    """
     by_name = {w.name: w for w in windows}
+    if fault_ended is None and "fault" in by_name:
+        fault_ended = by_name["fault"].end
     phases = []
     for window in windows:
         judged_window = window
-        if window.name == "recovery" and slo.recovery_within is not None:
-            judged_window = Window("recovery", window.start + slo.recovery_within, window.end)
+        if window.name == "recovery" and slo.recovery_within is not None and fault_ended is not None:
+            start = min(window.end, max(window.start, fault_ended + slo.recovery_within))
+            judged_window = Window("recovery", start, window.end)
         sli = measure(samples.window(judged_window.start, judged_window.end), judged_window.length)
         judged = window.name in slo.judge
         objectives = check(slo, sli, window.name) if judged else ()
         phases.append(PhaseResult(judged_window, judged, sli, objectives))
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
     ttr = None
-    if "fault" in by_name and "recovery" in by_name:
-        ttr = time_to_recover(slo, samples, by_name["fault"].end, by_name["recovery"].end)
+    if fault_ended is not None and "recovery" in by_name:
+        ttr = time_to_recover(slo, samples, fault_ended, by_name["recovery"].end)
         if slo.recovery_within is not None and "recovery" in slo.judge:
             held = ttr is not None and ttr <= slo.recovery_within
             detail = (
-                f"SLO held again {format_duration(ttr)} after the fault phase"
+                f"SLO held again {format_duration(ttr)} after the fault ended"
                 if ttr is not None
                 else "the SLO did not hold again before the end of the run"
             )
@@ -198,6 +209,7 @@ def judge(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> Verdict:
         reasons=reasons,
         phases=verdict_phases,
         time_to_recover=ttr,
+        fault_ended=fault_ended,
         error_budget=_error_budget(slo, verdict_phases),
         breaches=tuple(_breaches(slo, samples, windows)),
         recovery_objectives=recovery_objectives,

@@ -146,10 +146,21 @@ def test_time_to_recover_is_the_first_second_from_which_the_slo_holds_for_the_wi
     verdict = judge(slo(recovery_within=4.0), samples, windows())
     ttr = verdict.recovery_objectives[0]
     assert not ttr.held and ttr.actual == 5.0
-    assert "held again 5s after the fault phase, allowed 4s" in ttr.detail
+    assert "held again 5s after the fault ended, allowed 4s" in ttr.detail
     # the recovery phase itself is judged only after its allowance: from +24s
     assert verdict.phases[2].window.start == T0 + 24
     assert judge(slo(recovery_within=6.0), samples, windows()).recovery_objectives[0].held
+
+
+def test_time_to_recover_counts_from_the_last_fault_action_when_it_is_known():
+    data = healthy(range(30))
+    for s in (12, 13, 14):  # a kill at +12s hurts for three seconds, inside the fault phase
+        data[s] = second([], failed=100)
+    verdict = judge(slo(recovery_within=5.0), store(data), windows(), fault_ended=T0 + 12)
+    assert verdict.time_to_recover == 3.0
+    assert verdict.recovery_objectives[0].held
+    assert verdict.phases[2].window.start == T0 + 20  # allowance already over when recovery starts
+    assert not verdict.phases[1].objectives[0].held  # the fault phase itself is still judged in full
 
 
 def test_never_recovering_is_reported_as_such():

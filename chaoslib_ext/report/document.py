@@ -82,7 +82,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "judged_phases": list(slo.judge),
         },
         "phases": [],
-        "recovery": {"time_to_recover_s": None, "objective": None},
+        "recovery": {"fault_ended_s": None, "time_to_recover_s": None, "objective": None},
         "error_budget": None,
         "breaches": [],
         "steady_state": {
@@ -134,6 +134,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             for phase in verdict.phases
         ]
         report["recovery"] = {
+            "fault_ended_s": None if verdict.fault_ended is None else rel(verdict.fault_ended),
             "time_to_recover_s": verdict.time_to_recover,
             "objective": _objective(verdict.recovery_objectives[0]) if verdict.recovery_objectives else None,
         }

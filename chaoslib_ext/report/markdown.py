@@ -35,7 +35,7 @@ def _phases(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Phases",
         "",
-        "The recovery phase is judged after its `recovery_within` allowance, when one is set.",
+        "The recovery phase is judged after the `recovery_within` allowance that follows the fault.",
         "",
         "| phase | window | requests | availability | p50 | p95 | p99 | max | req/s | result |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -75,8 +75,10 @@ def _recovery(report: dict[str, Any]) -> list[str]:
     ttr = report["recovery"]["time_to_recover_s"]
     if report["phases"]:
         text = "not reached" if ttr is None else format_duration(ttr)
+        ended = report["recovery"]["fault_ended_s"]
+        since = "" if ended is None else f" (at {ended:+.1f}s)"
         lines.append(
-            f"**Time to recover** after the fault phase: {text} "
+            f"**Time to recover** after the fault ended{since}: {text} "
             f"(SLO holding for {format_duration(report['slo']['recovery_window_s'])})."
         )
     budget = report["error_budget"]

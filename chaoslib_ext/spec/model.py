@@ -55,7 +55,7 @@ class SloSpec:
     availability: float | None  # fraction of good requests, e.g. 0.995
     latency: dict[str, float]  # objective name (p95, max...) -> seconds
     throughput_min: float | None  # requests per second
-    recovery_within: float | None  # seconds allowed after the fault phase
+    recovery_within: float | None  # seconds allowed to recover once the fault is over
     recovery_window: float  # seconds the SLO must hold to count as recovered
     judge: tuple[str, ...]
 
