@@ -6,96 +6,12 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"
-
-Starter = Callable[..., tuple[subprocess.Popen[bytes], int]]
-
-
-def free_port() -> int:
-    """Ask the kernel for a currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET http://127.0.0.1:port/path with a fresh connection."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_healthy(proc: subprocess.Popen[bytes], port: int, deadline_s: float = 10.0) -> None:
-    """Poll /healthz until it answers 200, the process dies, or the deadline passes."""
-    deadline = time.monotonic() + deadline_s
-    last: object = None
-    for _ in range(10_000):
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited early with {proc.returncode}")
-        if time.monotonic() > deadline:
-            break
-        try:
-            status, _ = get(port, "/healthz", timeout=0.5)
-            if status == 200:
-                return
-            last = status
-        except OSError as exc:
-            last = exc
-        time.sleep(0.02)
-    raise AssertionError(f"port {port} not healthy within {deadline_s}s: {last!r}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Terminate, then kill, a process we started."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=3)
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Starter]:
-    """Factory that starts a demo module on a free port and waits until it is healthy."""
-    procs: list[subprocess.Popen[bytes]] = []
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-
-    def _start(module: str, *args: str) -> tuple[subprocess.Popen[bytes], int]:
-        port = free_port()
-        log = tmp_path / f"{module.rsplit('.', 1)[-1]}-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module, "--host", HOST, "--port", str(port), *args],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        procs.append(proc)
-        proc.log_path = log  # type: ignore[attr-defined]
-        wait_healthy(proc, port)
-        return proc, port
-
-    yield _start
-    for proc in procs:
-        stop(proc)
+from conftest import HOST, REPO, Starter, get, stop, wait_healthy
 
 
 def start_backends(start: Starter, n: int) -> list[tuple[subprocess.Popen[bytes], int]]:
@@ -203,7 +119,7 @@ def test_restarted_backend_rebinds_same_port(start: Starter) -> None:
     assert get(port, "/work")[0] == 200
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 0
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     again = subprocess.Popen(
         [
             sys.executable,
@@ -214,7 +130,7 @@ def test_restarted_backend_rebinds_same_port(start: Starter) -> None:
             "--name",
             "second",
         ],
-        cwd=REPO_ROOT,
+        cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -6,11 +6,10 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port
+from conftest import HOST, REPO, Starter
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.load.runner import LoadRunner
@@ -20,24 +19,10 @@ from chaoslib_ext.timeline import Timeline
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def backend():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port), "--work-ms", "1"]
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "backend did not start"
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=5)
+@pytest.fixture
+def backend(start: Starter) -> str:
+    _, port = start("chaoslib_ext.demo.backend", "--work-ms", "1")
+    return f"http://{HOST}:{port}"
 
 
 def test_runner_never_imports_locust_or_gevent():

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
-from conftest import free_port
+from conftest import HOST, Starter, free_port
 
 from chaoslib_ext.probes import run_probe
 from chaoslib_ext.spec.model import ActivityProbe, HttpProbe
 
 
-@pytest.fixture(scope="module")
-def backend_url():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port), "--work-ms", "150"]
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            urllib.request.urlopen(url + "/healthz", timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "backend did not start"
-            time.sleep(0.05)
-    yield url
-    process.terminate()
-    process.wait(timeout=5)
+@pytest.fixture
+def backend_url(start: Starter) -> str:
+    _, port = start("chaoslib_ext.demo.backend", "--work-ms", "150")
+    return f"http://{HOST}:{port}"
 
 
 def test_http_probe_checks_status_body_and_latency(backend_url):
