@@ -26,12 +26,10 @@ class EndpointSample:
 class Aggregate:
     """Everything recorded during some set of seconds."""
 
-    seconds: int = 0
     endpoints: dict[str, EndpointSample] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Aggregate) -> None:
-        self.seconds += other.seconds
         for name, sample in other.endpoints.items():
             self.endpoints.setdefault(name, EndpointSample()).merge(sample)
         self.errors.update(other.errors)
@@ -51,7 +49,7 @@ class Aggregate:
     @classmethod
     def from_message(cls, message: dict[str, Any]) -> Aggregate:
         """Decode one "second" message of the recorder plugin."""
-        aggregate = cls(seconds=1, errors=Counter(message.get("errors", {})))
+        aggregate = cls(errors=Counter(message.get("errors", {})))
         for name, data in message["endpoints"].items():
             aggregate.endpoints[name] = EndpointSample(
                 Histogram.from_dict(data["ok"]), Histogram.from_dict(data["failed"])
@@ -73,7 +71,6 @@ class SampleStore:
                 self._seconds[second] = aggregate
             else:  # the same second from another Locust process (or a late flush)
                 existing.add(aggregate)
-                existing.seconds = 1
 
     def seconds(self) -> list[int]:
         with self._lock:

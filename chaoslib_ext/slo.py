@@ -33,7 +33,7 @@ class Sli:
     failures: int
     availability: float | None
     throughput: float | None  # requests per second of window
-    latency_ms: dict[str, float | None]  # p50 ... p999 and max, successful requests only
+    latency_ms: dict[str, float | None]  # mean, p50 ... p999 and max: successful requests only
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class PhaseResult:
     judged: bool
     sli: Sli
     objectives: tuple[ObjectiveResult, ...]
+    endpoints: dict[str, Sli]  # the same SLIs per endpoint ("GET /checkout"): the report's "where"
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def measure(aggregate: Aggregate, length: float) -> Sli:
         failures=aggregate.failures,
         availability=None if requests == 0 else (requests - aggregate.failures) / requests,
         throughput=None if length <= 0 else requests / length,
-        latency_ms={name: ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()},
+        latency_ms={"mean": ok.mean_ms()}
+        | {name: ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()},
     )
 
 
@@ -180,10 +182,15 @@ def judge(
         if window.name == "recovery" and slo.recovery_within is not None and fault_ended is not None:
             start = min(window.end, max(window.start, fault_ended + slo.recovery_within))
             judged_window = Window("recovery", start, window.end)
-        sli = measure(samples.window(judged_window.start, judged_window.end), judged_window.length)
+        aggregate = samples.window(judged_window.start, judged_window.end)
+        sli = measure(aggregate, judged_window.length)
+        endpoints = {
+            name: measure(Aggregate({name: sample}), judged_window.length)
+            for name, sample in sorted(aggregate.endpoints.items())
+        }
         judged = window.name in slo.judge
         objectives = check(slo, sli, window.name) if judged else ()
-        phases.append(PhaseResult(judged_window, judged, sli, objectives))
+        phases.append(PhaseResult(judged_window, judged, sli, objectives, endpoints))
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
     ttr = None
     if fault_ended is not None and "recovery" in by_name:

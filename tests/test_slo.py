@@ -31,7 +31,7 @@ def second(ok_ms: list[float], failed: int = 0) -> Aggregate:
         sample.ok.record_ms(ms)
     for _ in range(failed):
         sample.failed.record_ms(1.0)
-    return Aggregate(seconds=1, endpoints={"GET /x": sample})
+    return Aggregate(endpoints={"GET /x": sample})
 
 
 def store(per_second: dict[int, Aggregate]) -> SampleStore:
@@ -180,3 +180,17 @@ def test_throughput_objective_counts_requests_per_second_of_the_whole_window():
     fault = next(o for o in verdict.phases[1].objectives if o.name == "throughput")
     assert fault.actual == pytest.approx(50.0) and not fault.held
     assert measure(store(healthy(range(2))).window(T0, T0 + 2), 2.0).throughput == pytest.approx(100.0)
+
+
+def test_each_phase_says_which_endpoint_failed():
+    data = healthy(range(30))
+    broken = EndpointSample(Histogram(), Histogram())
+    for _ in range(20):
+        broken.failed.record_ms(2.0)
+    data[15].endpoints["GET /pay"] = broken
+    verdict = judge(slo(), store(data), windows())
+    fault = verdict.phases[1]
+    assert set(fault.endpoints) == {"GET /pay", "GET /x"}
+    assert fault.endpoints["GET /pay"].availability == 0.0
+    assert fault.endpoints["GET /x"].availability == 1.0
+    assert fault.sli.failures == 20

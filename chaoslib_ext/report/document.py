@@ -130,6 +130,16 @@ def build_report(run: RunResult) -> dict[str, Any]:
                 "throughput_rps": phase.sli.throughput,
                 "latency_ms": phase.sli.latency_ms,
                 "objectives": [_objective(o) for o in phase.objectives],
+                "endpoints": [
+                    {
+                        "name": name,
+                        "requests": sli.requests,
+                        "failures": sli.failures,
+                        "availability": sli.availability,
+                        "latency_ms": sli.latency_ms,
+                    }
+                    for name, sli in phase.endpoints.items()
+                ],
             }
             for phase in verdict.phases
         ]

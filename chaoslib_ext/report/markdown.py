@@ -20,7 +20,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if report["reasons"]:
         lines += ["**Why:**", ""] + [f"- {reason}" for reason in report["reasons"]] + [""]
-    lines += _phases(report) + _objectives(report) + _recovery(report) + _breaches(report)
+    lines += (
+        _phases(report) + _objectives(report) + _recovery(report) + _breaches(report) + _endpoints(report)
+    )
     lines += _faults(report) + _steady_state(report) + _errors(report)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -110,6 +112,24 @@ def _breaches(report: dict[str, Any]) -> list[str]:
         )
     if len(report["breaches"]) > 30:
         lines.append(f"| … | | {len(report['breaches']) - 30} more in report.json | | |")
+    return [*lines, ""]
+
+
+def _endpoints(report: dict[str, Any]) -> list[str]:
+    rows = [(p["name"], e) for p in report["phases"] if p["judged"] for e in p["endpoints"]]
+    if len({e["name"] for _, e in rows}) < 2:
+        return []  # a single endpoint says nothing the phase table does not
+    lines = [
+        "## Endpoints",
+        "",
+        "| phase | endpoint | requests | availability | p95 | p99 |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for phase, e in rows:
+        lines.append(
+            f"| {phase} | `{e['name']}` | {e['requests']} | {format_percent(e['availability'])} | "
+            f"{format_ms(e['latency_ms']['p95'])} | {format_ms(e['latency_ms']['p99'])} |"
+        )
     return [*lines, ""]
 
 
