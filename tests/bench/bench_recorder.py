@@ -305,6 +305,7 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
     """Figure (b): print plain vs recorder requests/s (alternating runs); return the median ratio."""
     print(f"(b) OVERHEAD  requests/s, {USERS} users, no wait, {seconds}s per run, {rounds} rounds")
     rates: dict[bool, list[float]] = {False: [], True: []}
+    cpu_per_request: dict[bool, list[float]] = {False: [], True: []}
     for round_no in range(1, rounds + 1):
         for recorded in (False, True):
             side = "recorder" if recorded else "plain"
@@ -313,6 +314,7 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
             run = run_locust(name, options, workdir, seconds, recorded)
             rps, count, failures = aggregated_stats(run.csv_prefix)
             rates[recorded].append(rps)
+            cpu_per_request[recorded].append(run.cpu_seconds / max(count, 1))
             print(
                 f"    round {round_no} {side:>8}: {rps:8.1f} req/s  ({count} requests, {failures} failed, "
                 f"Locust cpu {run.cpu_seconds / run.wall_seconds:.0%} of {run.wall_seconds:.1f}s wall)"
@@ -324,7 +326,43 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
     print(f"    median plain Locust:    {plain:8.1f} req/s  (runs spread {spread(rates[False]):.1%})")
     print(f"    median with recorder:   {recorder:8.1f} req/s  (runs spread {spread(rates[True]):.1%})")
     print(f"    ratio recorder/plain:   {ratio:8.3f} (target >= {OVERHEAD_TARGET}: {verdict})")
+    plain_cpu = statistics.median(cpu_per_request[False])
+    recorder_cpu = statistics.median(cpu_per_request[True])
+    print(
+        f"    Locust CPU per request: plain {plain_cpu * 1e6:.0f} us, with recorder "
+        f"{recorder_cpu * 1e6:.0f} us (ratio {plain_cpu / recorder_cpu:.3f}; steadier than req/s)"
+    )
+    cost = recorder_cost_seconds()
+    print(
+        f"(c) RECORDER COST  {cost * 1e6:.2f} us per request in-process (200k calls), "
+        f"{cost / plain_cpu:.2%} of plain Locust's CPU per request: expected ratio {1 - cost / plain_cpu:.3f}"
+    )
     return ratio
+
+
+RECORDER_COST_CODE = """
+import time
+from chaoslib_ext.load.recorder import Recorder
+recorder = Recorder(fd=-1)
+calls = 200_000
+started = time.perf_counter()
+for i in range(calls):
+    recorder.on_request("GET", "/work", 12.5 + (i % 977) * 0.37, exception=None)
+print((time.perf_counter() - started) / calls)
+"""
+
+
+def recorder_cost_seconds() -> float:
+    """Figure (c): the recorder's own cost per request, timed in a child (importing it brings in gevent)."""
+    output = subprocess.run(
+        [sys.executable, "-c", RECORDER_COST_CODE],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return float(output.stdout.strip())
 
 
 def spread(values: list[float]) -> float:
