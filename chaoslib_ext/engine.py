@@ -210,9 +210,9 @@ class Engine:
 
     def _show_status(self, origin: float, now: float) -> None:
         phase = next((w.name for w in self.result.windows if w.start <= now < w.end), "")
-        last = int(now) - 1  # the newest second that is complete
-        start, stop = last - LIVE_WINDOW_SECONDS + 1, last + 1
-        sli = measure(self.load.samples.window(start, stop), LIVE_WINDOW_SECONDS)
+        stop = int(now)  # seconds before this one are complete
+        start = max(stop - LIVE_WINDOW_SECONDS, int(origin))  # never count the seconds before the load
+        sli = measure(self.load.samples.window(start, stop), max(1, stop - start))
         slo_ok = all(o.held for o in check(self.experiment.slo, sli, phase)) if sli.requests else None
         error_rate = None if sli.availability is None else 1 - sli.availability
         self.progress.status(
