@@ -15,7 +15,7 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .errors import ExitCode, GamedayError
+from .errors import ExitCode, GamedayError, SpecError
 from .spec import SpecErrors, load_experiment, parse_overrides
 from .units import format_duration, format_ms, format_percent
 
@@ -105,15 +105,26 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
     plan = make_plan(experiment)
-    report_dir = args.report_dir / new_run_id(experiment.title)
-    engine = Engine(plan, report_dir, Progress(quiet=args.quiet))
-    engine.result.run_id = report_dir.name
+    run_id = new_run_id(experiment.title)
+    report_dir = args.report_dir / run_id
+    try:
+        report_dir.mkdir(parents=True)
+    except OSError as error:
+        raise SpecError(
+            f"cannot create the report directory: {error.strerror}",
+            where=str(report_dir),
+            hint="choose another --report-dir",
+        ) from None
+    engine = Engine(plan, run_id, report_dir, Progress(quiet=args.quiet))
     interrupted: list[str] = []
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
         name = signal.Signals(number).name
-        if interrupted:
-            print(f"gameday: {name} again: still reverting and stopping, please wait", file=sys.stderr)
+        if interrupted or not engine.cancellable:
+            print(
+                f"gameday: {name}: already stopping; reverting, stopping services and writing the report",
+                file=sys.stderr,
+            )
             return
         interrupted.append(name)
         raise Interrupted(name)

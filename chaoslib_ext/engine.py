@@ -6,6 +6,7 @@ Whatever happens (a fault that cannot be applied, a probe that raises, Ctrl-C, S
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,15 @@ from .slo import Verdict, Window, check, judge, measure
 from .timeline import Timeline
 
 LIVE_WINDOW_SECONDS = 5
-LOAD_TIME_MARGIN_SECONDS = 60
+FLUSH_LAG_SECONDS = 0.5  # the recorder flushes a finished second within 0.2 s
 
 
-class Interrupted(Exception):
-    """Raised in the main thread by the SIGINT/SIGTERM handlers."""
+class Interrupted(BaseException):
+    """Raised in the main thread by the SIGINT/SIGTERM handlers while a run can be cancelled.
+
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` (in a probe, say)
+    swallows it.
+    """
 
     def __init__(self, signal_name: str) -> None:
         super().__init__(signal_name)
@@ -71,40 +76,49 @@ def new_run_id(title: str, now: float | None = None) -> str:
 
 
 class Engine:
-    def __init__(self, plan: Plan, report_dir: Path, progress: Progress) -> None:
+    def __init__(self, plan: Plan, run_id: str, report_dir: Path, progress: Progress) -> None:
         self.plan = plan
         self.experiment = plan.experiment
         self.progress = progress
-        self.result = RunResult(new_run_id(self.experiment.title), plan, report_dir, time.time(), Timeline())
+        self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline())
         self.timeline = self.result.timeline
         logs = report_dir / "logs"
         self.supervisor = ServiceSupervisor(self.experiment.services, logs, self.timeline)
-        self.load = LoadRunner(
-            self.experiment.load, plan.duration + LOAD_TIME_MARGIN_SECONDS, logs / "locust.log", self.timeline
-        )
+        self.load = LoadRunner(self.experiment.load, plan.duration, logs / "locust.log", self.timeline)
         self.result.samples = self.load.samples
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
         self.applied: set[int] = set()
+        self.cancellable = False  # True while a signal may interrupt the run (not during clean-up)
 
     def run(self) -> RunResult:
+        """Run to the end; whatever happens, clean up and judge what was observed."""
         result = self.result
         try:
+            self.cancellable = True
             self._run()
         except RunAborted as error:
+            self.cancellable = False
             self._stop_with("aborted", str(error))
-        except Interrupted as interrupt:
-            self._stop_with("interrupted", f"interrupted by {interrupt.signal_name}")
-        except KeyboardInterrupt:
-            self._stop_with("interrupted", "interrupted by SIGINT")
+        except (Interrupted, KeyboardInterrupt) as interrupt:
+            self.cancellable = False
+            name = interrupt.signal_name if isinstance(interrupt, Interrupted) else "SIGINT"
+            self._stop_with("interrupted", f"interrupted by {name}")
         finally:
-            self._revert_all()
-            self._stop_load()
-            self.supervisor.stop()
-            self.progress.close()
+            self.cancellable = False
+            self._clean_up()
             result.ended_at = time.time()
             if result.load_started_at is not None and result.verdict is None:
-                self._judge(until=result.ended_at)
+                self._judge(until=self.load.stopped_at or result.ended_at)
         return result
+
+    def _clean_up(self) -> None:
+        """Revert, stop the load, stop the services: each step runs even if one before it failed."""
+        for step in (self._revert_all, self.load.stop, self.supervisor.stop, self.progress.close):
+            try:
+                step()
+            except Exception as error:  # keep going: the next step may be the one that matters
+                self.timeline.add("engine", "cleanup-failed", step.__name__, error=repr(error))
+                self.progress.event(f"! cleanup step {step.__name__} failed: {error!r}")
 
     def _stop_with(self, status: str, error: str) -> None:
         self.result.status, self.result.error = status, error
@@ -125,13 +139,15 @@ class Engine:
             f"starting load: {self.experiment.load.users} users on {self.experiment.load.host}"
         )
         self.load.start()
-        origin = time.time()
+        # Phases start on a whole second, so that each per-second sample falls in one phase.
+        origin = float(math.ceil(time.time()))
+        time.sleep(max(0.0, origin - time.time()))
         result.load_started_at = origin
         result.windows = [Window(p.name, origin + p.start, origin + p.end) for p in self.plan.phases]
         self._follow_timeline(origin)
         self._revert_all()
         result.steady_after = self._steady_state("after")
-        self._stop_load()
+        self.load.stop()
         result.status = "completed"
         self._judge(until=None)
 
@@ -157,6 +173,10 @@ class Engine:
                 reverted = True
             if now >= end:
                 return
+            if self.load.problem:
+                raise RunAborted(
+                    f"the load measurements broke: {self.load.problem}", hint=f"see {self.load.log_path}"
+                )
             if not self.load.running():
                 raise RunAborted(
                     f"the load generator exited early: {self.load.last_log_line()}",
@@ -192,10 +212,6 @@ class Engine:
             self.timeline.add("fault", "reverted", fault.label)
         self.applied.clear()
 
-    def _stop_load(self) -> None:
-        if self.load.process is not None and self.load.running():
-            self.load.stop()
-
     def _steady_state(self, when: str) -> list[ProbeResult]:
         results = []
         for probe in self.experiment.steady_state:
@@ -210,9 +226,10 @@ class Engine:
 
     def _show_status(self, origin: float, now: float) -> None:
         phase = next((w.name for w in self.result.windows if w.start <= now < w.end), "")
-        stop = int(now)  # seconds before this one are complete
-        start = max(stop - LIVE_WINDOW_SECONDS, int(origin))  # never count the seconds before the load
-        sli = measure(self.load.samples.window(start, stop), max(1, stop - start))
+        stop = int(now - FLUSH_LAG_SECONDS)  # seconds before this one have reached the runner
+        start = max(stop - LIVE_WINDOW_SECONDS, int(origin))
+        seconds = stop - start
+        sli = measure(self.load.samples.window(start, stop), seconds)
         slo_ok = all(o.held for o in check(self.experiment.slo, sli, phase)) if sli.requests else None
         error_rate = None if sli.availability is None else 1 - sli.availability
         self.progress.status(

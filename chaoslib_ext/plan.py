@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .faults.pod_kill import kill_count
 from .services import replica_port
 from .spec.model import PHASES, Experiment, FaultSpec
-from .units import format_duration, format_percent
+from .units import format_clock, format_duration, format_percent
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,12 @@ def render_plan(plan: Plan) -> str:
     ]
     for phase in plan.phases:
         judged = "judged" if phase.name in experiment.slo.judge else "not judged"
-        lines.append(f"  {_clock(phase.start)} - {_clock(phase.end)}  {phase.name:<9} ({judged})")
+        start, end = format_clock(phase.start, tenths=True), format_clock(phase.end, tenths=True)
+        lines.append(f"  {start} - {end}  {phase.name:<9} ({judged})")
         for injection in plan.injections:
             if phase.start <= injection.at < phase.end:
-                lines.append(
-                    f"    {_clock(injection.at)}  inject fault #{injection.fault_index + 1} "
-                    f"{injection.fault.kind}"
-                )
+                at = format_clock(injection.at, tenths=True)
+                lines.append(f"    {at}  inject fault #{injection.fault_index + 1} {injection.fault.kind}")
     lines += ["", "Faults and their targets:"]
     if not plan.faults:
         lines.append("  none")
@@ -145,8 +144,3 @@ def objective_texts(experiment: Experiment) -> list[str]:
             f"(SLO holding for {format_duration(slo.recovery_window)})"
         )
     return texts
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes):02d}:{rest:04.1f}"

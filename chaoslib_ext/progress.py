@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TextIO
 
-from .units import format_ms
+from .units import format_clock, format_ms
 
 NON_TTY_EVERY_SECONDS = 5.0
 
@@ -42,7 +42,7 @@ class Progress:
         slo = "-" if slo_ok is None else ("ok" if slo_ok else "BREACHED")
         errors = "-" if error_rate is None else f"{error_rate:.1%}"
         text = (
-            f"[{phase:<8} {_clock(elapsed)}/{_clock(total)}] "
+            f"[{phase:<8} {format_clock(elapsed)}/{format_clock(total)}] "
             f"{'-' if rps is None else f'{rps:.0f}'} req/s  p95 {format_ms(p95_ms)}  "
             f"errors {errors}  SLO {slo}"
         )
@@ -65,8 +65,3 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self._pending = False
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(int(max(0.0, seconds)), 60)
-    return f"{minutes:02d}:{rest:02d}"

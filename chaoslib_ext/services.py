@@ -82,18 +82,27 @@ class Replica:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def spawn(self) -> None:
+    def spawn(self) -> int:
+        """Start the replica in a new session; return its process group id (its pid)."""
         if self.log is None:
             self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.env},
-            start_new_session=True,
-        )
+        try:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        except OSError as error:
+            raise RunAborted(
+                f"cannot start {self.name}: {error.strerror}: {self.command[0]}",
+                where=str(self.service.where),
+                hint=f"check services.{self.service.name}.command",
+            ) from None
         self.spawned_at = time.monotonic()
+        return self.process.pid
 
     def last_log_line(self) -> str:
         try:
@@ -140,6 +149,7 @@ class ServiceSupervisor:
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
+        self._groups: set[int] = set()  # process groups not yet cleared, so that none outlives the run
         log_dir.mkdir(parents=True, exist_ok=True)
         for name, service in services.items():
             self.replicas[name] = [
@@ -168,7 +178,7 @@ class ServiceSupervisor:
                 )
         for name, replicas in self.replicas.items():
             for replica in replicas:
-                replica.spawn()
+                self._groups.add(replica.spawn())
                 self.timeline.add("service", "started", replica.name, pid=replica.pid, port=replica.port)
             self._wait_ready(name, replicas)
         self._monitor = threading.Thread(target=self._watch, name="service-monitor", daemon=True)
@@ -204,7 +214,11 @@ class ServiceSupervisor:
         while not self._stopping.wait(POLL_SECONDS):
             with self._lock:
                 for replica in self.all_replicas():
-                    self._tend(replica)
+                    try:
+                        self._tend(replica)
+                    except Exception as error:  # one replica's trouble must not stop the watch
+                        self.timeline.add("service", "supervision-failed", replica.name, error=repr(error))
+                        replica.restart_at = None
 
     def _tend(self, replica: Replica) -> None:
         now = time.monotonic()
@@ -217,8 +231,10 @@ class ServiceSupervisor:
                 replica.name,
                 pid=process.pid,
                 code=code,
-                signal=signal.Signals(-code).name if code < 0 else None,
+                signal=_signal_name(-code) if code < 0 else None,
             )
+            _signal_group(process.pid, signal.SIGKILL)  # like a pod: what the leader started goes too
+            self._groups.discard(process.pid)
             policy = replica.service.restart.policy
             if policy == "always" or (policy == "on-failure" and code != 0):
                 replica.restart_at = now + replica.service.restart.delay
@@ -227,7 +243,7 @@ class ServiceSupervisor:
         if replica.restart_at is not None and now >= replica.restart_at and not self._stopping.is_set():
             replica.restart_at = None
             replica.restarts += 1
-            replica.spawn()
+            self._groups.add(replica.spawn())
             replica.awaiting_ready = True
             self.timeline.add(
                 "service", "restarted", replica.name, pid=replica.pid, restarts=replica.restarts
@@ -238,7 +254,11 @@ class ServiceSupervisor:
 
     def live(self, service: str) -> list[Replica]:
         with self._lock:
-            return [r for r in self.replicas[service] if r.alive() and r.restart_at is None]
+            return [
+                r
+                for r in self.replicas[service]
+                if r.alive() and r.restart_at is None and not r.awaiting_ready
+            ]
 
     def kill(self, replica: Replica, signal_name: str) -> int:
         """Send the signal to the replica's whole process group; return the pid it hit."""
@@ -250,21 +270,24 @@ class ServiceSupervisor:
             return pid
 
     def stop(self) -> None:
-        """Stop everything, whatever state it is in: SIGTERM, then SIGKILL after a grace period."""
+        """Stop everything, whatever state it is in: SIGTERM to every process group ever started,
+        SIGKILL to what is left after a grace period."""
         self._stopping.set()
         if self._monitor is not None:
             self._monitor.join(timeout=5)
         running = [r for r in self.all_replicas() if r.alive()]
-        for replica in reversed(running):
-            _signal_group(replica, signal.SIGTERM)
+        for pgid in self._groups:
+            _signal_group(pgid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for replica in running:
             assert replica.process is not None
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 replica.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _signal_group(replica, signal.SIGKILL)
-                replica.process.wait(timeout=5)
+        for pgid in self._groups:
+            _signal_group(pgid, signal.SIGKILL)
+        for replica in running:
+            assert replica.process is not None
+            replica.process.wait()
         for replica in self.all_replicas():
             if replica.log is not None:
                 replica.log.close()
@@ -273,8 +296,13 @@ class ServiceSupervisor:
             self.timeline.add("service", "stopped", ",".join(r.name for r in running))
 
 
-def _signal_group(replica: Replica, sig: signal.Signals) -> None:
-    if replica.pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(replica.pid, sig)
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

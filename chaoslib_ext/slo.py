@@ -91,16 +91,23 @@ class Verdict:
         return tuple(o for phase in self.phases for o in phase.objectives) + self.recovery_objectives
 
 
-def measure(aggregate: Aggregate, length: float) -> Sli:
+def whole_seconds(start: float, end: float) -> int:
+    """How many per-second samples belong to [start, end): those whose midpoint lies inside."""
+    return max(0, math.ceil(end - 0.5) - math.ceil(start - 0.5))
+
+
+def measure(aggregate: Aggregate, seconds: int) -> Sli:
+    """SLIs of an aggregate that spans `seconds` whole seconds (for throughput)."""
     ok = aggregate.ok
     requests = aggregate.requests
+    latency = {name: ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()}
+    latency["max"] = ok.max_ms()  # exact, not a bucket midpoint
     return Sli(
         requests=requests,
         failures=aggregate.failures,
         availability=None if requests == 0 else (requests - aggregate.failures) / requests,
-        throughput=None if length <= 0 else requests / length,
-        latency_ms={"mean": ok.mean_ms()}
-        | {name: ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()},
+        throughput=None if seconds <= 0 else requests / seconds,
+        latency_ms={"mean": ok.mean_ms(), **latency},
     )
 
 
@@ -146,7 +153,7 @@ def check(slo: SloSpec, sli: Sli, phase: str) -> tuple[ObjectiveResult, ...]:
 
 
 def holds(slo: SloSpec, samples: SampleStore, start: float, end: float) -> bool:
-    sli = measure(samples.window(start, end), end - start)
+    sli = measure(samples.window(start, end), whole_seconds(start, end))
     return all(result.held for result in check(slo, sli, ""))
 
 
@@ -183,9 +190,10 @@ def judge(
             start = min(window.end, max(window.start, fault_ended + slo.recovery_within))
             judged_window = Window("recovery", start, window.end)
         aggregate = samples.window(judged_window.start, judged_window.end)
-        sli = measure(aggregate, judged_window.length)
+        seconds = whole_seconds(judged_window.start, judged_window.end)
+        sli = measure(aggregate, seconds)
         endpoints = {
-            name: measure(Aggregate({name: sample}), judged_window.length)
+            name: measure(Aggregate({name: sample}), seconds)
             for name, sample in sorted(aggregate.endpoints.items())
         }
         judged = window.name in slo.judge
@@ -217,28 +225,27 @@ def judge(
         phases=verdict_phases,
         time_to_recover=ttr,
         fault_ended=fault_ended,
-        error_budget=_error_budget(slo, verdict_phases),
-        breaches=tuple(_breaches(slo, samples, windows)),
+        error_budget=_error_budget(slo, samples, [w for w in windows if w.name in slo.judge]),
+        breaches=tuple(_breaches(slo, samples, [w for w in windows if w.name in slo.judge])),
         recovery_objectives=recovery_objectives,
     )
 
 
-def _error_budget(slo: SloSpec, phases: tuple[PhaseResult, ...]) -> ErrorBudget | None:
+def _error_budget(slo: SloSpec, samples: SampleStore, judged: list[Window]) -> ErrorBudget | None:
+    """Failures against the budget over the whole judged phases (recovery allowance included)."""
     if slo.availability is None:
         return None
     allowed_rate = 1 - slo.availability
-    judged = [p for p in phases if p.judged]
-    requests = sum(p.sli.requests for p in judged)
-    failures = sum(p.sli.failures for p in judged)
+    slis = {w.name: measure(samples.window(w.start, w.end), whole_seconds(w.start, w.end)) for w in judged}
+    requests = sum(sli.requests for sli in slis.values())
+    failures = sum(sli.failures for sli in slis.values())
     allowed = allowed_rate * requests
     consumed = None if allowed == 0 else failures / allowed
     burn = {
-        p.window.name: (
-            None
-            if p.sli.requests == 0 or allowed_rate == 0
-            else (p.sli.failures / p.sli.requests) / allowed_rate
+        name: (
+            None if sli.requests == 0 or allowed_rate == 0 else (sli.failures / sli.requests) / allowed_rate
         )
-        for p in judged
+        for name, sli in slis.items()
     }
     return ErrorBudget(allowed, failures, consumed, burn)
 
@@ -253,7 +260,7 @@ def _breaches(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> list
             continue
         aggregate = samples.get(second)
         assert aggregate is not None
-        sli = measure(aggregate, 1.0)
+        sli = measure(aggregate, 1)
         failed = [o for o in check(slo, sli, phase) if not o.held and o.name != "throughput"]
         if not failed:
             continue

@@ -73,3 +73,9 @@ def format_percent(fraction: float | None, digits: int = 3) -> str:
         return "-"
     text = f"{fraction * 100:.{digits}f}".rstrip("0").rstrip(".")
     return f"{text}%"
+
+
+def format_clock(seconds: float, tenths: bool = False) -> str:
+    """A stopwatch reading: 01:05, or 01:05.3 with tenths."""
+    minutes, rest = divmod(max(0.0, seconds), 60)
+    return f"{int(minutes):02d}:{rest:04.1f}" if tenths else f"{int(minutes):02d}:{int(rest):02d}"

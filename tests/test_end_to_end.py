@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -87,6 +89,8 @@ def test_killing_every_backend_violates_availability_in_the_fault_phase(tmp_path
     assert result.returncode == 1, result.stdout + result.stderr
     assert report["verdict"] == "violated"
     assert len(report["faults"][0]["actions"]) == 3
+    baseline = next(p for p in report["phases"] if p["name"] == "baseline")
+    assert all(o["held"] for o in baseline["objectives"]), "the fault leaked into the baseline"
     fault_phase = next(p for p in report["phases"] if p["name"] == "fault")
     availability = next(o for o in fault_phase["objectives"] if o["name"] == "availability")
     assert not availability["held"] and fault_phase["failures"] > 50
@@ -135,35 +139,112 @@ def test_a_fault_that_cannot_be_applied_aborts_with_exit_code_3(tmp_path):
     assert port_free(port) and port_free(port + 1)
 
 
-def test_sigterm_mid_run_stops_everything_and_still_writes_the_report(tmp_path):
-    ports = demo_ports()
+def start_run(path: Path, report_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """A `gameday run` in the background, its output lines arriving on a queue."""
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chaoslib_ext",
-            "run",
-            str(REPO / "experiments" / "demo-pod-kill.yaml"),
-            "--report-dir",
-            str(tmp_path),
-            *SHORT,
-            *ports,
-        ],
+        [sys.executable, "-m", "chaoslib_ext", "run", str(path), "--report-dir", str(report_dir), *extra],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    for line in process.stdout:  # wait for the fault phase, bounded by the run's own length
-        if "-- fault phase" in line or time.monotonic() > deadline:
-            break
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 3, output
-    [run_dir] = list(tmp_path.iterdir())
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
+def wait_for_line(lines: queue.Queue[str], text: str, timeout: float = 60) -> list[str]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"no line with {text!r} in {timeout}s: {seen}")
+
+
+def finished_report(process: subprocess.Popen[str], report_dir: Path) -> dict:
+    process.wait(timeout=90)
+    [run_dir] = list(report_dir.iterdir())
     report = json.loads((run_dir / "report.json").read_text())
-    assert report["status"] == "interrupted" and "SIGTERM" in report["reasons"][0]
+    jsonschema.validate(report, load_schema("report"))
+    return report
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_mid_fault_stops_everything_and_still_writes_the_report(tmp_path, sig):
+    ports = demo_ports()
+    process, lines = start_run(REPO / "experiments" / "demo-pod-kill.yaml", tmp_path, *SHORT, *ports)
+    wait_for_line(lines, "-- fault phase")
+    process.send_signal(sig)
+    report = finished_report(process, tmp_path)
+    assert process.returncode == 3
+    assert report["status"] == "interrupted" and sig.name in report["reasons"][0]
     assert all(port_free(port) for port in ports_of(report))
-    assert "Traceback" not in output
+
+
+def test_a_signal_during_the_steady_state_probe_is_not_swallowed(tmp_path, experiment_file):
+    port = free_port_block(1)
+    text = (
+        (REPO / "tests" / "data" / "gate-fails.yaml")
+        .read_text()
+        .replace(
+            "steady_state:",
+            "steady_state:\n  - activity: {type: probe, name: slow, provider: "
+            "{type: process, path: sleep, arguments: ['30']}}",
+        )
+    )
+    path = experiment_file(text.replace("../../loadtests", str(REPO / "loadtests")))
+    process, lines = start_run(path, tmp_path / "reports", "--var", f"backend_port={port}")
+    wait_for_line(lines, "starting services")
+    deadline = time.monotonic() + 30
+    while not any(_is_probe_sleep(_cmdline(pid)) for pid in _children(process.pid)):
+        assert time.monotonic() < deadline, "the probe never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    report = finished_report(process, tmp_path / "reports")
+    assert process.returncode == 3
+    assert report["status"] == "interrupted"
+    assert port_free(port)
+
+
+def _is_probe_sleep(command: list[str]) -> bool:
+    return len(command) == 2 and Path(command[0]).name == "sleep" and command[1] == "30"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def test_an_unwritable_report_directory_is_invalid_input(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = gameday("run", str(REPO / "experiments" / "demo-pod-kill.yaml"), "--report-dir", str(blocker))
+    assert result.returncode == 2
+    assert "cannot create the report directory" in result.stderr and "Traceback" not in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -87,13 +88,44 @@ def test_a_killed_replica_is_restarted_after_the_delay_like_a_replicaset(supervi
 
 def test_restart_policy_never_leaves_the_replica_down(supervisor_for):
     port = free_port_block(1)
-    supervisor = supervisor_for(backend(port, replicas=1, policy="never"))
+    supervisor = supervisor_for(backend(port, replicas=1, policy="never", delay=0.05))
     supervisor.start()
     supervisor.kill(supervisor.replicas["backend"][0], "SIGTERM")
     wait_for(lambda: any(e.action == "exited" for e in supervisor.timeline.events()))
-    time.sleep(0.3)  # longer than the restart delay: a restart would have happened by now
+    time.sleep(1.0)  # twenty times the restart delay: a restart would have happened by now
     assert supervisor.live("backend") == []
     assert not any(e.action == "restarted" for e in supervisor.timeline.events())
+
+
+def test_children_of_a_dead_leader_do_not_outlive_it(supervisor_for, tmp_path):
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "import subprocess, time; p = subprocess.Popen(['sleep', '60']); "
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)"
+    )
+    service = ServiceSpec(
+        "wrapper",
+        ("{python}", "-c", script),
+        1,
+        None,
+        {},
+        ReadyCheck(None, 5.0),
+        RestartPolicy("never", 1.0),
+        Location("t.yaml", 1, 1),
+    )
+    supervisor = supervisor_for(service)
+    supervisor.start()
+    wait_for(lambda: pid_file.exists() and pid_file.read_text())
+    child = int(pid_file.read_text())
+    os.kill(supervisor.replicas["wrapper"][0].pid, signal.SIGKILL)  # the leader alone dies
+    wait_for(lambda: not os.path.exists(f"/proc/{child}") or _zombie(child))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+    except OSError:
+        return True
 
 
 def test_a_port_already_in_use_is_a_clear_error(supervisor_for):

@@ -6,7 +6,7 @@ import pytest
 
 from chaoslib_ext.histogram import Histogram
 from chaoslib_ext.samples import Aggregate, EndpointSample, SampleStore
-from chaoslib_ext.slo import Window, judge, measure, time_to_recover
+from chaoslib_ext.slo import Window, judge, measure, time_to_recover, whole_seconds
 from chaoslib_ext.spec.model import SloSpec
 
 T0 = 1_800_000_000
@@ -179,7 +179,7 @@ def test_throughput_objective_counts_requests_per_second_of_the_whole_window():
     verdict = judge(slo(throughput_min=60.0), store(data), windows())
     fault = next(o for o in verdict.phases[1].objectives if o.name == "throughput")
     assert fault.actual == pytest.approx(50.0) and not fault.held
-    assert measure(store(healthy(range(2))).window(T0, T0 + 2), 2.0).throughput == pytest.approx(100.0)
+    assert measure(store(healthy(range(2))).window(T0, T0 + 2), 2).throughput == pytest.approx(100.0)
 
 
 def test_each_phase_says_which_endpoint_failed():
@@ -194,3 +194,33 @@ def test_each_phase_says_which_endpoint_failed():
     assert fault.endpoints["GET /pay"].availability == 0.0
     assert fault.endpoints["GET /x"].availability == 1.0
     assert fault.sli.failures == 20
+
+
+def test_samples_belong_to_the_phase_holding_their_midpoint_and_throughput_counts_whole_seconds():
+    assert whole_seconds(T0, T0 + 10) == 10
+    assert whole_seconds(T0 + 0.6, T0 + 1.2) == 0  # no midpoint inside: a phase shorter than a second
+    assert whole_seconds(T0 + 0.4, T0 + 1.6) == 2
+    data = healthy(range(30))
+    verdict = judge(slo(recovery_within=2.5), store(data), windows(), fault_ended=T0 + 20)
+    recovery = verdict.phases[2]
+    assert recovery.window.start == T0 + 22.5
+    assert recovery.sli.requests == 800  # seconds 22 ... 29: the midpoint of 22 is 22.5, inside
+    assert recovery.sli.throughput == pytest.approx(100.0)
+
+
+def test_max_latency_objective_uses_the_exact_maximum():
+    data = healthy(range(30))
+    data[15] = second([10.0] * 99 + [1005.0])
+    verdict = judge(slo(availability=None, latency={"max": 1.0}), store(data), windows())
+    max_objective = verdict.phases[1].objectives[0]
+    assert max_objective.actual == pytest.approx(1005.0)
+    assert not max_objective.held
+
+
+def test_error_budget_counts_the_recovery_allowance_too():
+    data = healthy(range(30))
+    data[20] = second([10.0] * 50, failed=50)  # inside the 5 s allowance after the fault
+    verdict = judge(slo(recovery_within=5.0), store(data), windows())
+    assert verdict.held  # the allowance is not judged ...
+    assert verdict.error_budget.failures == 50  # ... but its failures still spend the budget
+    assert verdict.breaches[0].phase == "recovery"

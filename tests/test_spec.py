@@ -132,6 +132,30 @@ def test_alias_bomb_and_huge_files_are_refused(tmp_path):
     assert "more than the 1048576 an experiment may have" in errors_of(huge)[0]
 
 
+def test_deep_nesting_is_refused_without_a_traceback(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("title: " + "[" * 600 + "]" * 600 + "\n")
+    assert "nested deeper than 64 levels" in errors_of(deep)[0]
+
+
+def test_what_would_only_fail_at_run_time_is_caught_by_validate(experiment_file):
+    text = MINIMAL.replace(
+        "load: {",
+        """\
+services:
+  app: {command: ["no-such-program-here", "--port", "{port}"], port: 18500}
+steady_state:
+  - http: {url: "http://127.0.0.1:18500/", body: "(["}
+  - activity: {type: probe, name: nap, provider: {type: python, module: time, func: sleep}}
+load: {options: ["--processes", "4"], """,
+    )
+    errors = "\n".join(errors_of(experiment_file(text)))
+    assert "services.app.command[0]: program not found: no-such-program-here" in errors
+    assert "steady_state[0].http.body: invalid regular expression" in errors
+    assert "steady_state[1].activity: invalid chaostoolkit activity" in errors
+    assert "load.options[0]: Locust option --processes is not supported here" in errors
+
+
 def test_variables_substitute_with_types_and_report_unknown_ones(experiment_file):
     text = MINIMAL.replace("users: 1", 'users: "${users}"').replace(
         "version: 1", "version: 1\nvariables: {users: 3}"

@@ -18,12 +18,21 @@ from ..spec.model import LoadSpec
 from ..timeline import Timeline
 from .protocol import FD_VARIABLE
 
-START_TIMEOUT_SECONDS = 60.0
+START_TIMEOUT_SECONDS = 60.0  # on top of the ramp-up (users / spawn rate)
 STOP_TIMEOUT_SECONDS = 20.0
+RUN_TIME_MARGIN_SECONDS = 60.0
+
+
+def ramp_seconds(load: LoadSpec) -> float:
+    return load.users / load.spawn_rate
 
 
 def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
-    """The Locust command line; --run-time bounds the load even if the runner dies."""
+    """The Locust command line; --run-time bounds the load even if the runner dies.
+
+    Locust starts counting its run time when spawning starts, so the limit covers the ramp-up,
+    the experiment and a margin.
+    """
     command = [
         sys.executable,
         "-m",
@@ -39,7 +48,7 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
         "--host",
         load.host,
         "--run-time",
-        f"{max(1, round(run_time_limit))}s",
+        f"{round(ramp_seconds(load) + run_time_limit + RUN_TIME_MARGIN_SECONDS)}s",
         "--stop-timeout",
         "2",
         "--exit-code-on-error",
@@ -55,14 +64,15 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
 class LoadRunner:
     """Owns the Locust child: start it, follow its recorder stream, stop it."""
 
-    def __init__(self, load: LoadSpec, run_time_limit: float, log_path: Path, timeline: Timeline) -> None:
+    def __init__(self, load: LoadSpec, run_time: float, log_path: Path, timeline: Timeline) -> None:
         self.load = load
-        self.run_time_limit = run_time_limit
+        self.run_time = run_time
         self.log_path = log_path
         self.timeline = timeline
         self.samples = SampleStore()
         self.process: subprocess.Popen[bytes] | None = None
-        self.started_at: float | None = None
+        self.stopped_at: float | None = None  # when the runner asked Locust to stop
+        self.problem: str | None = None  # set when the recorder stream could not be read
         self.spawned = threading.Event()
         self.stopped = threading.Event()
         self._reader: threading.Thread | None = None
@@ -72,7 +82,7 @@ class LoadRunner:
         read_fd, write_fd = os.pipe()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                locust_command(self.load, self.run_time_limit),
+                locust_command(self.load, self.run_time),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -84,7 +94,8 @@ class LoadRunner:
         self._reader = threading.Thread(target=self._read, args=(read_fd,), name="load-reader", daemon=True)
         self._reader.start()
         self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        limit = START_TIMEOUT_SECONDS + ramp_seconds(self.load)
+        deadline = time.monotonic() + limit
         while not self.spawned.wait(0.05):
             if self.process.poll() is not None or self.stopped.is_set():
                 raise RunAborted(
@@ -94,22 +105,25 @@ class LoadRunner:
                 )
             if time.monotonic() > deadline:
                 raise RunAborted(
-                    f"Locust did not spawn its users within {START_TIMEOUT_SECONDS:g}s",
+                    f"Locust did not spawn its users within {limit:g}s",
                     hint=f"see {self.log_path}",
                 )
 
     def _read(self, fd: int) -> None:
+        """Drain the recorder's pipe to the end; a line that cannot be read is a problem for the
+        engine to act on, but reading goes on (a full pipe would freeze Locust)."""
         with os.fdopen(fd, "rb") as stream:
             for line in stream:
-                self._handle(json.loads(line))
+                try:
+                    self._handle(json.loads(line))
+                except (ValueError, KeyError, TypeError) as error:
+                    self.problem = self.problem or f"unreadable recorder line ({error})"
         self.stopped.set()
 
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "second":
             self.samples.add(int(message["t"]), Aggregate.from_message(message))
-        elif kind == "started":
-            self.started_at = float(message["t"])
         elif kind == "spawned":
             self.timeline.add("load", "spawned", "locust", users=message["users"])
             self.spawned.set()
@@ -120,16 +134,17 @@ class LoadRunner:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        """Ask Locust to stop (SIGTERM flushes the last seconds), kill it if it does not."""
-        if self.process is None:
+        """Ask Locust to stop (SIGTERM flushes the last seconds), kill it if it does not. Idempotent."""
+        if self.process is None or self.stopped_at is not None:
             return
+        self.stopped_at = time.time()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+                self.process.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
         self.timeline.add("load", "stopped", "locust", code=self.process.returncode)

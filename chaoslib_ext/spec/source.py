@@ -84,6 +84,8 @@ def parse_document(raw: bytes, file: str) -> Document:
         raise SpecError(f"invalid YAML: {problem}", where=where, hint=_yaml_hint(problem)) from None
     except yaml.YAMLError as error:
         raise SpecError(f"invalid YAML: {error}", where=file) from None
+    except RecursionError:  # PyYAML's composer recurses before our own depth check can run
+        raise SpecError(f"nested deeper than {MAX_DEPTH} levels", where=file) from None
     finally:
         loader.dispose()
 

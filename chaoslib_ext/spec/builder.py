@@ -1,0 +1,273 @@
+"""Schema-valid data -> frozen dataclasses, plus the checks a JSON Schema cannot express."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ..errors import SpecError
+from ..units import parse_duration, parse_percent
+from .model import (
+    PHASES,
+    ActivityProbe,
+    Experiment,
+    FaultSpec,
+    HttpProbe,
+    LoadSpec,
+    Phases,
+    PodKill,
+    Probe,
+    ReadyCheck,
+    RestartPolicy,
+    ServiceSpec,
+    SloSpec,
+)
+from .schema import field_path
+from .source import Document
+
+SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
+DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
+SERVICE_FIELDS = {"python", "port", "replica", "name", "endpoints"}
+UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
+
+
+class Builder:
+    """Turns schema-valid data into dataclasses and checks what a schema cannot express."""
+
+    def __init__(self, document: Document, variables: dict[str, Any]) -> None:
+        self.document = document
+        self.data: dict[str, Any] = document.data
+        self.variables = variables
+        self.errors: list[SpecError] = []
+        self.base = Path(document.file).resolve().parent
+
+    def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
+        message = f"{field_path(path)}: {message}"
+        self.errors.append(SpecError(message, where=self.document.location(path), hint=hint))
+
+    def build(self) -> Experiment:
+        data = self.data
+        services = {name: self.service(name, spec) for name, spec in data.get("services", {}).items()}
+        for name, service in services.items():
+            self.check_program(name, service)
+            self.check_placeholders(name, service, services)
+        load = self.load(data["load"])
+        phases = self.phases(data["phases"])
+        return Experiment(
+            path=Path(self.document.file),
+            sha256=hashlib.sha256(Path(self.document.file).read_bytes()).hexdigest(),
+            title=data["title"],
+            description=data.get("description", ""),
+            driver=data.get("target", {}).get("driver", "local"),
+            variables=self.variables,
+            services=services,
+            load=load,
+            slo=self.slo(data["slo"], phases),
+            steady_state=tuple(self.probe(i, item) for i, item in enumerate(data.get("steady_state", []))),
+            phases=phases,
+            faults=tuple(
+                self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", []))
+            ),
+            report_formats=tuple(data.get("report", {}).get("formats", ["json", "markdown", "junit"])),
+        )
+
+    def service(self, name: str, spec: dict[str, Any]) -> ServiceSpec:
+        ready = spec.get("ready", {})
+        restart = spec.get("restart", {})
+        return ServiceSpec(
+            name=name,
+            command=tuple(spec["command"]),
+            replicas=spec.get("replicas", 1),
+            port=spec.get("port"),
+            env={key: str(value) for key, value in spec.get("env", {}).items()},
+            ready=ReadyCheck(ready.get("http"), parse_duration(ready.get("timeout", "15s"))),
+            restart=RestartPolicy(
+                restart.get("policy", "always"), parse_duration(restart.get("delay", "1s"))
+            ),
+            where=self.document.location(("services", name), prefer_key=True),
+        )
+
+    def check_program(self, name: str, service: ServiceSpec) -> None:
+        """The program a service runs must exist here ({python} always does)."""
+        program = service.command[0]
+        if "{" in program:
+            return
+        found = Path(program).is_file() if "/" in program else shutil.which(program) is not None
+        if not found:
+            self.error(
+                ("services", name, "command", 0),
+                f"program not found: {program}",
+                "give a path or a program on PATH; {python} is the interpreter running gameday",
+            )
+
+    def check_placeholders(self, name: str, service: ServiceSpec, services: dict[str, ServiceSpec]) -> None:
+        texts: list[tuple[tuple[str | int, ...], str]] = [
+            (("services", name, "command", i), part) for i, part in enumerate(service.command)
+        ]
+        texts += [(("services", name, "env", key), value) for key, value in service.env.items()]
+        if service.ready.url:
+            texts.append((("services", name, "ready", "http"), service.ready.url))
+        for path, text in texts:
+            for field, argument in SERVICE_PLACEHOLDER.findall(text):
+                if field not in SERVICE_FIELDS:
+                    self.error(
+                        path,
+                        f"unknown placeholder {{{field}}}",
+                        "known: {python} {port} {replica} {name} {endpoints:SERVICE}",
+                    )
+                elif field == "port" and service.port is None:
+                    self.error(
+                        path,
+                        "{port} is used but the service declares no port",
+                        f"add 'port:' under services.{name}",
+                    )
+                elif field == "endpoints":
+                    other = services.get(argument)
+                    if other is None:
+                        self.error(
+                            path,
+                            f"{{endpoints:{argument}}} names no declared service",
+                            "known services: " + ", ".join(services),
+                        )
+                    elif other.port is None:
+                        self.error(
+                            path,
+                            f"service {argument!r} has no port to list",
+                            f"add 'port:' under services.{argument}",
+                        )
+
+    def load(self, spec: dict[str, Any]) -> LoadSpec:
+        locustfile = self.find_file(spec["locustfile"], ("load", "locustfile"))
+        for i, option in enumerate(spec.get("options", [])):
+            if option.split("=")[0] in UNSUPPORTED_LOCUST_OPTIONS:
+                self.error(
+                    ("load", "options", i),
+                    f"Locust option {option} is not supported here",
+                    "gameday runs one headless Locust process and reads its recorder stream",
+                )
+        return LoadSpec(
+            locustfile=locustfile,
+            host=spec["host"],
+            users=spec["users"],
+            spawn_rate=float(spec.get("spawn_rate", spec["users"])),
+            tags=tuple(spec.get("tags", ())),
+            exclude_tags=tuple(spec.get("exclude_tags", ())),
+            user_classes=tuple(spec.get("user_classes", ())),
+            options=tuple(spec.get("options", ())),
+        )
+
+    def find_file(self, name: str, path: tuple[str, ...]) -> Path:
+        """Relative paths are looked up next to the experiment file, then in the working directory."""
+        candidates = [Path(name)] if Path(name).is_absolute() else [self.base / name, Path.cwd() / name]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.resolve()
+        self.error(
+            path,
+            f"file not found: {name}",
+            "paths are relative to the experiment file or the current directory",
+        )
+        return Path(name)
+
+    def phases(self, spec: dict[str, Any]) -> Phases:
+        return Phases(
+            warmup=parse_duration(spec.get("warmup", DEFAULT_WARMUP)),
+            baseline=parse_duration(spec["baseline"]),
+            fault=parse_duration(spec["fault"]),
+            recovery=parse_duration(spec["recovery"]),
+        )
+
+    def slo(self, spec: dict[str, Any], phases: Phases) -> SloSpec:
+        recovery_within = spec.get("recovery_within")
+        within = None if recovery_within is None else parse_duration(recovery_within)
+        window = parse_duration(spec.get("recovery_window", "5s"))
+        if within is not None and within + window > phases.recovery:
+            self.error(
+                ("slo", "recovery_within"),
+                f"recovery_within ({within:g}s) plus recovery_window ({window:g}s) does not fit "
+                f"in the recovery phase ({phases.recovery:g}s)",
+                "lengthen phases.recovery, or shorten recovery_within or recovery_window",
+            )
+        return SloSpec(
+            availability=parse_percent(spec["availability"]) if "availability" in spec else None,
+            latency={name: parse_duration(value) for name, value in spec.get("latency", {}).items()},
+            throughput_min=spec.get("throughput", {}).get("min"),
+            recovery_within=within,
+            recovery_window=window,
+            judge=tuple(spec.get("judge", PHASES)),
+        )
+
+    def probe(self, index: int, item: dict[str, Any]) -> Probe:
+        kind, spec = next(iter(item.items()))
+        if kind == "http":
+            if "body" in spec:
+                try:
+                    re.compile(spec["body"])
+                except re.error as error:
+                    self.error(
+                        ("steady_state", index, "http", "body"),
+                        f"invalid regular expression: {error}",
+                        "escape special characters such as ( [ . with a backslash",
+                    )
+            return HttpProbe(
+                url=spec["url"],
+                method=spec.get("method", "GET"),
+                status=spec.get("status", 200),
+                body=spec.get("body"),
+                within=parse_duration(spec["within"]) if "within" in spec else None,
+                timeout=parse_duration(spec.get("timeout", "5s")),
+            )
+        return ActivityProbe(self.chaostoolkit_activity(("steady_state", index, "activity"), spec))
+
+    def chaostoolkit_activity(self, path: tuple[str | int, ...], activity: dict[str, Any]) -> dict[str, Any]:
+        from chaoslib.activity import ensure_activity_is_valid
+        from chaoslib.exceptions import ChaosException
+
+        try:
+            ensure_activity_is_valid(activity)
+        except (ChaosException, ValueError, TypeError) as error:
+            self.error(
+                path,
+                f"invalid chaostoolkit activity: {error}",
+                "see https://chaostoolkit.org/reference/api/experiment/#probe",
+            )
+        return activity
+
+    def fault(
+        self, index: int, item: dict[str, Any], services: dict[str, ServiceSpec], phases: Phases
+    ) -> FaultSpec:
+        kind, spec = next(iter(item.items()))
+        path = ("faults", index, kind)
+        service = spec["selector"]["service"]
+        if service not in services:
+            self.error(
+                (*path, "selector", "service"),
+                f"no service named {service!r}",
+                "declared services: " + (", ".join(services) or "none"),
+            )
+        params = PodKill(
+            service=service,
+            count=spec.get("count"),
+            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
+            signal=spec.get("signal", "SIGKILL"),
+            after=parse_duration(spec.get("after", 0)),
+            interval=parse_duration(spec["interval"]) if "interval" in spec else None,
+            seed=spec.get("seed"),
+        )
+        if params.after >= phases.fault:
+            self.error(
+                (*path, "after"),
+                f"after ({params.after:g}s) is not inside the fault phase ({phases.fault:g}s)",
+                "shorten 'after' or lengthen phases.fault",
+            )
+        replicas = services[service].replicas if service in services else None
+        if replicas is not None and params.count is not None and params.count > replicas:
+            self.error(
+                (*path, "count"),
+                f"count {params.count} is more than the {replicas} replica(s) of {service!r}",
+                "lower count, or use percent: 100%",
+            )
+        return FaultSpec(kind=kind, params=params, where=self.document.location(path, prefer_key=True))
