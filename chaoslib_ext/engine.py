@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import ExitCode, GamedayError, RunAborted
+from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
 from .load.runner import LoadRunner
+from .local_target import LocalTarget
 from .plan import Plan
 from .probes import ProbeResult, run_probe
 from .progress import Progress
 from .samples import SampleStore
-from .services import ServiceSupervisor
 from .slo import Verdict, Window, check, judge, measure
 from .timeline import Timeline
 
@@ -83,7 +83,7 @@ class Engine:
         self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline())
         self.timeline = self.result.timeline
         logs = report_dir / "logs"
-        self.supervisor = ServiceSupervisor(self.experiment.services, logs, self.timeline)
+        self.target = LocalTarget(self.experiment, logs, self.timeline)
         self.load = LoadRunner(self.experiment.load, plan.duration, logs / "locust.log", self.timeline)
         self.result.samples = self.load.samples
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
@@ -113,12 +113,13 @@ class Engine:
 
     def _clean_up(self) -> None:
         """Revert, stop the load, stop the services: each step runs even if one before it failed."""
-        for step in (self._revert_all, self.load.stop, self.supervisor.stop, self.progress.close):
+        for step in (self._revert_all, self.load.stop, self.target.stop, self.progress.close):
             try:
                 step()
             except Exception as error:  # keep going: the next step may be the one that matters
                 self.timeline.add("engine", "cleanup-failed", step.__name__, error=repr(error))
-                self.progress.event(f"! cleanup step {step.__name__} failed: {error!r}")
+                if self.result.status not in ("aborted", "interrupted"):
+                    self._stop_with("aborted", f"clean-up step {step.__name__} failed: {error}")
 
     def _stop_with(self, status: str, error: str) -> None:
         self.result.status, self.result.error = status, error
@@ -130,7 +131,7 @@ class Engine:
         self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
         if self.experiment.services:
             self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
-        self.supervisor.start()
+        self.target.start()
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):
             result.status = "steady-state-failed"
@@ -152,13 +153,11 @@ class Engine:
         self._judge(until=None)
 
     def _follow_timeline(self, origin: float) -> None:
-        """Sleep from event to event (phase changes, injections, reverts), redrawing progress."""
-        fault_end = origin + self.plan.phase("fault").end
-        pending = [(origin + i.at, i.fault_index) for i in self.plan.injections]
+        """Sleep from event to event (phase changes, fault applies and reverts), redrawing progress."""
+        pending = [(origin + action.at, action) for action in self.plan.actions]
         phases = list(self.result.windows)
         end = origin + self.plan.duration
         next_status = 0.0
-        reverted = False
         while True:
             now = time.time()
             while phases and phases[0].start <= now:
@@ -166,11 +165,11 @@ class Engine:
                 self.timeline.add("engine", "phase", phase.name)
                 self.progress.event(f"-- {phase.name} phase ({phase.length:g}s)")
             while pending and pending[0][0] <= now:
-                _, index = pending.pop(0)
-                self._inject(index)
-            if not reverted and now >= fault_end:
-                self._revert_all()
-                reverted = True
+                _, action = pending.pop(0)
+                if action.kind == "apply":
+                    self._apply(action.fault_index)
+                else:
+                    self._revert(action.fault_index)
             if now >= end:
                 return
             if self.load.problem:
@@ -186,31 +185,42 @@ class Engine:
                 self._show_status(origin, now)
                 next_status = now + 1.0
             upcoming = [end, next_status] + [t for t, _ in pending[:1]] + [p.start for p in phases[:1]]
-            if not reverted:
-                upcoming.append(fault_end)
             time.sleep(max(0.0, min(min(upcoming) - time.time(), 0.5)))
 
-    def _inject(self, index: int) -> None:
+    def _apply(self, index: int) -> None:
         fault = self.faults[index]
-        self.applied.add(index)
-        records = fault.apply(self.supervisor)
+        if fault.reversible:
+            self.applied.add(index)  # before it acts: a half-applied fault is reverted too
+        self._record(fault.apply(self.target))
+
+    def _revert(self, index: int) -> None:
+        if index not in self.applied:
+            return
+        fault = self.faults[index]
+        try:
+            records = fault.revert(self.target)
+        except Exception as error:
+            self.timeline.add("fault", "revert-failed", fault.label, error=repr(error))
+            self.progress.event(f"! could not revert {fault.label}: {error!r}")
+            raise RunAborted(f"could not revert fault #{index + 1} {fault.label}: {error!r}") from error
+        self.applied.discard(index)
+        self._record(records)
+
+    def _revert_all(self) -> None:
+        failures = []
+        for index in sorted(self.applied):
+            try:
+                self._revert(index)
+            except RunAborted as error:
+                failures.append(error)
+        if failures:
+            raise failures[0]
+
+    def _record(self, records: list[FaultRecord]) -> None:
         self.result.fault_records += records
         for record in records:
             self.timeline.add("fault", record.action, record.target, fault=record.fault, **record.detail)
             self.progress.event(f"   {record.fault}: {record.action} {record.target} {record.detail}")
-
-    def _revert_all(self) -> None:
-        for index in sorted(self.applied):
-            fault = self.faults[index]
-            try:
-                records = fault.revert(self.supervisor)
-            except GamedayError as error:
-                self.timeline.add("fault", "revert-failed", fault.label, error=str(error))
-                self.progress.event(f"! could not revert {fault.label}: {error}")
-                continue
-            self.result.fault_records += records
-            self.timeline.add("fault", "reverted", fault.label)
-        self.applied.clear()
 
     def _steady_state(self, when: str) -> list[ProbeResult]:
         results = []

@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from .faults.pod_kill import kill_count
+from .faults.base import selection_size
 from .services import replica_port
-from .spec.model import PHASES, Experiment, FaultSpec
-from .units import format_clock, format_duration, format_percent
+from .spec.model import PHASES, DnsFault, Experiment, FaultSpec, NetworkFault, PodKill
+from .units import format_clock, format_duration, format_percent, format_rate
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,11 @@ class PhaseWindow:
 
 
 @dataclass(frozen=True)
-class Injection:
-    at: float  # offset from load start
+class Action:
+    at: float  # offset from the origin
     fault_index: int
     fault: FaultSpec
+    kind: str  # apply | revert
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class FaultPlan:
     index: int
     spec: FaultSpec
     seed: int
-    candidates: tuple[str, ...]
+    candidates: tuple[str, ...]  # replicas it may hit (DNS faults: none)
     per_injection: int
     description: str
 
@@ -42,7 +43,7 @@ class Plan:
     experiment: Experiment
     phases: tuple[PhaseWindow, ...]
     faults: tuple[FaultPlan, ...]
-    injections: tuple[Injection, ...]
+    actions: tuple[Action, ...]  # applies and reverts, in time order
 
     @property
     def duration(self) -> float:
@@ -53,42 +54,87 @@ class Plan:
 
 
 def make_plan(experiment: Experiment, seed_source: random.Random | None = None) -> Plan:
-    """Lay the phases end to end and schedule every injection inside the fault phase."""
+    """Lay the phases end to end and schedule every apply and revert inside the fault phase."""
     source = seed_source or random.Random()
     lengths = experiment.phases
     phases, offset = [], 0.0
     for name, length in (("warmup", lengths.warmup), *((n, getattr(lengths, n)) for n in PHASES)):
         phases.append(PhaseWindow(name, offset, offset + length))
         offset += length
-    fault_window = next(p for p in phases if p.name == "fault")
-    faults, injections = [], []
+    window = next(p for p in phases if p.name == "fault")
+    faults, actions = [], []
     for index, spec in enumerate(experiment.faults):
-        params = spec.params
-        service = experiment.services[params.service]
-        candidates = tuple(f"{service.name}-{i}" for i in range(service.replicas))
-        seed = params.seed if params.seed is not None else source.randrange(2**31)
-        per_injection = kill_count(params, len(candidates))
-        at = fault_window.start + params.after
-        times = []
-        while at < fault_window.end and len(times) < 10_000:
-            times.append(at)
-            if params.interval is None or params.interval <= 0:
-                break
-            at += params.interval
-        injections += [Injection(t, index, spec) for t in times]
-        share = (
-            f"{params.count}"
-            if params.count is not None
-            else (f"{params.percent:.0%}" if params.percent is not None else "1")
-        )
+        seed = spec.seed if spec.seed is not None else source.randrange(2**31)
+        start = window.start + spec.after
+        if isinstance(spec.params, PodKill):
+            times = _repeats(start, window.end, spec.params.interval)
+            actions += [Action(t, index, spec, "apply") for t in times]
+        else:
+            end = window.end if spec.duration is None else min(window.end, start + spec.duration)
+            actions += [Action(start, index, spec, "apply"), Action(end, index, spec, "revert")]
+        faults.append(_fault_plan(experiment, index, spec, seed))
+    actions.sort(key=lambda action: (action.at, action.kind == "apply"))  # reverts first at a tie
+    return Plan(experiment, tuple(phases), tuple(faults), tuple(actions))
+
+
+def _repeats(start: float, end: float, interval: float | None) -> list[float]:
+    times = [start]
+    while interval and times[-1] + interval < end and len(times) < 10_000:
+        times.append(times[-1] + interval)
+    return times
+
+
+def _fault_plan(experiment: Experiment, index: int, spec: FaultSpec, seed: int) -> FaultPlan:
+    params = spec.params
+    if isinstance(params, DnsFault):
+        return FaultPlan(index, spec, seed, (), 0, f"{spec.kind}: {describe_dns(spec.kind, params)}")
+    service = experiment.services[params.service]
+    candidates = tuple(f"{service.name}-{i}" for i in range(service.replicas))
+    if isinstance(params, PodKill):
+        per_injection = selection_size(params.count, params.percent, len(candidates), default=1)
+        if params.count is not None:
+            share = str(params.count)
+        else:
+            share = "1" if params.percent is None else format_percent(params.percent)
         repeat = f", every {format_duration(params.interval)}" if params.interval else ""
-        description = (
-            f"{spec.kind}: {params.signal} {share} of {len(candidates)} live replica(s) of "
-            f"{service.name} ({per_injection} now), chosen at random with seed {seed}{repeat}"
+        text = (
+            f"{params.signal} {share} of {len(candidates)} live replica(s) of {service.name} "
+            f"({per_injection} now), chosen at random with seed {seed}{repeat}"
         )
-        faults.append(FaultPlan(index, spec, seed, candidates, per_injection, description))
-    injections.sort(key=lambda injection: injection.at)
-    return Plan(experiment, tuple(phases), tuple(faults), tuple(injections))
+    else:
+        per_injection = selection_size(params.count, params.percent, len(candidates), default=len(candidates))
+        text = (
+            f"{describe_network(spec.kind, params)} on the traffic to {per_injection} of "
+            f"{len(candidates)} replica(s) of {service.name}, through gameday's userspace proxy"
+            + (f" (chosen with seed {seed})" if per_injection < len(candidates) else "")
+        )
+    return FaultPlan(index, spec, seed, candidates, per_injection, f"{spec.kind}: {text}")
+
+
+def describe_network(kind: str, fault: NetworkFault) -> str:
+    direction = {"both": "both directions", "upstream": "requests only", "downstream": "responses only"}
+    where = direction[fault.direction]
+    if kind == "network-latency":
+        jitter = f" ±{format_duration(fault.jitter)} ({fault.distribution})" if fault.jitter else ""
+        return f"+{format_duration(fault.delay)}{jitter} latency ({where})"
+    if kind == "network-loss":
+        return f"{format_percent(fault.probability)} of connections silently dropped ({where})"
+    if kind == "network-reset":
+        return f"{format_percent(fault.probability)} of connections reset"
+    if kind == "network-bandwidth":
+        return f"bandwidth limited to {format_rate(fault.rate)} ({where})"
+    return f"partition ({'connections refused' if fault.mode == 'refuse' else 'traffic blackholed'}, {where})"
+
+
+def describe_dns(kind: str, fault: DnsFault) -> str:
+    names = ", ".join(fault.patterns)
+    chance = "" if fault.probability >= 1 else f" for {format_percent(fault.probability)} of queries"
+    if kind == "dns-error":
+        answer = "no answer (timeout)" if fault.rcode == "TIMEOUT" else fault.rcode
+        return f"{answer} for {names}{chance}"
+    if kind == "dns-delay":
+        return f"answers {format_duration(fault.delay)} late for {names}{chance}"
+    return f"answers {', '.join(fault.addresses)} for {names}{chance}"
 
 
 def render_plan(plan: Plan) -> str:
@@ -115,16 +161,18 @@ def render_plan(plan: Plan) -> str:
         judged = "judged" if phase.name in experiment.slo.judge else "not judged"
         start, end = format_clock(phase.start, tenths=True), format_clock(phase.end, tenths=True)
         lines.append(f"  {start} - {end}  {phase.name:<9} ({judged})")
-        for injection in plan.injections:
-            if phase.start <= injection.at < phase.end:
-                at = format_clock(injection.at, tenths=True)
-                lines.append(f"    {at}  inject fault #{injection.fault_index + 1} {injection.fault.kind}")
+        for action in plan.actions:
+            if phase.start <= action.at < phase.end or (action.kind == "revert" and action.at == phase.start):
+                at = format_clock(action.at, tenths=True)
+                verb = "inject" if action.kind == "apply" else "revert"
+                lines.append(f"    {at}  {verb} fault #{action.fault_index + 1} {action.fault.kind}")
     lines += ["", "Faults and their targets:"]
     if not plan.faults:
         lines.append("  none")
     for fault in plan.faults:
         lines.append(f"  #{fault.index + 1} {fault.description}")
-        lines.append(f"     candidates: {', '.join(fault.candidates)}")
+        if fault.candidates:
+            lines.append(f"     candidates: {', '.join(fault.candidates)}")
     lines += ["", "Objectives:"] + [f"  {text}" for text in objective_texts(experiment)]
     lines += ["", f"Total: {format_duration(plan.duration)} of load. Nothing was changed (dry run)."]
     return "\n".join(lines)

@@ -35,19 +35,26 @@ def replica_port(service: ServiceSpec, index: int) -> int | None:
     return None if service.port is None else service.port + index
 
 
-def render(text: str, service: ServiceSpec, index: int, services: dict[str, ServiceSpec]) -> str:
-    """Fill {python} {port} {replica} {name} {endpoints:SERVICE} (validated by spec)."""
+def render(text: str, service: ServiceSpec, index: int, shared: dict[str, str]) -> str:
+    """Fill {python} {port} {replica} {name}, and the run-wide placeholders in `shared`
+    ({endpoints:SERVICE}, {proxied:SERVICE}, {hostnames:SERVICE}, {dns}); spec validated them."""
     port = replica_port(service, index)
     text = text.replace("{python}", sys.executable).replace("{replica}", str(index))
     text = text.replace("{name}", f"{service.name}-{index}")
     if port is not None:
         text = text.replace("{port}", str(port))
-    for name, other in services.items():
-        marker = f"{{endpoints:{name}}}"
-        if marker in text:
-            endpoints = ",".join(f"127.0.0.1:{replica_port(other, i)}" for i in range(other.replicas))
-            text = text.replace(marker, endpoints)
+    for key, value in shared.items():
+        text = text.replace(f"{{{key}}}", value)
     return text
+
+
+def endpoints(services: dict[str, ServiceSpec]) -> dict[str, str]:
+    """{endpoints:SERVICE} for every service with a port: its replicas' 127.0.0.1:port list."""
+    return {
+        f"endpoints:{name}": ",".join(f"127.0.0.1:{replica_port(s, i)}" for i in range(s.replicas))
+        for name, s in services.items()
+        if s.port is not None
+    }
 
 
 @dataclass
@@ -142,7 +149,14 @@ def port_in_use(port: int) -> bool:
 class ServiceSupervisor:
     """Starts, watches, restarts and finally stops every replica of every declared service."""
 
-    def __init__(self, services: dict[str, ServiceSpec], log_dir: Path, timeline: Timeline) -> None:
+    def __init__(
+        self,
+        services: dict[str, ServiceSpec],
+        log_dir: Path,
+        timeline: Timeline,
+        shared: dict[str, str] | None = None,
+    ) -> None:
+        shared = endpoints(services) if shared is None else shared
         self.services = services
         self.timeline = timeline
         self.replicas: dict[str, list[Replica]] = {}
@@ -156,9 +170,9 @@ class ServiceSupervisor:
                 Replica(
                     service=service,
                     index=i,
-                    command=[render(part, service, i, services) for part in service.command],
-                    env={k: render(v, service, i, services) for k, v in service.env.items()},
-                    ready_url=render(service.ready.url, service, i, services) if service.ready.url else None,
+                    command=[render(part, service, i, shared) for part in service.command],
+                    env={k: render(v, service, i, shared) for k, v in service.env.items()},
+                    ready_url=render(service.ready.url, service, i, shared) if service.ready.url else None,
                     log_path=log_dir / f"{service.name}-{i}.log",
                 )
                 for i in range(service.replicas)

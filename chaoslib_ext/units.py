@@ -8,6 +8,25 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|us|s|m|h))+$"
 PERCENT_PATTERN = r"^\d+(\.\d+)?%$"
+_RATE = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(B/s|KB/s|MB/s|GB/s|KiB/s|MiB/s|GiB/s|bps|kbps|mbps|gbps|kbit|mbit|gbit)"
+)
+_RATE_BYTES = {
+    "B/s": 1,
+    "KB/s": 1e3,
+    "MB/s": 1e6,
+    "GB/s": 1e9,
+    "KiB/s": 1024,
+    "MiB/s": 1024**2,
+    "GiB/s": 1024**3,
+    "bps": 1 / 8,
+    "kbps": 1e3 / 8,
+    "mbps": 1e6 / 8,
+    "gbps": 1e9 / 8,
+    "kbit": 1e3 / 8,
+    "mbit": 1e6 / 8,
+    "gbit": 1e9 / 8,
+}
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -42,6 +61,21 @@ def parse_percent(text: str | int | float) -> float:
     if not 0.0 <= number <= 100.0:
         raise ValueError(f"a percentage must be between 0% and 100%, got {text!r}")
     return number / 100.0
+
+
+def parse_rate(text: str) -> float:
+    """Bytes per second for "100KB/s", "2MiB/s", "8mbit" (bits, as tc writes them)."""
+    match = _RATE.fullmatch(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a rate such as 100KB/s, 2MiB/s or 8mbit, got {text!r}")
+    return float(match.group(1)) * _RATE_BYTES[match.group(2)]
+
+
+def format_rate(bytes_per_second: float) -> str:
+    for unit, size in (("MB/s", 1e6), ("KB/s", 1e3)):
+        if bytes_per_second >= size:
+            return f"{bytes_per_second / size:g}{unit}"
+    return f"{bytes_per_second:g}B/s"
 
 
 def format_duration(seconds: float) -> str:

@@ -113,6 +113,31 @@ def test_a_deliberately_tight_slo_is_violated_from_the_baseline_on(tmp_path):
     assert ("baseline", "availability") not in failed
 
 
+def test_latency_to_the_backends_violates_the_p95_objective_only_while_it_lasts(tmp_path):
+    result, report = run_experiment(
+        REPO / "experiments" / "demo-latency.yaml", tmp_path, *SHORT, *demo_ports()
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    phases = {p["name"]: p for p in report["phases"]}
+    assert all(o["held"] for o in phases["baseline"]["objectives"])
+    p95 = next(o for o in phases["fault"]["objectives"] if o["name"] == "p95")
+    assert not p95["held"] and 300 <= p95["actual"] <= 400
+    assert all(o["held"] for o in phases["recovery"]["objectives"])
+    actions = report["faults"][0]["actions"]
+    assert [a["action"] for a in actions] == ["inject"] * 3 + ["revert"] * 3
+    assert all(a["detail"]["connections"] > 0 for a in actions if a["action"] == "revert")
+
+
+def test_a_dns_outage_is_survived_thanks_to_the_frontends_stale_cache(tmp_path):
+    result, report = run_experiment(
+        REPO / "experiments" / "demo-dns-servfail.yaml", tmp_path, *SHORT, "--var", "fault=8s", *demo_ports()
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    revert = report["faults"][0]["actions"][-1]
+    assert revert["action"] == "revert" and revert["detail"]["errors"] > 0  # SERVFAIL really was served
+    assert revert["at_s"] - report["faults"][0]["actions"][0]["at_s"] == pytest.approx(6, abs=0.5)
+
+
 def test_a_failing_steady_state_gate_injects_nothing(tmp_path):
     port = free_port_block(1)
     result, report = run_experiment(

@@ -32,7 +32,12 @@ def test_injections_are_scheduled_inside_the_fault_phase(experiment_file):
         ("fault", 3, 13),
         ("recovery", 13, 16),
     ]
-    assert [(i.at, i.fault_index) for i in plan.injections] == [(4, 0), (8, 0), (12, 0), (12, 1)]
+    assert [(a.at, a.fault_index, a.kind) for a in plan.actions] == [
+        (4, 0, "apply"),
+        (8, 0, "apply"),
+        (12, 0, "apply"),
+        (12, 1, "apply"),
+    ]
     first, second = plan.faults
     assert first.per_injection == 2 and first.seed == 42
     assert first.candidates == ("backend-0", "backend-1", "backend-2", "backend-3")
@@ -64,3 +69,34 @@ def test_plan_of_the_demo_matches_its_file():
     result = gameday("plan", str(REPO / "experiments" / "demo-pod-kill.yaml"), "--var", "fault=20s")
     assert result.returncode == 0
     assert "00:10.0 - 00:30.0  fault     (judged)" in result.stdout
+
+
+def test_lasting_faults_are_reverted_at_the_end_of_their_duration_or_of_the_fault_phase(experiment_file):
+    text = MINIMAL.replace(
+        "load: {",
+        """\
+services:
+  backend: {command: ["{python}", "-m", "chaoslib_ext.demo.backend", "--port", "{port}"], port: 18400}
+  frontend: {command: ["{python}", "-c", "pass", "{proxied:backend}", "{dns}"]}
+load: {""",
+    ).replace(
+        "phases: {baseline: 1s, fault: 1s, recovery: 1s}",
+        """\
+phases: {warmup: 1s, baseline: 2s, fault: 10s, recovery: 3s}
+faults:
+  - network-latency: {to: backend, delay: 200ms, jitter: 50ms, after: 2s, duration: 3s}
+  - dns-error: {names: ["*.gameday.internal"], rcode: NXDOMAIN, after: 4s}""",
+    )
+    plan = make_plan(load_experiment(experiment_file(text)))
+    assert [(a.at, a.fault_index, a.kind) for a in plan.actions] == [
+        (5, 0, "apply"),
+        (7, 1, "apply"),
+        (8, 0, "revert"),
+        (13, 1, "revert"),
+    ]
+    latency, dns = plan.faults
+    assert (
+        "+200ms ±50ms (uniform) latency (both directions) on the traffic to 1 of 1 replica(s)"
+        in latency.description
+    )
+    assert dns.description == "dns-error: NXDOMAIN for *.gameday.internal"

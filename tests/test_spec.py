@@ -156,6 +156,30 @@ load: {options: ["--processes", "4"], """,
     assert "load.options[0]: Locust option --processes is not supported here" in errors
 
 
+def test_network_and_dns_faults_need_their_wiring(experiment_file):
+    text = MINIMAL.replace(
+        "load: {",
+        """\
+services:
+  backend: {command: ["{python}", "-m", "x", "--port", "{port}"], port: 18500}
+faults:
+  - network-loss: {to: backend, probability: 20%}
+  - dns-error: {names: ["*.x"], rcode: BOGUS}
+  - network-bandwidth: {to: backend, rate: fast}
+load: {""",
+    )
+    errors = "\n".join(errors_of(experiment_file(text)))
+    assert "faults[1].dns-error.rcode: 'BOGUS' is not one of SERVFAIL, NXDOMAIN, REFUSED, TIMEOUT" in errors
+    assert "faults[2].network-bandwidth.rate: expected a rate such as 100KB/s" in errors
+    fixed = text.replace("rcode: BOGUS", "rcode: SERVFAIL").replace("rate: fast", "rate: 1MB/s")
+    errors = "\n".join(errors_of(experiment_file(fixed)))
+    assert (
+        "nothing reaches 'backend' through gameday's fault proxies" in errors
+        and "{proxied:backend}" in errors
+    )
+    assert "DNS faults are declared but no service resolves names through gameday" in errors
+
+
 def test_variables_substitute_with_types_and_report_unknown_ones(experiment_file):
     text = MINIMAL.replace("users: 1", 'users: "${users}"').replace(
         "version: 1", "version: 1\nvariables: {users: 3}"

@@ -17,6 +17,7 @@ from chaoslib_ext.demo.httpserver import (
     add_common_args,
     serve_until_signalled,
 )
+from chaoslib_ext.demo.resolver import CachingResolver, ResolveError
 
 
 class BackendError(Exception):
@@ -30,6 +31,7 @@ class Balancer:
     backends: list[tuple[str, int]]
     timeout: float = 0.5
     retries: int = 1
+    resolver: CachingResolver | None = None  # names in `backends` are resolved through it
     _counter: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -41,6 +43,11 @@ class Balancer:
 
     def call_work(self, host: str, port: int) -> dict[str, Any]:
         """GET /work on one backend with a fresh connection; raise BackendError on failure."""
+        if self.resolver is not None:
+            try:
+                host = self.resolver.resolve(host)
+            except ResolveError as exc:
+                raise BackendError(str(exc)) from exc
         conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
         try:
             conn.request("GET", "/work")
@@ -130,12 +137,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", required=True, help="comma-separated host:port list")
     parser.add_argument("--timeout", type=float, default=0.5, help="per-call timeout (s)")
     parser.add_argument("--retries", type=int, default=1, help="extra attempts on next backends")
+    parser.add_argument("--dns", help="host:port of the DNS server that resolves backend names")
+    parser.add_argument("--dns-cache", type=float, default=10.0, help="seconds a DNS answer is kept")
+    parser.add_argument("--dns-serve-stale", action="store_true", help="use an expired answer if DNS fails")
     args = parser.parse_args(argv)
     try:
         backends = parse_backends(args.backends)
+        resolver = None
+        if args.dns:
+            [(dns_host, dns_port)] = parse_backends(args.dns)
+            resolver = CachingResolver(
+                (dns_host, dns_port), cache_seconds=args.dns_cache, serve_stale=args.dns_serve_stale
+            )
     except ValueError as exc:
         parser.error(str(exc))
-    balancer = Balancer(backends, timeout=args.timeout, retries=args.retries)
+    balancer = Balancer(backends, timeout=args.timeout, retries=args.retries, resolver=resolver)
     return serve_until_signalled(build_server(args.host, args.port, balancer))
 
 

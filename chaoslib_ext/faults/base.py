@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -38,7 +39,9 @@ class PodTarget(Protocol):
 
 
 class Fault(ABC):
-    """A fault is applied at its planned times and reverted at the end of its window."""
+    """A fault is applied at its planned times and, if it lasts, reverted at the end of its window."""
+
+    reversible = False  # pod-kill heals by itself (the restart policy); network and DNS faults last
 
     def __init__(self, index: int, spec: FaultSpec, seed: int) -> None:
         self.index = index
@@ -51,16 +54,31 @@ class Fault(ABC):
         return self.spec.kind
 
     @abstractmethod
-    def apply(self, target: PodTarget) -> list[FaultRecord]:
+    def apply(self, target: Any) -> list[FaultRecord]:
         """Inject once (called at each planned time); raise RunAborted if it cannot."""
 
-    def revert(self, target: PodTarget) -> list[FaultRecord]:
+    def revert(self, target: Any) -> list[FaultRecord]:
         """Take the fault back; faults that heal by themselves (a killed pod) have nothing to undo."""
         return []
 
 
+def selection_size(count: int | None, percent: float | None, available: int, default: int) -> int:
+    """How many of `available` targets one injection hits: count, or percent rounded up (at least 1)."""
+    if count is not None:
+        return min(count, available)
+    if percent is not None:
+        return min(available, max(1, math.ceil(percent * available)))
+    return min(default, available)
+
+
 def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:
+    from .dns import DnsFaultAction
+    from .network import NetworkFaultAction
     from .pod_kill import PodKillFault
 
-    kinds: dict[str, type[Fault]] = {"pod-kill": PodKillFault}
-    return kinds[spec.kind](index, spec, seed)
+    families: dict[str, type[Fault]] = {
+        "pod": PodKillFault,
+        "network": NetworkFaultAction,
+        "dns": DnsFaultAction,
+    }
+    return families[spec.family](index, spec, seed)

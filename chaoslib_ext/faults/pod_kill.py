@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from ..errors import RunAborted
 from ..spec.model import PodKill
-from .base import Fault, FaultRecord, PodTarget
-
-
-def kill_count(params: PodKill, live: int) -> int:
-    """How many of `live` replicas one injection kills (count, or percent rounded up, at least 1)."""
-    if params.count is not None:
-        return min(params.count, live)
-    if params.percent is not None:
-        return min(live, max(1, math.ceil(params.percent * live)))
-    return min(1, live)
+from .base import Fault, FaultRecord, PodTarget, selection_size
 
 
 class PodKillFault(Fault):
@@ -29,7 +19,7 @@ class PodKillFault(Fault):
                 where=str(self.spec.where),
                 hint="the restart delay may be longer than the kill interval",
             )
-        victims = self.rng.sample(live, kill_count(params, len(live)))
+        victims = self.rng.sample(live, selection_size(params.count, params.percent, len(live), default=1))
         records = []
         for pod in victims:
             pid = target.kill(pod, params.signal)

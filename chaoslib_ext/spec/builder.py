@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
-from ..units import parse_duration, parse_percent
+from ..units import parse_duration, parse_percent, parse_rate
 from .model import (
     PHASES,
     ActivityProbe,
+    DnsFault,
     Experiment,
     FaultSpec,
     HttpProbe,
     LoadSpec,
+    NetworkFault,
     Phases,
     PodKill,
     Probe,
@@ -30,7 +32,8 @@ from .source import Document
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
-SERVICE_FIELDS = {"python", "port", "replica", "name", "endpoints"}
+SERVICE_FIELDS = {"python", "port", "replica", "name", "endpoints", "proxied", "hostnames", "dns"}
+SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
 UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
 
 
@@ -43,6 +46,8 @@ class Builder:
         self.variables = variables
         self.errors: list[SpecError] = []
         self.base = Path(document.file).resolve().parent
+        self.proxied: set[str] = set()  # services that callers reach through {proxied:SERVICE}
+        self.uses_dns = False  # some service resolves names through {dns}
 
     def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
         message = f"{field_path(path)}: {message}"
@@ -56,6 +61,13 @@ class Builder:
             self.check_placeholders(name, service, services)
         load = self.load(data["load"])
         phases = self.phases(data["phases"])
+        faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
+        if any(f.family == "dns" for f in faults) and not self.uses_dns:
+            self.error(
+                ("faults",),
+                "DNS faults are declared but no service resolves names through gameday",
+                "pass {dns} to the service that should use gameday's DNS server",
+            )
         return Experiment(
             path=Path(self.document.file),
             sha256=hashlib.sha256(Path(self.document.file).read_bytes()).hexdigest(),
@@ -68,10 +80,10 @@ class Builder:
             slo=self.slo(data["slo"], phases),
             steady_state=tuple(self.probe(i, item) for i, item in enumerate(data.get("steady_state", []))),
             phases=phases,
-            faults=tuple(
-                self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", []))
-            ),
+            faults=faults,
             report_formats=tuple(data.get("report", {}).get("formats", ["json", "markdown", "junit"])),
+            proxied=tuple(sorted(self.proxied)),
+            dns=self.uses_dns,
         )
 
     def service(self, name: str, spec: dict[str, Any]) -> ServiceSpec:
@@ -116,7 +128,8 @@ class Builder:
                     self.error(
                         path,
                         f"unknown placeholder {{{field}}}",
-                        "known: {python} {port} {replica} {name} {endpoints:SERVICE}",
+                        "known: {python} {port} {replica} {name} {dns} {endpoints:SERVICE} "
+                        "{proxied:SERVICE} {hostnames:SERVICE}",
                     )
                 elif field == "port" and service.port is None:
                     self.error(
@@ -124,12 +137,14 @@ class Builder:
                         "{port} is used but the service declares no port",
                         f"add 'port:' under services.{name}",
                     )
-                elif field == "endpoints":
+                elif field == "dns":
+                    self.uses_dns = True
+                elif field in SERVICE_ARGUMENT_FIELDS:
                     other = services.get(argument)
                     if other is None:
                         self.error(
                             path,
-                            f"{{endpoints:{argument}}} names no declared service",
+                            f"{{{field}:{argument}}} names no declared service",
                             "known services: " + ", ".join(services),
                         )
                     elif other.port is None:
@@ -138,6 +153,8 @@ class Builder:
                             f"service {argument!r} has no port to list",
                             f"add 'port:' under services.{argument}",
                         )
+                    elif field == "proxied":
+                        self.proxied.add(argument)
 
     def load(self, spec: dict[str, Any]) -> LoadSpec:
         locustfile = self.find_file(spec["locustfile"], ("load", "locustfile"))
@@ -241,33 +258,82 @@ class Builder:
     ) -> FaultSpec:
         kind, spec = next(iter(item.items()))
         path = ("faults", index, kind)
-        service = spec["selector"]["service"]
-        if service not in services:
-            self.error(
-                (*path, "selector", "service"),
-                f"no service named {service!r}",
-                "declared services: " + (", ".join(services) or "none"),
-            )
-        params = PodKill(
-            service=service,
-            count=spec.get("count"),
-            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
-            signal=spec.get("signal", "SIGKILL"),
-            after=parse_duration(spec.get("after", 0)),
-            interval=parse_duration(spec["interval"]) if "interval" in spec else None,
-            seed=spec.get("seed"),
-        )
-        if params.after >= phases.fault:
+        family = kind.split("-")[0]
+        params: PodKill | NetworkFault | DnsFault
+        if family == "dns":
+            params = self.dns_fault(spec)
+        else:
+            service = spec["selector"]["service"] if family == "pod" else spec["to"]
+            field = ("selector", "service") if family == "pod" else ("to",)
+            if service not in services:
+                self.error(
+                    (*path, *field),
+                    f"no service named {service!r}",
+                    "declared services: " + (", ".join(services) or "none"),
+                )
+            count = spec.get("count")
+            replicas = services[service].replicas if service in services else None
+            if replicas is not None and count is not None and count > replicas:
+                self.error(
+                    (*path, "count"),
+                    f"count {count} is more than the {replicas} replica(s) of {service!r}",
+                    "lower count, or use percent: 100%",
+                )
+            percent = parse_percent(spec["percent"]) if "percent" in spec else None
+            if family == "pod":
+                params = PodKill(
+                    service,
+                    count,
+                    percent,
+                    spec.get("signal", "SIGKILL"),
+                    parse_duration(spec["interval"]) if "interval" in spec else None,
+                )
+            else:
+                params = self.network_fault(kind, spec, service, count, percent)
+                if service in services and service not in self.proxied:
+                    self.error(
+                        (*path, "to"),
+                        f"nothing reaches {service!r} through gameday's fault proxies",
+                        f"write {{proxied:{service}}} where callers are given its address",
+                    )
+        after = parse_duration(spec.get("after", 0))
+        duration = parse_duration(spec["duration"]) if "duration" in spec else None
+        if after >= phases.fault:
             self.error(
                 (*path, "after"),
-                f"after ({params.after:g}s) is not inside the fault phase ({phases.fault:g}s)",
+                f"after ({after:g}s) is not inside the fault phase ({phases.fault:g}s)",
                 "shorten 'after' or lengthen phases.fault",
             )
-        replicas = services[service].replicas if service in services else None
-        if replicas is not None and params.count is not None and params.count > replicas:
+        if family == "pod" and duration is not None:
             self.error(
-                (*path, "count"),
-                f"count {params.count} is more than the {replicas} replica(s) of {service!r}",
-                "lower count, or use percent: 100%",
+                (*path, "duration"), "pod-kill is instant: it has no duration", "use interval to repeat it"
             )
-        return FaultSpec(kind=kind, params=params, where=self.document.location(path, prefer_key=True))
+        return FaultSpec(
+            kind, params, after, duration, spec.get("seed"), self.document.location(path, prefer_key=True)
+        )
+
+    def network_fault(
+        self, kind: str, spec: dict[str, Any], service: str, count: int | None, percent: float | None
+    ) -> NetworkFault:
+        default_direction = "downstream" if kind == "network-bandwidth" else "both"
+        return NetworkFault(
+            service=service,
+            count=count,
+            percent=percent,
+            direction=spec.get("direction", default_direction),
+            delay=parse_duration(spec.get("delay", 0)),
+            jitter=parse_duration(spec.get("jitter", 0)),
+            distribution=spec.get("distribution", "uniform"),
+            probability=parse_percent(spec.get("probability", "100%")),
+            rate=parse_rate(spec["rate"]) if "rate" in spec else 0.0,
+            mode=spec.get("mode", "refuse"),
+        )
+
+    def dns_fault(self, spec: dict[str, Any]) -> DnsFault:
+        return DnsFault(
+            patterns=tuple(spec["names"]),
+            probability=parse_percent(spec.get("probability", "100%")),
+            rcode=spec.get("rcode", "SERVFAIL"),
+            delay=parse_duration(spec.get("delay", 0)),
+            addresses=tuple(spec.get("addresses", ())),
+        )

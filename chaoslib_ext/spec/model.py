@@ -108,16 +108,47 @@ class PodKill:
     count: int | None
     percent: float | None
     signal: str
-    after: float
     interval: float | None
-    seed: int | None
+
+
+@dataclass(frozen=True)
+class NetworkFault:
+    """A fault on the traffic to a service, through the userspace proxies in front of its replicas."""
+
+    service: str
+    count: int | None  # replicas hit (default: all)
+    percent: float | None
+    direction: str  # upstream (to the service) | downstream (from it) | both
+    delay: float = 0.0
+    jitter: float = 0.0
+    distribution: str = "uniform"
+    probability: float = 1.0
+    rate: float = 0.0  # bytes per second
+    mode: str = "refuse"
+
+
+@dataclass(frozen=True)
+class DnsFault:
+    patterns: tuple[str, ...]
+    probability: float = 1.0
+    rcode: str = "SERVFAIL"
+    delay: float = 0.0
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FaultSpec:
-    kind: str
-    params: PodKill
+    kind: str  # pod-kill, network-latency, ..., dns-spoof
+    params: PodKill | NetworkFault | DnsFault
+    after: float  # offset into the fault phase
+    duration: float | None  # None: until the end of the fault phase (pod-kill: instant)
+    seed: int | None
     where: Location
+
+    @property
+    def family(self) -> str:
+        """pod, network or dns."""
+        return self.kind.split("-")[0]
 
 
 @dataclass(frozen=True)
@@ -135,3 +166,5 @@ class Experiment:
     phases: Phases
     faults: tuple[FaultSpec, ...]
     report_formats: tuple[str, ...]
+    proxied: tuple[str, ...] = ()  # services reached through gameday's fault proxies
+    dns: bool = False  # whether gameday runs its DNS server for the services

@@ -1,0 +1,60 @@
+"""dns-error, dns-delay and dns-spoof: rules on the run's fault-injecting DNS server."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Protocol
+
+from ..network.dns import DnsRule, FaultDnsServer
+from ..spec.model import DnsFault
+from .base import Fault, FaultRecord
+
+
+class DnsTarget(Protocol):
+    def dns_server(self) -> FaultDnsServer: ...
+
+
+class DnsFaultAction(Fault):
+    reversible = True
+    stats_before: dict[str, int]
+
+    @property
+    def rule_id(self) -> str:
+        return f"fault-{self.index + 1}"
+
+    def apply(self, target: DnsTarget) -> list[FaultRecord]:
+        params: DnsFault = self.spec.params  # type: ignore[assignment]
+        rule = DnsRule(
+            kind=self.spec.kind.removeprefix("dns-"),
+            patterns=params.patterns,
+            rcode=params.rcode,
+            probability=params.probability,
+            delay=params.delay,
+            addresses=params.addresses,
+        )
+        server = target.dns_server()
+        self.stats_before = {k: v for k, v in asdict(server.stats).items() if isinstance(v, int)}
+        server.add(self.rule_id, rule, seed=self.seed)
+        return [
+            FaultRecord(
+                time.time(),
+                self.index,
+                self.label,
+                "inject",
+                ",".join(params.patterns),
+                {"dns": server.address},
+            )
+        ]
+
+    def revert(self, target: DnsTarget) -> list[FaultRecord]:
+        server = target.dns_server()
+        server.remove(self.rule_id)
+        before = self.stats_before
+        during = {
+            key: value - before.get(key, 0)
+            for key, value in asdict(server.stats).items()
+            if isinstance(value, int)
+        }
+        patterns = ",".join(self.spec.params.patterns)  # type: ignore[union-attr]
+        return [FaultRecord(time.time(), self.index, self.label, "revert", patterns, during)]

@@ -1,0 +1,301 @@
+"""The userspace fault proxy and DNS server, measured from outside with real clients on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import math
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import HOST, Starter, free_port
+from dnslib import RCODE, DNSRecord
+
+from chaoslib_ext.network.dns import DnsRule, FaultDnsServer
+from chaoslib_ext.network.proxy import FaultHub, Toxic
+
+TRIES = 2000
+Z_999 = 3.29  # two-sided 99.9% normal quantile
+
+
+def binomial_bounds(n: int, p: float) -> tuple[float, float]:
+    spread = Z_999 * math.sqrt(n * p * (1 - p))
+    return n * p - spread, n * p + spread
+
+
+@pytest.fixture
+def hub():
+    hub = FaultHub()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def backend(start: Starter) -> int:
+    _, port = start("chaoslib_ext.demo.backend", "--work-ms", "0")
+    return port
+
+
+def get_ms(port: int, path: str = "/work", timeout: float = 5.0) -> float:
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+    finally:
+        connection.close()
+    return (time.perf_counter() - started) * 1000
+
+
+def median_ms(port: int, count: int = 30) -> float:
+    return statistics.median(get_ms(port) for _ in range(count))
+
+
+async def _attempt(port: int, timeout: float) -> str:
+    """One connection, one request: 'ok', 'timeout' or 'reset' (refused or reset by the peer)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), timeout)
+    except (ConnectionError, OSError):
+        return "reset"
+    except TimeoutError:
+        return "timeout"
+    try:
+        writer.write(b"GET /work HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = await asyncio.wait_for(reader.read(), timeout)
+        return "ok" if data.split(b"\r\n", 1)[0].endswith(b" 200 OK") else "reset"
+    except TimeoutError:
+        return "timeout"
+    except (ConnectionError, OSError):
+        return "reset"
+    finally:
+        writer.close()
+
+
+def attempts(port: int, count: int, timeout: float = 1.0, batch: int = 100) -> dict[str, int]:
+    """`count` bounded attempts, `batch` at a time; outcome counts."""
+
+    async def run() -> list[str]:
+        outcomes: list[str] = []
+        for first in range(0, count, batch):
+            size = min(batch, count - first)
+            outcomes += await asyncio.gather(*(_attempt(port, timeout) for _ in range(size)))
+        return outcomes
+
+    results = asyncio.run(run())
+    return {kind: results.count(kind) for kind in ("ok", "timeout", "reset")}
+
+
+def test_without_toxics_bytes_pass_untouched_and_no_latency_is_added(hub, tmp_path, backend):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", HOST, "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                http.client.HTTPConnection(HOST, port, timeout=1).connect()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        files = hub.proxy("files", (HOST, port))
+        connection = http.client.HTTPConnection(HOST, files.port, timeout=10)
+        connection.request("GET", "/blob.bin")
+        body = connection.getresponse().read()
+        connection.close()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(blob.read_bytes()).hexdigest()
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+    proxy = hub.proxy("backend", (HOST, backend))
+    direct, proxied = median_ms(backend), median_ms(proxy.port)
+    assert proxied - direct < 3.0, (direct, proxied)
+
+
+@pytest.mark.parametrize(("direction", "delay", "expected"), [("upstream", 0.1, 100), ("both", 0.06, 120)])
+def test_latency_seen_by_a_client_is_what_was_asked(hub, backend, direction, delay, expected):
+    proxy = hub.proxy("backend", (HOST, backend))
+    baseline = median_ms(proxy.port)
+    proxy.add("t", Toxic("latency", direction, delay=delay))
+    added = median_ms(proxy.port) - baseline
+    assert abs(added - expected) <= 0.1 * expected + 2, added
+    proxy.remove("t")
+    assert median_ms(proxy.port) - baseline < 3.0  # back to baseline after revert
+
+
+def test_latency_applies_to_connections_that_were_already_open(hub, backend):
+    proxy = hub.proxy("backend", (HOST, backend))
+    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
+    connection.request("GET", "/work")
+    connection.getresponse().read()
+    proxy.add("t", Toxic("latency", "upstream", delay=0.15))
+    started = time.perf_counter()
+    connection.request("GET", "/work")
+    connection.getresponse().read()
+    elapsed = (time.perf_counter() - started) * 1000
+    connection.close()
+    assert 150 <= elapsed <= 150 * 1.1 + 5
+
+
+def test_jitter_spreads_latency_around_the_delay(hub, backend):
+    proxy = hub.proxy("backend", (HOST, backend))
+    proxy.add("t", Toxic("latency", "upstream", delay=0.05, jitter=0.02, distribution="uniform"), seed=5)
+    samples = [get_ms(proxy.port) for _ in range(60)]
+    assert min(samples) >= 30 and max(samples) <= 75
+    assert statistics.pstdev(samples) > 5  # uniform over +-20 ms: about 11.5 ms
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "probability", "failed"), [("loss", 0.3, "timeout"), ("reset", 0.5, "reset")]
+)
+def test_loss_and_reset_hit_the_asked_share_of_connections(hub, backend, kind, probability, failed):
+    proxy = hub.proxy("backend", (HOST, backend))
+    proxy.add("t", Toxic(kind, "both", probability=probability), seed=1234)
+    outcomes = attempts(proxy.port, TRIES, timeout=1.0)
+    low, high = binomial_bounds(TRIES, probability)
+    assert low <= outcomes[failed] <= high, outcomes
+    assert outcomes["ok"] + outcomes[failed] == TRIES, outcomes
+    proxy.remove("t")
+    assert attempts(proxy.port, 100)["ok"] == 100
+
+
+def test_bandwidth_limit_holds_within_15_percent(hub, tmp_path):
+    (tmp_path / "blob.bin").write_bytes(b"x" * 400_000)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", HOST, "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        proxy = hub.proxy("files", (HOST, port))
+        deadline = time.monotonic() + 10
+        while attempts_ok(proxy.port) is False:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        proxy.add("t", Toxic("bandwidth", "downstream", rate=200_000))
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(HOST, proxy.port, timeout=30)
+        connection.request("GET", "/blob.bin")
+        size = len(connection.getresponse().read())
+        connection.close()
+        rate = size / (time.perf_counter() - started)
+        assert size == 400_000
+        assert abs(rate - 200_000) <= 0.15 * 200_000, rate
+    finally:
+        server.terminate()
+        server.wait(timeout=5)
+
+
+def attempts_ok(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection(HOST, port, timeout=1)
+        connection.request("HEAD", "/")
+        ok = connection.getresponse().status < 500
+        connection.close()
+        return ok
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def test_partition_refuses_or_blackholes_every_attempt_then_heals(hub, backend):
+    proxy = hub.proxy("backend", (HOST, backend))
+    proxy.add("t", Toxic("partition", "both", mode="refuse"))
+    assert attempts(proxy.port, 200, timeout=1.0)["reset"] == 200
+    proxy.remove("t")
+    proxy.add("t", Toxic("partition", "both", mode="blackhole"))
+    assert attempts(proxy.port, 50, timeout=0.3)["timeout"] == 50
+    proxy.remove("t")
+    assert attempts(proxy.port, 50)["ok"] == 50
+
+
+def test_a_refusing_partition_cuts_open_connections_too(hub, backend):
+    proxy = hub.proxy("backend", (HOST, backend))
+    connection = http.client.HTTPConnection(HOST, proxy.port, timeout=2)
+    connection.request("GET", "/work")
+    connection.getresponse().read()
+    proxy.add("t", Toxic("partition", "both", mode="refuse"))
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        connection.request("GET", "/work")
+        connection.getresponse().read()
+    connection.close()
+
+
+def test_stopping_the_hub_leaves_no_listener_and_no_thread(backend):
+    hub = FaultHub()
+    proxy = hub.proxy("backend", (HOST, backend))
+    dns = FaultDnsServer(hub, {})
+    assert attempts(proxy.port, 5)["ok"] == 5
+    hub.stop()
+    assert attempts(proxy.port, 5, timeout=0.5)["reset"] == 5
+    assert not any(t.name == "fault-proxies" for t in threading.enumerate())
+    with pytest.raises(TimeoutError):
+        DNSRecord.question("x.gameday.internal").send(HOST, dns.port, timeout=0.3)
+
+
+# DNS
+
+
+def query(server: FaultDnsServer, name: str, timeout: float = 1.0) -> DNSRecord:
+    return DNSRecord.parse(DNSRecord.question(name, "A").send(HOST, server.port, timeout=timeout))
+
+
+@pytest.fixture
+def dns(hub):
+    return FaultDnsServer(hub, {"backend-0.gameday.internal": ["127.0.0.1"]})
+
+
+def test_dns_answers_its_names_resolves_localhost_and_never_forwards_its_zone(dns):
+    assert [str(r.rdata) for r in query(dns, "backend-0.gameday.internal").rr] == ["127.0.0.1"]
+    assert [str(r.rdata) for r in query(dns, "localhost").rr] == ["127.0.0.1"]
+    assert query(dns, "missing.gameday.internal").header.rcode == RCODE.NXDOMAIN
+
+
+@pytest.mark.parametrize("rcode", ["SERVFAIL", "NXDOMAIN", "REFUSED"])
+def test_dns_error_is_seen_as_the_right_rcode_and_other_names_still_resolve(dns, rcode):
+    dns.add("f", DnsRule("error", ("*.gameday.internal",), rcode=rcode))
+    assert RCODE.get(query(dns, "backend-0.gameday.internal").header.rcode) == rcode
+    assert [str(r.rdata) for r in query(dns, "localhost").rr] == ["127.0.0.1"]
+    dns.remove("f")
+    assert query(dns, "backend-0.gameday.internal").header.rcode == RCODE.NOERROR
+
+
+@pytest.mark.slow
+def test_dns_error_probability_is_within_the_binomial_bound(dns):
+    dns.add("f", DnsRule("error", ("backend-*",), rcode="SERVFAIL", probability=0.5), seed=99)
+    failures = sum(
+        query(dns, "backend-0.gameday.internal").header.rcode == RCODE.SERVFAIL for _ in range(TRIES)
+    )
+    low, high = binomial_bounds(TRIES, 0.5)
+    assert low <= failures <= high, failures
+
+
+def test_dns_timeout_drops_the_query(dns):
+    dns.add("f", DnsRule("error", ("backend-*",), rcode="TIMEOUT"))
+    with pytest.raises(TimeoutError):
+        query(dns, "backend-0.gameday.internal", timeout=0.5)
+    assert query(dns, "localhost").header.rcode == RCODE.NOERROR
+
+
+def test_dns_delay_and_spoof(dns):
+    dns.add("d", DnsRule("delay", ("backend-*",), delay=0.2))
+    started = time.perf_counter()
+    query(dns, "backend-0.gameday.internal")
+    elapsed = (time.perf_counter() - started) * 1000
+    assert abs(elapsed - 200) <= 0.1 * 200 + 5, elapsed
+    dns.remove("d")
+    dns.add("s", DnsRule("spoof", ("backend-*",), addresses=("127.0.0.9",)))
+    assert [str(r.rdata) for r in query(dns, "backend-0.gameday.internal").rr] == ["127.0.0.9"]
