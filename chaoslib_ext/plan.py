@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from .faults.base import selection_size
+from .network.dns import DNS_ZONE
 from .services import replica_port
 from .spec.model import PHASES, DnsFault, Experiment, FaultSpec, NetworkFault, PodKill
 from .units import format_clock, format_duration, format_percent, format_rate
@@ -150,6 +151,19 @@ def render_plan(plan: Plan) -> str:
             f"  {service.name}: {service.replicas} replica(s) [{where}], restart "
             f"{service.restart.policy} after {format_duration(service.restart.delay)}"
         )
+    if experiment.proxied or experiment.dns:
+        lines += ["", "Fault injection points (started with the run, stopped with it):"]
+        for name in experiment.proxied:
+            count = experiment.services[name].replicas
+            lines.append(
+                f"  userspace TCP proxy in front of each of the {count} replica(s) of {name} "
+                f"(callers use {{proxied:{name}}}); no toxic until a fault starts"
+            )
+        if experiment.dns:
+            lines.append(
+                f"  DNS server for *.{DNS_ZONE} (services given {{dns}}); other names go to the "
+                "system resolver"
+            )
     load = experiment.load
     lines += [
         "",
