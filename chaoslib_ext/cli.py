@@ -15,7 +15,8 @@ from types import FrameType
 from typing import Any
 
 from . import __version__
-from .errors import ExitCode, GamedayError, SpecError
+from .errors import ExitCode, GamedayError, RunAborted, SpecError
+from .ledger import ledgers, recover, state_dir
 from .spec import SpecErrors, load_experiment, parse_overrides
 from .units import format_duration, format_ms, format_percent
 
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where reports/<run-id>/ is written (default: ./reports)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+
+    commands.add_parser(
+        "recover",
+        help="undo what runs that died (even by SIGKILL) left behind, from their ledgers",
+        description="Reads the ledgers in $GAMEDAY_STATE_DIR (default ~/.local/state/gameday) and undoes "
+        "every change of runs that are no longer alive: fault rules, namespaces, services, load.",
+    )
     return parser
 
 
@@ -63,7 +71,7 @@ def _add_var(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"validate": _validate, "plan": _plan, "run": _run}
+    handlers = {"validate": _validate, "plan": _plan, "run": _run, "recover": _recover}
     try:
         return int(handlers[args.command](args))
     except GamedayError as error:
@@ -105,6 +113,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
     plan = make_plan(experiment)
+    left_behind = [state for state in ledgers() if not state.alive and state.pending]
+    if left_behind:
+        raise RunAborted(
+            f"run {left_behind[0].run_id} (pid {left_behind[0].pid}) died and left "
+            f"{len(left_behind[0].pending)} change(s) behind",
+            where=str(left_behind[0].path),
+            hint="run `gameday recover` first",
+        )
     run_id = new_run_id(experiment.title)
     report_dir = args.report_dir / run_id
     try:
@@ -138,6 +154,21 @@ def _run(args: argparse.Namespace) -> ExitCode:
             signal.signal(sig, handler)
     print(summary(report, written))
     return result.exit_code
+
+
+def _recover(_args: argparse.Namespace) -> ExitCode:
+    states = ledgers()
+    for state in states:
+        if state.alive:
+            print(f"still running, left alone: run {state.run_id} (pid {state.pid})")
+    done, failed = recover()
+    for line in done:
+        print(f"undone: {line}")
+    for line in failed:
+        print(f"gameday: error: could not undo: {line}", file=sys.stderr)
+    if not done and not failed:
+        print(f"nothing to recover in {state_dir()}")
+    return ExitCode.ABORTED if failed else ExitCode.HELD
 
 
 def summary(report: dict[str, Any], written: list[Path]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
+from .ledger import Ledger
 from .load.runner import LoadRunner
 from .local_target import LocalTarget
 from .plan import Plan
@@ -82,13 +83,15 @@ class Engine:
         self.progress = progress
         self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline())
         self.timeline = self.result.timeline
-        logs = report_dir / "logs"
-        self.target = LocalTarget(self.experiment, logs, self.timeline)
-        self.load = LoadRunner(self.experiment.load, plan.duration, logs / "locust.log", self.timeline)
+        self.logs = report_dir / "logs"
+        self.ledger: Ledger | None = None  # made when the run starts changing things
+        self.target: LocalTarget | None = None
+        self.load = LoadRunner(self.experiment.load, plan.duration, self.logs / "locust.log", self.timeline)
         self.result.samples = self.load.samples
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
         self.applied: set[int] = set()
         self.cancellable = False  # True while a signal may interrupt the run (not during clean-up)
+        self.load_entry: int | None = None
 
     def run(self) -> RunResult:
         """Run to the end; whatever happens, clean up and judge what was observed."""
@@ -113,7 +116,13 @@ class Engine:
 
     def _clean_up(self) -> None:
         """Revert, stop the load, stop the services: each step runs even if one before it failed."""
-        for step in (self._revert_all, self.load.stop, self.target.stop, self.progress.close):
+        for step in (
+            self._revert_all,
+            self._stop_load,
+            self._stop_target,
+            self._close_ledger,
+            self.progress.close,
+        ):
             try:
                 step()
             except Exception as error:  # keep going: the next step may be the one that matters
@@ -131,6 +140,8 @@ class Engine:
         self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
         if self.experiment.services:
             self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
+        self.ledger = Ledger.create(result.run_id)
+        self.target = LocalTarget(self.experiment, self.logs, self.timeline, self.ledger)
         self.target.start()
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):
@@ -140,6 +151,7 @@ class Engine:
             f"starting load: {self.experiment.load.users} users on {self.experiment.load.host}"
         )
         self.load.start()
+        self.load_entry = self.ledger.record("the Locust load generator", self.load.undo_action())
         # Phases start on a whole second, so that each per-second sample falls in one phase.
         origin = float(math.ceil(time.time()))
         time.sleep(max(0.0, origin - time.time()))
@@ -148,7 +160,7 @@ class Engine:
         self._follow_timeline(origin)
         self._revert_all()
         result.steady_after = self._steady_state("after")
-        self.load.stop()
+        self._stop_load()
         result.status = "completed"
         self._judge(until=None)
 
@@ -186,6 +198,24 @@ class Engine:
                 next_status = now + 1.0
             upcoming = [end, next_status] + [t for t, _ in pending[:1]] + [p.start for p in phases[:1]]
             time.sleep(max(0.0, min(min(upcoming) - time.time(), 0.5)))
+
+    def _stop_load(self) -> None:
+        self.load.stop()
+        if self.ledger is not None and self.load_entry is not None:
+            self.ledger.done(self.load_entry)
+
+    def _stop_target(self) -> None:
+        if self.target is not None:
+            self.target.stop()
+
+    def _close_ledger(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+            if self.ledger.pending:
+                raise RunAborted(
+                    f"{len(self.ledger.pending)} change(s) could not be undone",
+                    hint=f"run `gameday recover` (ledger: {self.ledger.path})",
+                )
 
     def _apply(self, index: int) -> None:
         fault = self.faults[index]

@@ -1,30 +1,55 @@
-"""The local driver's target: gameday's own services, and the fault proxies and DNS server that
-stand in front of them. Faults act on it through small protocols (faults/base.py)."""
+"""The local driver's target: gameday's own services (optionally each replica in a network
+namespace of its own), and the fault proxies and DNS server that stand in front of them.
+Faults act on it through small protocols (faults/base.py, faults/network.py, faults/dns.py)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+from .errors import RunAborted
+from .ledger import Ledger
 from .network.dns import DNS_ZONE, FaultDnsServer
+from .network.kernel import Namespace, NamespaceFactory
 from .network.proxy import FaultHub, FaultProxy
-from .services import Replica, ServiceSupervisor, endpoints, replica_port
+from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
 from .spec.model import Experiment
 from .timeline import Timeline
 
 
 class LocalTarget:
-    def __init__(self, experiment: Experiment, log_dir: Path, timeline: Timeline) -> None:
+    def __init__(self, experiment: Experiment, log_dir: Path, timeline: Timeline, ledger: Ledger) -> None:
         services = experiment.services
+        self.ledger = ledger
+        self.timeline = timeline
         self.hub = FaultHub() if experiment.proxied or experiment.dns else None
         self.proxies: dict[str, list[FaultProxy]] = {}
+        self.namespaces: dict[str, list[Namespace]] = {}
         self.dns: FaultDnsServer | None = None
-        shared = endpoints(services)
+        self.factory: NamespaceFactory | None = None
         try:
+            isolated = [name for name, s in services.items() if s.isolation == "netns"]
+            if isolated:
+                tag = hashlib.sha1(ledger.run_id.encode()).hexdigest()[:4]
+                self.factory = NamespaceFactory(tag, ledger)
+                for name in isolated:
+                    self.namespaces[name] = [
+                        self.factory.create(name, i) for i in range(services[name].replicas)
+                    ]
+                    for namespace in self.namespaces[name]:
+                        timeline.add("network", "namespace", namespace.name, address=namespace.address)
+            hosts = {
+                name: [ns.address for ns in self.namespaces[name]]
+                if name in self.namespaces
+                else [LOOPBACK] * s.replicas
+                for name, s in services.items()
+            }
+            shared = endpoints(services, hosts)
             for name in experiment.proxied:
                 assert self.hub is not None
                 service = services[name]
                 self.proxies[name] = [
-                    self.hub.proxy(f"{name}-{i}", ("127.0.0.1", replica_port(service, i) or 0))
+                    self.hub.proxy(f"{name}-{i}", (hosts[name][i], replica_port(service, i) or 0))
                     for i in range(service.replicas)
                 ]
                 shared[f"proxied:{name}"] = ",".join(proxy.address for proxy in self.proxies[name])
@@ -33,7 +58,8 @@ class LocalTarget:
                 if service.port is None:
                     continue
                 names = [f"{name}-{i}.{DNS_ZONE}" for i in range(service.replicas)]
-                records.update({host: ["127.0.0.1"] for host in [*names, f"{name}.{DNS_ZONE}"]})
+                records.update({host: [hosts[name][i]] for i, host in enumerate(names)})
+                records[f"{name}.{DNS_ZONE}"] = sorted(set(hosts[name]))
                 shared[f"hostnames:{name}"] = ",".join(
                     f"{host}:{replica_port(service, i)}" for i, host in enumerate(names)
                 )
@@ -41,10 +67,14 @@ class LocalTarget:
                 assert self.hub is not None
                 self.dns = FaultDnsServer(self.hub, records)
                 shared["dns"] = self.dns.address
+            placement = {
+                name: [(ns.address, ns.exec_prefix()) for ns in namespaces]
+                for name, namespaces in self.namespaces.items()
+            }
         except BaseException:
             self.stop_network()
             raise
-        self.supervisor = ServiceSupervisor(services, log_dir, timeline, shared)
+        self.supervisor = ServiceSupervisor(services, log_dir, timeline, shared, placement, ledger)
 
     # what pod faults need (faults.base.PodTarget)
     def live(self, service: str) -> list[Replica]:
@@ -56,6 +86,14 @@ class LocalTarget:
     # what network and DNS faults need
     def proxies_for(self, service: str) -> list[FaultProxy]:
         return self.proxies[service]
+
+    def kernel_targets(self, service: str) -> list[tuple[str, Namespace, int]]:
+        """(replica name, its namespace, its port) for each replica of a namespaced service."""
+        spec = self.supervisor.services[service]
+        return [
+            (f"{service}-{i}", namespace, replica_port(spec, i) or 0)
+            for i, namespace in enumerate(self.namespaces[service])
+        ]
 
     def dns_server(self) -> FaultDnsServer:
         assert self.dns is not None, "spec guarantees a DNS server when DNS faults are declared"
@@ -71,5 +109,13 @@ class LocalTarget:
             self.stop_network()
 
     def stop_network(self) -> None:
+        """Stop the proxies and DNS server, delete the namespaces; raise if something stays behind."""
         if self.hub is not None:
             self.hub.stop()
+        problems = self.factory.remove_all() if self.factory is not None else []
+        for problem in problems:
+            self.timeline.add("network", "cleanup-failed", detail=problem)
+        if problems:
+            raise RunAborted(
+                f"could not remove what the run set up: {problems[0]}", hint="run `gameday recover` as root"
+            )

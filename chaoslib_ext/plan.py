@@ -104,9 +104,14 @@ def _fault_plan(experiment: Experiment, index: int, spec: FaultSpec, seed: int) 
         )
     else:
         per_injection = selection_size(params.count, params.percent, len(candidates), default=len(candidates))
+        way = (
+            "in each one's network namespace (iptables/tc, kernel path)"
+            if params.path == "kernel"
+            else "through gameday's userspace proxy"
+        )
         text = (
             f"{describe_network(spec.kind, params)} on the traffic to {per_injection} of "
-            f"{len(candidates)} replica(s) of {service.name}, through gameday's userspace proxy"
+            f"{len(candidates)} replica(s) of {service.name}, {way}"
             + (f" (chosen with seed {seed})" if per_injection < len(candidates) else "")
         )
     return FaultPlan(index, spec, seed, candidates, per_injection, f"{spec.kind}: {text}")
@@ -119,7 +124,8 @@ def describe_network(kind: str, fault: NetworkFault) -> str:
         jitter = f" ±{format_duration(fault.jitter)} ({fault.distribution})" if fault.jitter else ""
         return f"+{format_duration(fault.delay)}{jitter} latency ({where})"
     if kind == "network-loss":
-        return f"{format_percent(fault.probability)} of connections silently dropped ({where})"
+        unit = "packets" if fault.path == "kernel" else "connections"
+        return f"{format_percent(fault.probability)} of {unit} silently dropped ({where})"
     if kind == "network-reset":
         return f"{format_percent(fault.probability)} of connections reset"
     if kind == "network-bandwidth":
@@ -150,6 +156,7 @@ def render_plan(plan: Plan) -> str:
         lines.append(
             f"  {service.name}: {service.replicas} replica(s) [{where}], restart "
             f"{service.restart.policy} after {format_duration(service.restart.delay)}"
+            + (", each replica in a network namespace of its own" if service.isolation == "netns" else "")
         )
     if experiment.proxied or experiment.dns:
         lines += ["", "Fault injection points (started with the run, stopped with it):"]

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import IO
 
 from .errors import RunAborted
+from .ledger import Ledger, process_start_ticks
 from .spec.model import ServiceSpec
 from .timeline import Timeline
 
+LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 5.0
 # With neither a ready URL nor a port, a replica counts as ready once it has stayed up this long.
@@ -35,11 +37,11 @@ def replica_port(service: ServiceSpec, index: int) -> int | None:
     return None if service.port is None else service.port + index
 
 
-def render(text: str, service: ServiceSpec, index: int, shared: dict[str, str]) -> str:
-    """Fill {python} {port} {replica} {name}, and the run-wide placeholders in `shared`
+def render(text: str, service: ServiceSpec, index: int, shared: dict[str, str], host: str = LOOPBACK) -> str:
+    """Fill {python} {port} {replica} {name} {host}, and the run-wide placeholders in `shared`
     ({endpoints:SERVICE}, {proxied:SERVICE}, {hostnames:SERVICE}, {dns}); spec validated them."""
     port = replica_port(service, index)
-    text = text.replace("{python}", sys.executable).replace("{replica}", str(index))
+    text = text.replace("{python}", sys.executable).replace("{replica}", str(index)).replace("{host}", host)
     text = text.replace("{name}", f"{service.name}-{index}")
     if port is not None:
         text = text.replace("{port}", str(port))
@@ -48,10 +50,14 @@ def render(text: str, service: ServiceSpec, index: int, shared: dict[str, str]) 
     return text
 
 
-def endpoints(services: dict[str, ServiceSpec]) -> dict[str, str]:
-    """{endpoints:SERVICE} for every service with a port: its replicas' 127.0.0.1:port list."""
+def endpoints(services: dict[str, ServiceSpec], hosts: dict[str, list[str]] | None = None) -> dict[str, str]:
+    """{endpoints:SERVICE} for every service with a port: its replicas' host:port list (127.0.0.1,
+    or the replica's namespace address)."""
+    hosts = hosts or {}
     return {
-        f"endpoints:{name}": ",".join(f"127.0.0.1:{replica_port(s, i)}" for i in range(s.replicas))
+        f"endpoints:{name}": ",".join(
+            f"{hosts.get(name, [LOOPBACK] * s.replicas)[i]}:{replica_port(s, i)}" for i in range(s.replicas)
+        )
         for name, s in services.items()
         if s.port is not None
     }
@@ -73,6 +79,7 @@ class Replica:
     spawned_at: float = 0.0
     awaiting_ready: bool = False
     log: IO[bytes] | None = field(default=None, repr=False)
+    host: str = LOOPBACK  # the address it listens on
 
     @property
     def name(self) -> str:
@@ -129,7 +136,7 @@ def probe_ready(replica: Replica, timeout: float = 0.5) -> bool:
             return False
     if replica.port is not None:
         try:
-            with socket.create_connection(("127.0.0.1", replica.port), timeout=timeout):
+            with socket.create_connection((replica.host, replica.port), timeout=timeout):
                 return True
         except OSError:
             return False
@@ -155,8 +162,16 @@ class ServiceSupervisor:
         log_dir: Path,
         timeline: Timeline,
         shared: dict[str, str] | None = None,
+        placement: dict[str, list[tuple[str, list[str]]]] | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
+        """`placement` gives, per service and replica, the address it listens on and a command prefix
+        (`ip netns exec NAME` for a replica in a namespace); `ledger` records every process group, so
+        that `gameday recover` can stop services a killed run left running."""
         shared = endpoints(services) if shared is None else shared
+        placement = placement or {}
+        self.ledger = ledger
+        self._ledger_entries: dict[int, int] = {}
         self.services = services
         self.timeline = timeline
         self.replicas: dict[str, list[Replica]] = {}
@@ -166,17 +181,24 @@ class ServiceSupervisor:
         self._groups: set[int] = set()  # process groups not yet cleared, so that none outlives the run
         log_dir.mkdir(parents=True, exist_ok=True)
         for name, service in services.items():
-            self.replicas[name] = [
-                Replica(
-                    service=service,
-                    index=i,
-                    command=[render(part, service, i, shared) for part in service.command],
-                    env={k: render(v, service, i, shared) for k, v in service.env.items()},
-                    ready_url=render(service.ready.url, service, i, shared) if service.ready.url else None,
-                    log_path=log_dir / f"{service.name}-{i}.log",
+            places = placement.get(name, [(LOOPBACK, [])] * service.replicas)
+            self.replicas[name] = []
+            for i, (host, prefix) in enumerate(places):
+                url = service.ready.url
+                self.replicas[name].append(
+                    Replica(
+                        service=service,
+                        index=i,
+                        command=[
+                            *prefix,
+                            *(render(part, service, i, shared, host) for part in service.command),
+                        ],
+                        env={k: render(v, service, i, shared, host) for k, v in service.env.items()},
+                        ready_url=render(url, service, i, shared, host) if url else None,
+                        log_path=log_dir / f"{service.name}-{i}.log",
+                        host=host,
+                    )
                 )
-                for i in range(service.replicas)
-            ]
 
     def all_replicas(self) -> list[Replica]:
         return [replica for replicas in self.replicas.values() for replica in replicas]
@@ -184,7 +206,7 @@ class ServiceSupervisor:
     def start(self) -> None:
         """Start services in declaration order, each fully ready before the next one starts."""
         for replica in self.all_replicas():
-            if replica.port is not None and port_in_use(replica.port):
+            if replica.port is not None and replica.host == LOOPBACK and port_in_use(replica.port):
                 raise RunAborted(
                     f"port {replica.port} for {replica.name} is already in use",
                     where=str(replica.service.where),
@@ -192,7 +214,7 @@ class ServiceSupervisor:
                 )
         for name, replicas in self.replicas.items():
             for replica in replicas:
-                self._groups.add(replica.spawn())
+                self._track(replica.spawn(), replica)
                 self.timeline.add("service", "started", replica.name, pid=replica.pid, port=replica.port)
             self._wait_ready(name, replicas)
         self._monitor = threading.Thread(target=self._watch, name="service-monitor", daemon=True)
@@ -248,7 +270,7 @@ class ServiceSupervisor:
                 signal=_signal_name(-code) if code < 0 else None,
             )
             _signal_group(process.pid, signal.SIGKILL)  # like a pod: what the leader started goes too
-            self._groups.discard(process.pid)
+            self._untrack(process.pid)
             policy = replica.service.restart.policy
             if policy == "always" or (policy == "on-failure" and code != 0):
                 replica.restart_at = now + replica.service.restart.delay
@@ -257,7 +279,7 @@ class ServiceSupervisor:
         if replica.restart_at is not None and now >= replica.restart_at and not self._stopping.is_set():
             replica.restart_at = None
             replica.restarts += 1
-            self._groups.add(replica.spawn())
+            self._track(replica.spawn(), replica)
             replica.awaiting_ready = True
             self.timeline.add(
                 "service", "restarted", replica.name, pid=replica.pid, restarts=replica.restarts
@@ -265,6 +287,18 @@ class ServiceSupervisor:
         if replica.awaiting_ready and replica.alive() and probe_ready(replica, timeout=0.2):
             replica.awaiting_ready = False
             self.timeline.add("service", "ready", replica.name)
+
+    def _track(self, pgid: int, replica: Replica) -> None:
+        self._groups.add(pgid)
+        if self.ledger is not None:
+            undo = {"kind": "process-group", "pgid": pgid, "start_ticks": process_start_ticks(pgid)}
+            self._ledger_entries[pgid] = self.ledger.record(f"process group of {replica.name}", undo)
+
+    def _untrack(self, pgid: int) -> None:
+        self._groups.discard(pgid)
+        entry = self._ledger_entries.pop(pgid, None)
+        if entry is not None and self.ledger is not None:
+            self.ledger.done(entry)
 
     def live(self, service: str) -> list[Replica]:
         with self._lock:
@@ -302,6 +336,8 @@ class ServiceSupervisor:
         for replica in running:
             assert replica.process is not None
             replica.process.wait()
+        for pgid in list(self._groups):
+            self._untrack(pgid)
         for replica in self.all_replicas():
             if replica.log is not None:
                 replica.log.close()

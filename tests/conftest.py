@@ -63,6 +63,14 @@ def gameday(*args: str, timeout: float = 180, cwd: Path = REPO) -> subprocess.Co
     )
 
 
+@pytest.fixture(autouse=True)
+def own_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test keeps its ledgers apart, so that one test's crash never blocks another's run."""
+    directory = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("GAMEDAY_STATE_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def experiment_file(tmp_path: Path):
     def write(text: str, name: str = "experiment.yaml") -> Path:

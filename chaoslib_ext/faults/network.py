@@ -7,13 +7,20 @@ import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
+from ..errors import RunAborted
+from ..ledger import Ledger, undo
+from ..network.kernel import KernelRule, Namespace, fault_rules, run
 from ..network.proxy import FaultProxy, Toxic
 from ..spec.model import NetworkFault
 from .base import Fault, FaultRecord, selection_size
 
 
-class ProxyTarget(Protocol):
+class NetworkTarget(Protocol):
+    ledger: Ledger
+
     def proxies_for(self, service: str) -> list[FaultProxy]: ...
+
+    def kernel_targets(self, service: str) -> list[tuple[str, Namespace, int]]: ...
 
 
 def toxic_for(kind: str, fault: NetworkFault) -> Toxic:
@@ -36,13 +43,16 @@ class NetworkFaultAction(Fault):
         super().__init__(*args)
         self.hit: list[FaultProxy] = []
         self.stats_before: dict[str, dict[str, int]] = {}
+        self.kernel_rules: list[tuple[int, KernelRule]] = []  # (ledger entry, rule) for revert
 
     @property
     def toxic_id(self) -> str:
         return f"fault-{self.index + 1}"
 
-    def apply(self, target: ProxyTarget) -> list[FaultRecord]:
+    def apply(self, target: NetworkTarget) -> list[FaultRecord]:
         params: NetworkFault = self.spec.params  # type: ignore[assignment]
+        if params.path == "kernel":
+            return self._apply_kernel(target, params)
         proxies = target.proxies_for(params.service)
         size = selection_size(params.count, params.percent, len(proxies), default=len(proxies))
         self.hit = sorted(self.rng.sample(proxies, size), key=lambda proxy: proxy.name)
@@ -57,29 +67,81 @@ class NetworkFaultAction(Fault):
                 self.label,
                 "inject",
                 proxy.name,
-                {"proxy": proxy.address, "upstream": f"{proxy.upstream[0]}:{proxy.upstream[1]}"},
+                {
+                    "path": "userspace",
+                    "proxy": proxy.address,
+                    "upstream": f"{proxy.upstream[0]}:{proxy.upstream[1]}",
+                },
             )
             for proxy in self.hit
         ]
 
-    def revert(self, target: ProxyTarget) -> list[FaultRecord]:
+    def _apply_kernel(self, target: NetworkTarget, params: NetworkFault) -> list[FaultRecord]:
+        """iptables rules and qdiscs in each chosen replica's namespace, each in the ledger first."""
+        replicas = target.kernel_targets(params.service)
+        size = selection_size(params.count, params.percent, len(replicas), default=len(replicas))
+        chosen = sorted(self.rng.sample(replicas, size), key=lambda item: item[0])
         records = []
-        for proxy in self.hit:
-            proxy.remove(self.toxic_id)
-            stats = proxy.stats
+        for name, namespace, port in chosen:
+            comment = f"gameday:{target.ledger.run_id[:15]}:{self.toxic_id}"
+            rules = fault_rules(
+                namespace,
+                self.spec.kind,
+                port,
+                params.direction,
+                comment,
+                params.probability,
+                params.rate,
+                params.mode,
+            )
+            for rule in rules:
+                entry = target.ledger.record(
+                    f"{rule.what} in {namespace.name}", {"kind": "command", "argv": rule.delete}
+                )
+                self.kernel_rules.append((entry, rule))
+                run(rule.add)
+            records.append(
+                FaultRecord(
+                    time.time(),
+                    self.index,
+                    self.label,
+                    "inject",
+                    name,
+                    {"path": "kernel", "namespace": namespace.name, "rules": [rule.what for rule in rules]},
+                )
+            )
+        return records
+
+    def revert(self, target: NetworkTarget) -> list[FaultRecord]:
+        records = []
+        problems = []
+        for entry, rule in reversed(self.kernel_rules):
+            problem = undo({"kind": "command", "argv": rule.delete})
+            if problem is None:
+                target.ledger.done(entry)
+            else:
+                problems.append(problem)
+        if self.kernel_rules:
             records.append(
                 FaultRecord(
                     time.time(),
                     self.index,
                     self.label,
                     "revert",
-                    proxy.name,
-                    {
-                        "connections": stats.connections,
-                        "refused": stats.refused,
-                        "blackholed": stats.blackholed,
-                        "reset": stats.reset,
-                    },
+                    self.spec.params.service,  # type: ignore[union-attr]
+                    {"path": "kernel", "removed": len(self.kernel_rules) - len(problems)},
+                )
+            )
+            self.kernel_rules = []
+        if problems:
+            raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+        for proxy in self.hit:
+            proxy.remove(self.toxic_id)
+            before = self.stats_before.get(proxy.name, {})
+            during = {key: value - before.get(key, 0) for key, value in asdict(proxy.stats).items()}
+            records.append(
+                FaultRecord(
+                    time.time(), self.index, self.label, "revert", proxy.name, {"path": "userspace", **during}
                 )
             )
         self.hit = []

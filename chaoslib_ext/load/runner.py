@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RunAborted
+from ..ledger import process_start_ticks
 from ..samples import Aggregate, SampleStore
 from ..spec.model import LoadSpec
 from ..timeline import Timeline
@@ -129,6 +130,15 @@ class LoadRunner:
             self.spawned.set()
         elif kind == "stopped":
             self.stopped.set()
+
+    def undo_action(self) -> dict[str, Any]:
+        """How `gameday recover` stops this Locust child if the runner dies."""
+        assert self.process is not None
+        return {
+            "kind": "process-group",
+            "pgid": self.process.pid,
+            "start_ticks": process_start_ticks(self.process.pid),
+        }
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..network.kernel import is_root, netem_available
 from ..units import parse_duration, parse_percent, parse_rate
 from .model import (
     PHASES,
@@ -32,7 +33,7 @@ from .source import Document
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
-SERVICE_FIELDS = {"python", "port", "replica", "name", "endpoints", "proxied", "hostnames", "dns"}
+SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
 UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
 
@@ -57,6 +58,12 @@ class Builder:
         data = self.data
         services = {name: self.service(name, spec) for name, spec in data.get("services", {}).items()}
         for name, service in services.items():
+            if service.isolation == "netns" and not is_root():
+                self.error(
+                    ("services", name, "isolation"),
+                    "isolation: netns needs root",
+                    "run as root, or drop isolation to use the userspace fault path",
+                )
             self.check_program(name, service)
             self.check_placeholders(name, service, services)
         load = self.load(data["load"])
@@ -100,6 +107,7 @@ class Builder:
                 restart.get("policy", "always"), parse_duration(restart.get("delay", "1s"))
             ),
             where=self.document.location(("services", name), prefer_key=True),
+            isolation=spec.get("isolation", "none"),
         )
 
     def check_program(self, name: str, service: ServiceSpec) -> None:
@@ -289,13 +297,8 @@ class Builder:
                     parse_duration(spec["interval"]) if "interval" in spec else None,
                 )
             else:
-                params = self.network_fault(kind, spec, service, count, percent)
-                if service in services and service not in self.proxied:
-                    self.error(
-                        (*path, "to"),
-                        f"nothing reaches {service!r} through gameday's fault proxies",
-                        f"write {{proxied:{service}}} where callers are given its address",
-                    )
+                route = self.network_path(path, kind, spec.get("path", "auto"), services.get(service))
+                params = self.network_fault(kind, spec, service, count, percent, route)
         after = parse_duration(spec.get("after", 0))
         duration = parse_duration(spec["duration"]) if "duration" in spec else None
         if after >= phases.fault:
@@ -312,8 +315,44 @@ class Builder:
             kind, params, after, duration, spec.get("seed"), self.document.location(path, prefer_key=True)
         )
 
+    def network_path(
+        self, path: tuple[str | int, ...], kind: str, asked: str, service: ServiceSpec | None
+    ) -> str:
+        """Which way a network fault goes in: the kernel (namespaced replicas, root) or the proxy."""
+        if service is None:
+            return "userspace"
+        kernel_ok = service.isolation == "netns" and (kind != "network-latency" or netem_available())
+        if asked == "kernel" and not kernel_ok:
+            reason = (
+                "this kernel has no sch_netem for latency"
+                if service.isolation == "netns"
+                else f"services.{service.name} is not isolated in network namespaces"
+            )
+            self.error(
+                (*path, "path"),
+                f"the kernel path cannot be used: {reason}",
+                f"use path: userspace and reach {service.name} through {{proxied:{service.name}}}",
+            )
+            return "kernel"
+        if asked == "kernel" or (asked == "auto" and kernel_ok):
+            return "kernel"
+        if service.name not in self.proxied:
+            hint = f"write {{proxied:{service.name}}} where callers are given its address"
+            if service.isolation == "netns" and kind == "network-latency":
+                hint += " (this kernel has no sch_netem, so latency needs the userspace proxy)"
+            self.error(
+                (*path, "to"), f"nothing reaches {service.name!r} through gameday's fault proxies", hint
+            )
+        return "userspace"
+
     def network_fault(
-        self, kind: str, spec: dict[str, Any], service: str, count: int | None, percent: float | None
+        self,
+        kind: str,
+        spec: dict[str, Any],
+        service: str,
+        count: int | None,
+        percent: float | None,
+        route: str,
     ) -> NetworkFault:
         default_direction = "downstream" if kind == "network-bandwidth" else "both"
         return NetworkFault(
@@ -327,6 +366,7 @@ class Builder:
             probability=parse_percent(spec.get("probability", "100%")),
             rate=parse_rate(spec["rate"]) if "rate" in spec else 0.0,
             mode=spec.get("mode", "refuse"),
+            path=route,
         )
 
     def dns_fault(self, spec: dict[str, Any]) -> DnsFault:

@@ -36,6 +36,7 @@ class ServiceSpec:
     ready: ReadyCheck
     restart: RestartPolicy
     where: Location
+    isolation: str = "none"  # none | netns (each replica in a network namespace of its own)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class NetworkFault:
     probability: float = 1.0
     rate: float = 0.0  # bytes per second
     mode: str = "refuse"
+    path: str = "userspace"  # resolved: userspace (the proxy) | kernel (iptables/tc in namespaces)
 
 
 @dataclass(frozen=True)

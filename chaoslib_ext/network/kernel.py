@@ -1,0 +1,236 @@
+"""The kernel path, as root: replicas in network namespaces of their own, and faults as iptables
+rules and tc qdiscs there. Every change is written to the run's ledger before it is made, and
+every rule carries the comment `gameday:<run>:<fault>`, so that revert and `gameday recover`
+remove exactly what the run added.
+
+This kernel has tbf but no sch_netem: latency, jitter, corruption and duplication cannot go
+through here; `netem_available()` says so and the spec sends those faults to the userspace path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from ..errors import RunAborted
+from ..ledger import Ledger, undo
+
+SUBNET = ipaddress.ip_network("10.231.0.0/16")  # only ever inside namespaces this run creates
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def run(argv: list[str]) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RunAborted(
+            f"{' '.join(argv)} failed: {result.stderr.strip()[:300]}",
+            hint="the kernel path needs root, iproute2 and iptables",
+        )
+
+
+@cache
+def netem_available() -> bool:
+    """Whether tc can create a netem qdisc here (probed once, in a throwaway namespace)."""
+    if not is_root():
+        return False
+    name = f"gd-netem-probe-{os.getpid()}"
+    try:
+        subprocess.run(["ip", "netns", "add", name], capture_output=True, check=True, timeout=10)
+        probe = subprocess.run(
+            ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            capture_output=True,
+            timeout=10,
+        )
+        return probe.returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+
+
+def used_subnets() -> set[ipaddress.IPv4Network]:
+    output = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    found = set()
+    for line in output.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            interface = ipaddress.ip_interface(parts[parts.index("inet") + 1])
+            if interface.ip in SUBNET:
+                found.add(ipaddress.ip_network(f"{interface.ip}/30", strict=False))
+    return found
+
+
+@dataclass
+class Namespace:
+    """One replica's network namespace, joined to the host by a veth pair (a /30 of SUBNET)."""
+
+    name: str
+    host_veth: str
+    inner_veth: str
+    host_address: str
+    address: str  # the replica's own address: what it binds, what callers dial
+
+    def exec_prefix(self) -> list[str]:
+        return ["ip", "netns", "exec", self.name]
+
+
+class NamespaceFactory:
+    def __init__(self, run_tag: str, ledger: Ledger) -> None:
+        self.run_tag = run_tag  # a few hex digits of the run id, to keep names short and recognisable
+        self.ledger = ledger
+        self.count = 0
+        self.entries: list[tuple[int, dict[str, Any]]] = []  # ledger entries of what was made
+        used = used_subnets()
+        subnets = list(SUBNET.subnets(new_prefix=30))
+        start = random.Random(run_tag).randrange(len(subnets))
+        self.free = [s for s in subnets[start:] + subnets[:start] if s not in used]
+
+    def create(self, service: str, index: int) -> Namespace:
+        self.count += 1
+        subnet = self.free.pop(0)
+        host, inner = list(subnet.hosts())
+        suffix = f"{self.run_tag}{self.count:03d}"
+        namespace = Namespace(
+            f"gd-{self.run_tag}-{service}-{index}", f"gd{suffix}h", f"gd{suffix}n", str(host), str(inner)
+        )
+        self._change(
+            f"network namespace {namespace.name}",
+            ["ip", "netns", "add", namespace.name],
+            ["ip", "netns", "del", namespace.name],
+        )
+        self._change(
+            f"veth {namespace.host_veth}",
+            ["ip", "link", "add", namespace.host_veth, "type", "veth", "peer", "name", namespace.inner_veth],
+            ["ip", "link", "del", namespace.host_veth],
+        )
+        inside = namespace.exec_prefix()
+        for argv in (
+            ["ip", "link", "set", namespace.inner_veth, "netns", namespace.name],
+            ["ip", "addr", "add", f"{host}/30", "dev", namespace.host_veth],
+            ["ip", "link", "set", namespace.host_veth, "up"],
+            [*inside, "ip", "addr", "add", f"{inner}/30", "dev", namespace.inner_veth],
+            [*inside, "ip", "link", "set", namespace.inner_veth, "up"],
+            [*inside, "ip", "link", "set", "lo", "up"],
+        ):
+            run(argv)
+        return namespace
+
+    def _change(self, what: str, argv: list[str], undo_argv: list[str]) -> None:
+        action = {"kind": "command", "argv": undo_argv}
+        entry = self.ledger.record(what, action)
+        self.entries.append((entry, action))
+        run(argv)
+
+    def remove_all(self) -> list[str]:
+        """Delete every namespace and veth made, newest first; return what could not be undone."""
+        problems = []
+        for entry, action in reversed(self.entries):
+            problem = undo(action)
+            if problem is None:
+                self.ledger.done(entry)
+            else:
+                problems.append(problem)
+        self.entries.clear()
+        return problems
+
+
+@dataclass(frozen=True)
+class KernelRule:
+    """One change in a namespace: an iptables rule (added with -I, removed with -D) or a tc qdisc."""
+
+    what: str
+    add: list[str]
+    delete: list[str]
+
+
+def fault_rules(
+    namespace: Namespace,
+    kind: str,
+    port: int,
+    direction: str,
+    comment: str,
+    probability: float = 1.0,
+    rate: float = 0.0,
+    mode: str = "refuse",
+) -> list[KernelRule]:
+    """The iptables rules and qdiscs that make one network fault on one namespaced replica."""
+    inside = namespace.exec_prefix()
+    tag = ["-m", "comment", "--comment", comment]
+    chance = (
+        []
+        if probability >= 1
+        else ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.6f}"]
+    )
+    rules = []
+
+    def iptables(chain: str, match: list[str], target: list[str], what: str) -> None:
+        spec = [chain, "-p", "tcp", *match, *chance, *tag, "-j", *target]
+        rules.append(KernelRule(what, [*inside, "iptables", "-I", *spec], [*inside, "iptables", "-D", *spec]))
+
+    if kind == "network-loss":
+        if direction in ("upstream", "both"):
+            iptables(
+                "INPUT", ["--dport", str(port)], ["DROP"], f"drop {probability:.0%} of packets to :{port}"
+            )
+        if direction in ("downstream", "both"):
+            iptables(
+                "OUTPUT", ["--sport", str(port)], ["DROP"], f"drop {probability:.0%} of packets from :{port}"
+            )
+    elif kind == "network-reset":
+        iptables(
+            "INPUT",
+            ["--syn", "--dport", str(port)],
+            ["REJECT", "--reject-with", "tcp-reset"],
+            f"reset {probability:.0%} of connections to :{port}",
+        )
+    elif kind == "network-partition":
+        target = ["REJECT", "--reject-with", "tcp-reset"] if mode == "refuse" else ["DROP"]
+        if direction in ("upstream", "both"):
+            iptables("INPUT", ["--dport", str(port)], target, f"partition :{port} ({mode})")
+        if direction in ("downstream", "both"):
+            iptables("OUTPUT", ["--sport", str(port)], target, f"partition replies from :{port} ({mode})")
+    elif kind == "network-bandwidth":
+        bits = f"{max(1, round(rate * 8))}bit"
+        burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet
+        shaped = []
+        if direction in ("downstream", "both"):
+            shaped.append((inside, namespace.inner_veth))  # egress of the replica: its responses
+        if direction in ("upstream", "both"):
+            shaped.append(([], namespace.host_veth))  # egress of the host side: requests to it
+        for prefix, device in shaped:
+            rules.append(
+                KernelRule(
+                    f"tbf {bits} on {device}",
+                    [
+                        *prefix,
+                        "tc",
+                        "qdisc",
+                        "add",
+                        "dev",
+                        device,
+                        "root",
+                        "tbf",
+                        "rate",
+                        bits,
+                        "burst",
+                        burst,
+                        "latency",
+                        "1s",
+                    ],
+                    [*prefix, "tc", "qdisc", "del", "dev", device, "root"],
+                )
+            )
+    else:
+        raise RunAborted(
+            f"{kind} has no kernel path on this machine (no sch_netem)",
+            hint="reach the service through {proxied:SERVICE} to use the userspace proxy",
+        )
+    return rules
