@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install  ## run the demo experiment against the embedded demo system
-	$(BIN)/gameday validate experiments/*.yaml
+	$(BIN)/gameday validate experiments/demo-*.yaml
 	$(BIN)/gameday plan experiments/demo-pod-kill.yaml
 	$(BIN)/gameday run experiments/demo-pod-kill.yaml
 

@@ -109,6 +109,8 @@ def _fault_plan(experiment: Experiment, index: int, spec: FaultSpec, seed: int) 
             if params.path == "kernel"
             else "through gameday's userspace proxy"
         )
+        if params.path == "userspace" and service.isolation == "netns" and spec.kind == "network-latency":
+            way += " (this kernel has no sch_netem for the kernel path)"
         text = (
             f"{describe_network(spec.kind, params)} on the traffic to {per_injection} of "
             f"{len(candidates)} replica(s) of {service.name}, {way}"

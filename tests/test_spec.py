@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 from conftest import MINIMAL, REPO, gameday
 
 from chaoslib_ext.errors import SpecError
+from chaoslib_ext.network.kernel import netem_available
+from chaoslib_ext.plan import make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
@@ -23,6 +26,8 @@ def errors_of(path: Path, overrides: dict | None = None) -> list[str]:
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_shipped_experiment_is_valid(path):
+    if path.name.startswith("root-") and os.geteuid() != 0:
+        pytest.skip("root-* experiments put replicas in network namespaces: they need root")
     experiment = load_experiment(path)
     assert experiment.title
     assert experiment.load.locustfile.is_file()
@@ -178,6 +183,35 @@ load: {""",
         and "{proxied:backend}" in errors
     )
     assert "DNS faults are declared but no service resolves names through gameday" in errors
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="isolation: netns needs root")
+def test_the_plan_says_which_path_each_network_fault_takes(experiment_file):
+    text = MINIMAL.replace(
+        "load: {",
+        """\
+services:
+  backend: {command: ["{python}", "-m", "x", "--host", "{host}", "--port", "{port}"], port: 18500,
+            isolation: netns}
+  frontend: {command: ["{python}", "-c", "pass", "{proxied:backend}"]}
+faults:
+  - network-loss: {to: backend, probability: 20%}
+  - network-latency: {to: backend, delay: 100ms}
+  - network-latency: {to: backend, delay: 100ms, path: PATH}
+load: {""",
+    )
+    if netem_available():
+        pytest.skip("this kernel has sch_netem: latency can take the kernel path")
+    errors = "\n".join(errors_of(experiment_file(text.replace("PATH", "kernel"))))
+    assert (
+        "faults[2].network-latency.path: the kernel path cannot be used: this kernel has no sch_netem"
+        in errors
+    )
+    plan = make_plan(load_experiment(experiment_file(text.replace("PATH", "auto"))))
+    loss, latency, _ = plan.faults
+    assert "in each one's network namespace (iptables/tc, kernel path)" in loss.description
+    assert "through gameday's userspace proxy" in latency.description
+    assert "no sch_netem" in latency.description
 
 
 def test_variables_substitute_with_types_and_report_unknown_ones(experiment_file):
