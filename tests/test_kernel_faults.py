@@ -225,24 +225,28 @@ def test_kernel_bandwidth_limit_holds_within_15_percent(namespace, tmp_path):
         server.wait(timeout=5)
 
 
-def test_a_kernel_run_leaves_nothing_behind(tmp_path):
-    before = leftovers()
-    block = free_port_block(4)
-    result = gameday(
+def kernel_run(report_dir: Path, fault: str, block: int) -> list[str]:
+    """Arguments of a `gameday run` of the root kernel-loss demo on free ports."""
+    return [
         "run",
         str(REPO / "experiments" / "root-kernel-loss.yaml"),
         "--report-dir",
-        str(tmp_path),
+        str(report_dir),
         "--var",
         "baseline=2s",
         "--var",
-        "fault=4s",
+        f"fault={fault}",
         "--var",
         f"frontend_port={block}",
         "--var",
         f"backend_port={block + 1}",
-        "--quiet",
-    )
+    ]
+
+
+def test_a_kernel_run_leaves_nothing_behind(tmp_path):
+    before = leftovers()
+    block = free_port_block(4)
+    result = gameday(*kernel_run(tmp_path, "4s", block), "--quiet")
     assert result.returncode in (0, 1), result.stdout + result.stderr
     report = json.loads(next(tmp_path.glob("*/report.json")).read_text())
     assert {a["detail"]["path"] for a in report["faults"][0]["actions"]} == {"kernel"}
@@ -254,23 +258,7 @@ def test_sigkill_then_recover_removes_namespaces_rules_and_processes(tmp_path):
     before = leftovers()
     block = free_port_block(4)
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "chaoslib_ext",
-            "run",
-            str(REPO / "experiments" / "root-kernel-loss.yaml"),
-            "--report-dir",
-            str(tmp_path),
-            "--var",
-            "baseline=2s",
-            "--var",
-            "fault=20s",
-            "--var",
-            f"frontend_port={block}",
-            "--var",
-            f"backend_port={block + 1}",
-        ],
+        [sys.executable, "-m", "chaoslib_ext", *kernel_run(tmp_path, "20s", block)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -52,6 +53,10 @@ class Fault(ABC):
     @property
     def label(self) -> str:
         return self.spec.kind
+
+    def record(self, action: str, target: str, detail: dict[str, Any]) -> FaultRecord:
+        """What this fault just did to `target`, stamped now."""
+        return FaultRecord(time.time(), self.index, self.label, action, target, detail)
 
     @abstractmethod
     def apply(self, target: Any) -> list[FaultRecord]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Protocol
 
@@ -37,10 +36,7 @@ class DnsFaultAction(Fault):
         self.stats_before = {k: v for k, v in asdict(server.stats).items() if isinstance(v, int)}
         server.add(self.rule_id, rule, seed=self.seed)
         return [
-            FaultRecord(
-                time.time(),
-                self.index,
-                self.label,
+            self.record(
                 "inject",
                 ",".join(params.patterns),
                 {"dns": server.address},
@@ -57,4 +53,4 @@ class DnsFaultAction(Fault):
             if isinstance(value, int)
         }
         patterns = ",".join(self.spec.params.patterns)  # type: ignore[union-attr]
-        return [FaultRecord(time.time(), self.index, self.label, "revert", patterns, during)]
+        return [self.record("revert", patterns, during)]

@@ -3,7 +3,6 @@ service's replicas. Reverting removes exactly the toxic this fault added."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -61,10 +60,7 @@ class NetworkFaultAction(Fault):
         for proxy in self.hit:
             proxy.add(self.toxic_id, toxic, seed=self.rng.randrange(2**31))
         return [
-            FaultRecord(
-                time.time(),
-                self.index,
-                self.label,
+            self.record(
                 "inject",
                 proxy.name,
                 {
@@ -101,10 +97,7 @@ class NetworkFaultAction(Fault):
                 self.kernel_rules.append((entry, rule))
                 run(rule.add)
             records.append(
-                FaultRecord(
-                    time.time(),
-                    self.index,
-                    self.label,
+                self.record(
                     "inject",
                     name,
                     {"path": "kernel", "namespace": namespace.name, "rules": [rule.what for rule in rules]},
@@ -123,10 +116,7 @@ class NetworkFaultAction(Fault):
                 problems.append(problem)
         if self.kernel_rules:
             records.append(
-                FaultRecord(
-                    time.time(),
-                    self.index,
-                    self.label,
+                self.record(
                     "revert",
                     self.spec.params.service,  # type: ignore[union-attr]
                     {"path": "kernel", "removed": len(self.kernel_rules) - len(problems)},
@@ -139,10 +129,6 @@ class NetworkFaultAction(Fault):
             proxy.remove(self.toxic_id)
             before = self.stats_before.get(proxy.name, {})
             during = {key: value - before.get(key, 0) for key, value in asdict(proxy.stats).items()}
-            records.append(
-                FaultRecord(
-                    time.time(), self.index, self.label, "revert", proxy.name, {"path": "userspace", **during}
-                )
-            )
+            records.append(self.record("revert", proxy.name, {"path": "userspace", **during}))
         self.hit = []
         return records

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from ..errors import RunAborted
 from ..spec.model import PodKill
 from .base import Fault, FaultRecord, PodTarget, selection_size
@@ -24,10 +22,7 @@ class PodKillFault(Fault):
         for pod in victims:
             pid = target.kill(pod, params.signal)
             records.append(
-                FaultRecord(
-                    time.time(),
-                    self.index,
-                    self.label,
+                self.record(
                     "kill",
                     pod.name,
                     {"pid": pid, "signal": params.signal, "live_before": len(live)},
