@@ -89,6 +89,9 @@ class NetworkFaultAction(Fault):
                 params.probability,
                 params.rate,
                 params.mode,
+                params.delay,
+                params.jitter,
+                params.distribution,
             )
             for rule in rules:
                 entry = target.ledger.record(

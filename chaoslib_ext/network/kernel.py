@@ -160,6 +160,9 @@ def fault_rules(
     probability: float = 1.0,
     rate: float = 0.0,
     mode: str = "refuse",
+    delay: float = 0.0,
+    jitter: float = 0.0,
+    distribution: str = "uniform",
 ) -> list[KernelRule]:
     """The iptables rules and qdiscs that make one network fault on one namespaced replica."""
     inside = namespace.exec_prefix()
@@ -200,37 +203,40 @@ def fault_rules(
     elif kind == "network-bandwidth":
         bits = f"{max(1, round(rate * 8))}bit"
         burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet
-        shaped = []
-        if direction in ("downstream", "both"):
-            shaped.append((inside, namespace.inner_veth))  # egress of the replica: its responses
-        if direction in ("upstream", "both"):
-            shaped.append(([], namespace.host_veth))  # egress of the host side: requests to it
-        for prefix, device in shaped:
-            rules.append(
-                KernelRule(
-                    f"tbf {bits} on {device}",
-                    [
-                        *prefix,
-                        "tc",
-                        "qdisc",
-                        "add",
-                        "dev",
-                        device,
-                        "root",
-                        "tbf",
-                        "rate",
-                        bits,
-                        "burst",
-                        burst,
-                        "latency",
-                        "1s",
-                    ],
-                    [*prefix, "tc", "qdisc", "del", "dev", device, "root"],
-                )
-            )
+        qdisc = ["tbf", "rate", bits, "burst", burst, "latency", "1s"]
+        rules += [_qdisc(prefix, device, qdisc) for prefix, device in _shaped_devices(namespace, direction)]
+    elif kind == "network-latency" and netem_available():
+        # Not exercised where gameday is developed (those kernels have no sch_netem): the spec
+        # refuses or reroutes latency there, so this only runs where netem_available() proved it works.
+        qdisc = ["netem", "delay", f"{delay * 1000:g}ms"]
+        if jitter > 0:
+            qdisc += [
+                f"{jitter * 1000:g}ms",
+                *(["distribution", "normal"] if distribution == "normal" else []),
+            ]
+        rules += [_qdisc(prefix, device, qdisc) for prefix, device in _shaped_devices(namespace, direction)]
     else:
         raise RunAborted(
             f"{kind} has no kernel path on this machine (no sch_netem)",
             hint="reach the service through {proxied:SERVICE} to use the userspace proxy",
         )
     return rules
+
+
+def _shaped_devices(namespace: Namespace, direction: str) -> list[tuple[list[str], str]]:
+    """Where a qdisc shapes each direction: the replica's egress carries its responses
+    (downstream), the host side's egress carries the requests to it (upstream)."""
+    devices = []
+    if direction in ("downstream", "both"):
+        devices.append((namespace.exec_prefix(), namespace.inner_veth))
+    if direction in ("upstream", "both"):
+        devices.append(([], namespace.host_veth))
+    return devices
+
+
+def _qdisc(prefix: list[str], device: str, qdisc: list[str]) -> KernelRule:
+    return KernelRule(
+        f"{' '.join(qdisc[:2])} on {device}",
+        [*prefix, "tc", "qdisc", "add", "dev", device, "root", *qdisc],
+        [*prefix, "tc", "qdisc", "del", "dev", device, "root"],
+    )
