@@ -29,8 +29,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install  ## recorder accuracy and overhead against plain Locust
+bench: install  ## recorder accuracy and overhead against plain Locust; idle fault-proxy latency
 	$(BIN)/python tests/bench/bench_recorder.py
+	$(BIN)/python tests/bench/bench_proxy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

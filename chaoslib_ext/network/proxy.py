@@ -284,10 +284,21 @@ class FaultHub:
         """Close every proxy and every connection through them, then end the loop thread."""
         if not self._thread.is_alive():
             return
-        for proxy in self.proxies:
-            self.run(proxy._close())
-        for close in self.closers:
-            self.call(close)
+
+        async def shut_down() -> None:
+            for proxy in self.proxies:
+                await proxy._close()
+            for close in self.closers:
+                close()
+            # Connections were aborted, so their handlers end on their own; cancelling them instead
+            # makes Python 3.11's stream callback log a spurious error. Only stragglers are cancelled.
+            pending = {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+            if pending:
+                _, stragglers = await asyncio.wait(pending, timeout=2)
+                for task in stragglers:
+                    task.cancel()
+
+        self.run(shut_down())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
