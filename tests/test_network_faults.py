@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import http.client
 import math
+import socket
 import statistics
 import subprocess
 import sys
@@ -290,3 +292,108 @@ def test_dns_delay_and_spoof(dns):
     dns.remove("d")
     dns.add("s", DnsRule("spoof", ("backend-*",), addresses=("127.0.0.9",)))
     assert [str(r.rdata) for r in query(dns, "backend-0.gameday.internal").rr] == ["127.0.0.9"]
+
+
+class TcpServer:
+    """A plain TCP server in a thread: `echo` sends back what it gets; `stream` sends as fast as
+    the socket allows and counts what it managed to send."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sent = 0
+        self.listener = socket.socket()
+        self.listener.bind((HOST, 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = self.listener.accept()
+                threading.Thread(target=self._talk, args=(connection,), daemon=True).start()
+
+    def _talk(self, connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            if self.mode == "echo":
+                while data := connection.recv(65536):
+                    connection.sendall(data)
+            else:
+                chunk = b"x" * 65536
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    self.sent += connection.send(chunk)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_healed_blackhole_delivers_the_held_bytes_late_but_whole(hub):
+    server = TcpServer("echo")
+    proxy = hub.proxy("echo", (HOST, server.port))
+    try:
+        with socket.create_connection((HOST, proxy.port), timeout=5) as client:
+            client.sendall(b"A")
+            assert client.recv(16) == b"A"
+            proxy.add("t", Toxic("partition", "upstream", mode="blackhole"))
+            client.sendall(b"B")
+            client.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                client.recv(16)
+            proxy.remove("t")
+            client.settimeout(5)
+            client.sendall(b"C")
+            received = b""
+            while len(received) < 2:
+                received += client.recv(16)
+            assert received == b"BC"
+    finally:
+        server.close()
+
+
+def test_a_shaped_link_pushes_back_on_the_sender_and_a_closed_side_ends_the_connection(hub):
+    server = TcpServer("stream")
+    proxy = hub.proxy("stream", (HOST, server.port))
+    proxy.add("t", Toxic("bandwidth", "downstream", rate=10_000))
+    try:
+        with socket.create_connection((HOST, proxy.port), timeout=5) as client:
+            client.recv(1000)
+        time.sleep(2)  # the sender would push ~GBs in this time without back-pressure
+        assert server.sent < 20 * 1024 * 1024, server.sent
+        assert hub.call(lambda: len(proxy._connections)) == 0  # the proxy let go of it
+    finally:
+        server.close()
+
+
+def test_reverting_loss_resets_the_connections_it_dropped(hub):
+    server = TcpServer("echo")
+    proxy = hub.proxy("echo", (HOST, server.port))
+    try:
+        proxy.add("t", Toxic("loss", "both", probability=1.0))
+        with socket.create_connection((HOST, proxy.port), timeout=5) as client:
+            client.sendall(b"lost")
+            client.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                client.recv(16)
+            assert proxy.remove("t") == {"blackholed": 1}
+            client.settimeout(5)
+            with pytest.raises(ConnectionResetError):
+                client.recv(16)
+    finally:
+        server.close()
+
+
+def test_a_refusing_partition_refuses_new_connections_whatever_its_direction(hub):
+    server = TcpServer("echo")
+    proxy = hub.proxy("echo", (HOST, server.port))
+    try:
+        proxy.add("t", Toxic("partition", "downstream", mode="refuse"))
+        with (
+            pytest.raises(ConnectionResetError),  # at connect, or at the first read
+            socket.create_connection((HOST, proxy.port), timeout=5) as client,
+        ):
+            client.sendall(b"x")
+            client.recv(16)
+        assert proxy.remove("t") == {"refused": 1}
+    finally:
+        server.close()

@@ -3,7 +3,6 @@ service's replicas. Reverting removes exactly the toxic this fault added."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from ..errors import RunAborted
@@ -41,7 +40,7 @@ class NetworkFaultAction(Fault):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.hit: list[FaultProxy] = []
-        self.stats_before: dict[str, dict[str, int]] = {}
+        self.connections_before: dict[str, int] = {}
         self.kernel_rules: list[tuple[int, KernelRule]] = []  # (ledger entry, rule) for revert
 
     @property
@@ -56,7 +55,7 @@ class NetworkFaultAction(Fault):
         size = selection_size(params.count, params.percent, len(proxies), default=len(proxies))
         self.hit = sorted(self.rng.sample(proxies, size), key=lambda proxy: proxy.name)
         toxic = toxic_for(self.spec.kind, params)
-        self.stats_before = {proxy.name: asdict(proxy.stats) for proxy in self.hit}
+        self.connections_before = {proxy.name: proxy.connections_seen() for proxy in self.hit}
         for proxy in self.hit:
             proxy.add(self.toxic_id, toxic, seed=self.rng.randrange(2**31))
         return [
@@ -129,9 +128,10 @@ class NetworkFaultAction(Fault):
         if problems:
             raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
         for proxy in self.hit:
-            proxy.remove(self.toxic_id)
-            before = self.stats_before.get(proxy.name, {})
-            during = {key: value - before.get(key, 0) for key, value in asdict(proxy.stats).items()}
-            records.append(self.record("revert", proxy.name, {"path": "userspace", **during}))
+            hits = proxy.remove(self.toxic_id)
+            connections = proxy.connections_seen() - self.connections_before.get(proxy.name, 0)
+            records.append(
+                self.record("revert", proxy.name, {"path": "userspace", "connections": connections, **hits})
+            )
         self.hit = []
         return records

@@ -15,11 +15,14 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 CHUNK = 64 * 1024
+MAX_QUEUED_CHUNKS = 16  # at most 1 MiB (16 slices) waits in a proxy per direction and connection
+HOLD_POLL_SECONDS = 0.05
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"  # client -> server, server -> client
 
 
@@ -42,12 +45,16 @@ class Toxic:
 
 @dataclass
 class ProxyStats:
+    """What a proxy did; `by_toxic` counts, per toxic id, the connections it refused, blackholed
+    or reset, so that each fault reports its own effect."""
+
     connections: int = 0
-    refused: int = 0
-    blackholed: int = 0
-    reset: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
+    by_toxic: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def hit(self, toxic_id: str, what: str) -> None:
+        self.by_toxic.setdefault(toxic_id, Counter())[what] += 1
 
 
 @dataclass(eq=False)  # identity semantics: connections live in a set
@@ -55,7 +62,8 @@ class _Connection:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter | None = None
     decided: set[str] = field(default_factory=set)  # toxics already rolled for this connection
-    blackholed: bool = False
+    blackholed_by: str | None = None  # the loss toxic that silently dropped this connection
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class FaultProxy:
@@ -81,6 +89,10 @@ class FaultProxy:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def connections_seen(self) -> int:
+        """How many connections the proxy has accepted so far (read on its own loop thread)."""
+        return self.hub.call(lambda: self.stats.connections)
+
     async def _serve(self) -> None:
         self._server = await asyncio.start_server(self._handle, sock=self._socket)
 
@@ -93,12 +105,23 @@ class FaultProxy:
             self.toxics[toxic_id] = toxic
             if toxic.kind == "partition" and toxic.mode == "refuse":
                 for connection in list(self._connections):
+                    self.stats.hit(toxic_id, "refused")
                     self._reset(connection)
 
         self.hub.call(install)
 
-    def remove(self, toxic_id: str) -> None:
-        self.hub.call(lambda: self.toxics.pop(toxic_id, None))
+    def remove(self, toxic_id: str) -> dict[str, int]:
+        """End a toxic; connections it silently dropped are reset now, so that their clients
+        reconnect instead of waiting forever. Returns what the toxic did."""
+
+        def uninstall() -> dict[str, int]:
+            self.toxics.pop(toxic_id, None)
+            for connection in list(self._connections):
+                if connection.blackholed_by == toxic_id:
+                    self._reset(connection)
+            return dict(self.stats.by_toxic.pop(toxic_id, Counter()))
+
+        return self.hub.call(uninstall)
 
     def _active(self, direction: str) -> list[tuple[str, Toxic]]:
         return [(key, t) for key, t in self.toxics.items() if t.applies(direction)]
@@ -111,9 +134,8 @@ class FaultProxy:
         try:
             if self._refused(connection) or self._rolled(connection, UPSTREAM):
                 return
-            if connection.blackholed:  # swallow what the client sends until it gives up
-                while await reader.read(CHUNK):
-                    pass
+            if connection.blackholed_by is not None:
+                await self._hold(connection)
                 return
             try:
                 server_reader, server_writer = await asyncio.open_connection(*self.upstream)
@@ -132,10 +154,15 @@ class FaultProxy:
                 if stream is not None:
                     stream.close()
 
+    async def _hold(self, connection: _Connection) -> None:
+        """A dropped connection: read nothing, answer nothing, until a revert (or the end) resets it."""
+        await connection.ended.wait()
+
     def _refused(self, connection: _Connection) -> bool:
-        for _, toxic in self._active(UPSTREAM):
+        """A refusing partition refuses every new connection, whatever its direction says."""
+        for key, toxic in self.toxics.items():
             if toxic.kind == "partition" and toxic.mode == "refuse":
-                self.stats.refused += 1
+                self.stats.hit(key, "refused")
                 self._reset(connection)
                 return True
         return False
@@ -149,12 +176,12 @@ class FaultProxy:
             if self.rng.random() >= toxic.probability:
                 continue
             if toxic.kind == "reset":
-                self.stats.reset += 1
+                self.stats.hit(key, "reset")
                 self._reset(connection)
                 return True
-            if not connection.blackholed:
-                self.stats.blackholed += 1
-                connection.blackholed = True
+            if connection.blackholed_by is None:
+                self.stats.hit(key, "blackholed")
+                connection.blackholed_by = key
         return False
 
     async def _pump(
@@ -164,25 +191,43 @@ class FaultProxy:
         connection: _Connection,
         direction: str,
     ) -> None:
-        """Read as fast as data comes; a writer task sends each chunk when it is due, in order."""
-        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
-        writer = asyncio.ensure_future(self._write(queue, sink, direction))
+        """Read, and hand each chunk to a writer task that sends it when it is due, in order. The
+        queue is bounded, so a slow (shaped) side makes the reader stop: TCP then pushes back on
+        the sender, as a real slow link would. A blackhole stops the reading altogether, so the
+        data waits in TCP's buffers and arrives, late but whole, when the partition heals."""
+        queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(maxsize=MAX_QUEUED_CHUNKS)
+        writer = asyncio.ensure_future(self._write(queue, sink, connection, direction))
         last_due = 0.0
         try:
-            while data := await source.read(CHUNK):
-                if self._rolled(connection, direction):
+            while not writer.done():
+                while self._swallowed(direction) or connection.blackholed_by is not None:
+                    if connection.client.is_closing():
+                        return
+                    await asyncio.sleep(HOLD_POLL_SECONDS)
+                data = await source.read(CHUNK)
+                if not data or self._rolled(connection, direction):
                     break
-                if connection.blackholed or self._swallowed(direction):
-                    continue
-                last_due = self._due(len(data), direction, last_due)
-                queue.put_nowait((last_due, data))
+                while self._swallowed(direction):  # partitioned while this chunk was on its way
+                    await asyncio.sleep(HOLD_POLL_SECONDS)
+                piece = self._piece_size(direction)
+                for offset in range(0, len(data), piece):
+                    part = data[offset : offset + piece]
+                    last_due = self._due(len(part), direction, last_due)
+                    if not await _enqueue(queue, (last_due, part), writer):
+                        return
         except (ConnectionError, OSError):
             pass
-        queue.put_nowait(None)
-        await writer
+        finally:
+            if not writer.done():
+                await queue.put(None)
+            await writer
 
     async def _write(
-        self, queue: asyncio.Queue[tuple[float, bytes] | None], sink: asyncio.StreamWriter, direction: str
+        self,
+        queue: asyncio.Queue[tuple[float, bytes] | None],
+        sink: asyncio.StreamWriter,
+        connection: _Connection,
+        direction: str,
     ) -> None:
         try:
             while (item := await queue.get()) is not None:
@@ -191,17 +236,26 @@ class FaultProxy:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 if sink.is_closing():
-                    return
+                    break
                 sink.write(data)
                 await sink.drain()
                 if direction == UPSTREAM:
                     self.stats.bytes_up += len(data)
                 else:
                     self.stats.bytes_down += len(data)
-            if sink.can_write_eof() and not sink.is_closing():
-                sink.write_eof()
+            else:
+                if sink.can_write_eof() and not sink.is_closing():
+                    sink.write_eof()  # pass the half-close on
+                return
         except (ConnectionError, OSError):
             pass
+        self._reset(connection)  # one side is gone: end the other, do not keep reading for nobody
+
+    def _piece_size(self, direction: str) -> int:
+        """Under a bandwidth limit, data leaves in slices of about 100 ms, so that it flows
+        steadily instead of in one late burst per chunk."""
+        rates = [t.rate for _, t in self._active(direction) if t.kind == "bandwidth" and t.rate > 0]
+        return CHUNK if not rates else max(1024, min(CHUNK, int(min(rates) / 10)))
 
     def _swallowed(self, direction: str) -> bool:
         return any(t.kind == "partition" and t.mode == "blackhole" for _, t in self._active(direction))
@@ -229,6 +283,7 @@ class FaultProxy:
 
     def _reset(self, connection: _Connection) -> None:
         """Close with RST (SO_LINGER 0), as a refused or reset TCP connection would look."""
+        connection.ended.set()
         for stream in (connection.client, connection.server):
             if stream is None or stream.is_closing():
                 continue
@@ -244,6 +299,18 @@ class FaultProxy:
         for connection in list(self._connections):
             self._reset(connection)
         self._socket.close()
+
+
+async def _enqueue(
+    queue: asyncio.Queue[tuple[float, bytes] | None], item: tuple[float, bytes], writer: asyncio.Future[None]
+) -> bool:
+    """Wait for room in the queue, unless the writer ends first (then nobody will ever make room)."""
+    put = asyncio.ensure_future(queue.put(item))
+    done, _ = await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+    if put in done:
+        return True
+    put.cancel()
+    return False
 
 
 def _no_delay(stream: asyncio.StreamWriter) -> None:
