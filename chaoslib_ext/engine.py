@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
@@ -71,9 +73,10 @@ class RunResult:
 
 
 def new_run_id(title: str, now: float | None = None) -> str:
+    """20261127-054100-checkout-keeps-its-slo-3fa9: sortable, readable, and unique (random tail)."""
     stamp = datetime.fromtimestamp(now or time.time(), tz=UTC).strftime("%Y%m%d-%H%M%S")
-    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].rstrip("-")
-    return f"{stamp}-{slug or 'run'}"
+    slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:36].rstrip("-")
+    return f"{stamp}-{slug or 'run'}-{secrets.token_hex(2)}"
 
 
 class Engine:
@@ -150,8 +153,12 @@ class Engine:
         self.progress.event(
             f"starting load: {self.experiment.load.users} users on {self.experiment.load.host}"
         )
-        self.load.start()
-        self.load_entry = self.ledger.record("the Locust load generator", self.load.undo_action())
+        ledger = self.ledger
+
+        def remember_load(undo: dict[str, Any]) -> None:
+            self.load_entry = ledger.record("the Locust load generator", undo)
+
+        self.load.start(on_spawn=remember_load)
         # Phases start on a whole second, so that each per-second sample falls in one phase.
         origin = float(math.ceil(time.time()))
         time.sleep(max(0.0, origin - time.time()))

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +53,14 @@ class Ledger:
     run_id: str
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next: int = 1
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # engine and monitor threads
 
     @classmethod
     def create(cls, run_id: str, directory: Path | None = None) -> Ledger:
         directory = directory or state_dir()
         directory.mkdir(parents=True, exist_ok=True)
         ledger = cls(directory / f"{run_id}.ledger", run_id)
+        ledger.path.touch(exist_ok=False)  # a run id is never shared: two runs never mix their entries
         ledger._append(
             {
                 "run": run_id,
@@ -70,15 +73,17 @@ class Ledger:
 
     def record(self, what: str, undo: dict[str, Any]) -> int:
         """Write down how to undo what is about to be done; returns the entry id for `done`."""
-        entry_id = self._next
-        self._next += 1
-        self.pending[entry_id] = {"id": entry_id, "what": what, "undo": undo}
-        self._append(self.pending[entry_id])
+        with self._lock:
+            entry_id = self._next
+            self._next += 1
+            self.pending[entry_id] = {"id": entry_id, "what": what, "undo": undo}
+            self._append(self.pending[entry_id])
         return entry_id
 
     def done(self, entry_id: int) -> None:
-        if self.pending.pop(entry_id, None) is not None:
-            self._append({"done": entry_id})
+        with self._lock:
+            if self.pending.pop(entry_id, None) is not None:
+                self._append({"done": entry_id})
 
     def close(self) -> None:
         """Remove the ledger if nothing is left to undo (otherwise `gameday recover` needs it)."""

@@ -71,10 +71,10 @@ class LocalTarget:
                 name: [(ns.address, ns.exec_prefix()) for ns in namespaces]
                 for name, namespaces in self.namespaces.items()
             }
+            self.supervisor = ServiceSupervisor(services, log_dir, timeline, shared, placement, ledger)
         except BaseException:
             self.stop_network()
             raise
-        self.supervisor = ServiceSupervisor(services, log_dir, timeline, shared, placement, ledger)
 
     # what pod faults need (faults.base.PodTarget)
     def live(self, service: str) -> list[Replica]:
@@ -110,9 +110,11 @@ class LocalTarget:
 
     def stop_network(self) -> None:
         """Stop the proxies and DNS server, delete the namespaces; raise if something stays behind."""
-        if self.hub is not None:
-            self.hub.stop()
-        problems = self.factory.remove_all() if self.factory is not None else []
+        try:
+            if self.hub is not None:
+                self.hub.stop()
+        finally:
+            problems = self.factory.remove_all() if self.factory is not None else []
         for problem in problems:
             self.timeline.add("network", "cleanup-failed", detail=problem)
         if problems:

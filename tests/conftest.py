@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import queue
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,3 +151,37 @@ def start(tmp_path: Path) -> Iterator[Starter]:
     yield _start
     for proc in procs:
         stop(proc)
+
+
+def start_run(path: Path, report_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """A `gameday run` in the background, its output lines arriving on a queue."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "chaoslib_ext", "run", str(path), "--report-dir", str(report_dir), *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
+def wait_for_line(lines: queue.Queue[str], text: str, timeout: float = 60) -> list[str]:
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"no line with {text!r} in {timeout}s: {seen}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Protocol
 
 from ..network.dns import DnsRule, FaultDnsServer
@@ -16,7 +15,6 @@ class DnsTarget(Protocol):
 
 class DnsFaultAction(Fault):
     reversible = True
-    stats_before: dict[str, int]
 
     @property
     def rule_id(self) -> str:
@@ -33,7 +31,6 @@ class DnsFaultAction(Fault):
             addresses=params.addresses,
         )
         server = target.dns_server()
-        self.stats_before = {k: v for k, v in asdict(server.stats).items() if isinstance(v, int)}
         server.add(self.rule_id, rule, seed=self.seed)
         return [
             self.record(
@@ -44,13 +41,6 @@ class DnsFaultAction(Fault):
         ]
 
     def revert(self, target: DnsTarget) -> list[FaultRecord]:
-        server = target.dns_server()
-        server.remove(self.rule_id)
-        before = self.stats_before
-        during = {
-            key: value - before.get(key, 0)
-            for key, value in asdict(server.stats).items()
-            if isinstance(value, int)
-        }
+        hits = target.dns_server().remove(self.rule_id)
         patterns = ",".join(self.spec.params.patterns)  # type: ignore[union-attr]
-        return [self.record("revert", patterns, during)]
+        return [self.record("revert", patterns, hits)]

@@ -96,8 +96,12 @@ class NetworkFaultAction(Fault):
                 entry = target.ledger.record(
                     f"{rule.what} in {namespace.name}", {"kind": "command", "argv": rule.delete}
                 )
+                try:
+                    run(rule.add)
+                except RunAborted:
+                    target.ledger.done(entry)  # not added, so never deleted (it may be another fault's)
+                    raise
                 self.kernel_rules.append((entry, rule))
-                run(rule.add)
             records.append(
                 self.record(
                     "inject",

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,9 @@ class LoadRunner:
         self.stopped = threading.Event()
         self._reader: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start Locust and wait until every user is spawned (or fail with Locust's own words)."""
+    def start(self, on_spawn: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Start Locust and wait until every user is spawned (or fail with Locust's own words).
+        `on_spawn` gets the undo action of the child as soon as it exists (for the ledger)."""
         read_fd, write_fd = os.pipe()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -92,6 +94,8 @@ class LoadRunner:
                 start_new_session=True,
             )
         os.close(write_fd)
+        if on_spawn is not None:
+            on_spawn(self.undo_action())
         self._reader = threading.Thread(target=self._read, args=(read_fd,), name="load-reader", daemon=True)
         self._reader.start()
         self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)

@@ -12,6 +12,7 @@ import fnmatch
 import ipaddress
 import random
 import socket
+from collections import Counter
 from dataclasses import dataclass, field
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
@@ -55,6 +56,7 @@ class FaultDnsServer(asyncio.DatagramProtocol):
         self.hub = hub
         self.records = {name.lower().rstrip("."): addresses for name, addresses in records.items()}
         self.rules: dict[str, DnsRule] = {}
+        self.rule_hits: dict[str, Counter[str]] = {}  # per rule: what it did, for its fault's report
         self.rng = random.Random()
         self.stats = DnsStats()
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -81,8 +83,14 @@ class FaultDnsServer(asyncio.DatagramProtocol):
 
         self.hub.call(install)
 
-    def remove(self, rule_id: str) -> None:
-        self.hub.call(lambda: self.rules.pop(rule_id, None))
+    def remove(self, rule_id: str) -> dict[str, int]:
+        """End a rule; returns what it did (queries it matched, errors, drops, delays, spoofs)."""
+
+        def uninstall() -> dict[str, int]:
+            self.rules.pop(rule_id, None)
+            return dict(self.rule_hits.pop(rule_id, Counter()))
+
+        return self.hub.call(uninstall)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # a datagram transport
@@ -101,23 +109,31 @@ class FaultDnsServer(asyncio.DatagramProtocol):
         name = str(query.q.qname).lower().rstrip(".")
         reply = query.reply()
         spoofed: tuple[str, ...] = ()
-        for rule in list(self.rules.values()):
-            if not rule.matches(name) or self.rng.random() >= rule.probability:
+        for rule_id, rule in list(self.rules.items()):
+            if not rule.matches(name):
+                continue
+            hits = self.rule_hits.setdefault(rule_id, Counter())
+            hits["matched"] += 1
+            if self.rng.random() >= rule.probability:
                 continue
             if rule.kind == "error":
                 if rule.rcode == "TIMEOUT":
                     self.stats.dropped += 1
+                    hits["dropped"] += 1
                     return
                 self.stats.errors += 1
                 self.stats.by_rcode[rule.rcode] = self.stats.by_rcode.get(rule.rcode, 0) + 1
+                hits[rule.rcode] += 1
                 reply.header.rcode = RCODES[rule.rcode]
                 self._send(reply, addr)
                 return
             if rule.kind == "delay":
                 self.stats.delayed += 1
+                hits["delayed"] += 1
                 await asyncio.sleep(rule.delay)
             elif rule.kind == "spoof":
                 self.stats.spoofed += 1
+                hits["spoofed"] += 1
                 spoofed = rule.addresses
         addresses = list(spoofed) or await self._resolve(name)
         if addresses is None:

@@ -38,22 +38,19 @@ def run(argv: list[str]) -> None:
 
 @cache
 def netem_available() -> bool:
-    """Whether tc can create a netem qdisc here (probed once, in a throwaway namespace)."""
+    """Whether tc can create a netem qdisc here. Probed in an anonymous network namespace
+    (`unshare -n`) that vanishes with the probe, so validate and plan still change nothing."""
     if not is_root():
         return False
-    name = f"gd-netem-probe-{os.getpid()}"
     try:
-        subprocess.run(["ip", "netns", "add", name], capture_output=True, check=True, timeout=10)
         probe = subprocess.run(
-            ["ip", "netns", "exec", name, "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
             capture_output=True,
             timeout=10,
         )
-        return probe.returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+    return probe.returncode == 0
 
 
 def used_subnets() -> set[ipaddress.IPv4Network]:
@@ -126,8 +123,12 @@ class NamespaceFactory:
     def _change(self, what: str, argv: list[str], undo_argv: list[str]) -> None:
         action = {"kind": "command", "argv": undo_argv}
         entry = self.ledger.record(what, action)
+        try:
+            run(argv)
+        except RunAborted:
+            self.ledger.done(entry)  # it was not made (maybe it exists and is not ours): never undo it
+            raise
         self.entries.append((entry, action))
-        run(argv)
 
     def remove_all(self) -> list[str]:
         """Delete every namespace and veth made, newest first; return what could not be undone."""
@@ -194,12 +195,21 @@ def fault_rules(
             ["REJECT", "--reject-with", "tcp-reset"],
             f"reset {probability:.0%} of connections to :{port}",
         )
+    elif kind == "network-partition" and mode == "refuse":
+        # An RST must go to the client, so refusing works on what arrives, whatever the direction.
+        iptables(
+            "INPUT",
+            ["--dport", str(port)],
+            ["REJECT", "--reject-with", "tcp-reset"],
+            f"partition :{port} (refuse)",
+        )
     elif kind == "network-partition":
-        target = ["REJECT", "--reject-with", "tcp-reset"] if mode == "refuse" else ["DROP"]
         if direction in ("upstream", "both"):
-            iptables("INPUT", ["--dport", str(port)], target, f"partition :{port} ({mode})")
+            iptables("INPUT", ["--dport", str(port)], ["DROP"], f"partition :{port} (blackhole)")
         if direction in ("downstream", "both"):
-            iptables("OUTPUT", ["--sport", str(port)], target, f"partition replies from :{port} ({mode})")
+            iptables(
+                "OUTPUT", ["--sport", str(port)], ["DROP"], f"partition replies from :{port} (blackhole)"
+            )
     elif kind == "network-bandwidth":
         bits = f"{max(1, round(rate * 8))}bit"
         burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet
