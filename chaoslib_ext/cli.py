@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -101,7 +101,8 @@ def _validate(args: argparse.Namespace) -> ExitCode:
 def _plan(args: argparse.Namespace) -> ExitCode:
     from .plan import make_plan, render_plan
 
-    print(render_plan(make_plan(load_experiment(args.file, parse_overrides(args.var)))))
+    experiment = load_experiment(args.file, parse_overrides(args.var))
+    print(render_plan(make_plan(experiment, containers=container_resolver(experiment))))
     return ExitCode.HELD
 
 
@@ -112,7 +113,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     from .report import write_reports
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
-    plan = make_plan(experiment)
+    plan = make_plan(experiment, containers=container_resolver(experiment))
     left_behind = [state for state in ledgers() if not state.alive and state.pending]
     if left_behind:
         raise RunAborted(
@@ -154,6 +155,16 @@ def _run(args: argparse.Namespace) -> ExitCode:
             signal.signal(sig, handler)
     print(summary(report, written))
     return result.exit_code
+
+
+def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | None:
+    """For the docker driver: the names of the running containers a selector picks (and allows)."""
+    if experiment.driver != "docker":
+        return None
+    from .docker_target import connect, select
+
+    client = connect()
+    return lambda selector, where: [c.name for c in select(client, selector, experiment.allow, where)]
 
 
 def _recover(_args: argparse.Namespace) -> ExitCode:

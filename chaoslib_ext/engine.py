@@ -10,11 +10,13 @@ import math
 import re
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .docker_target import DockerTarget
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
 from .ledger import Ledger
@@ -88,7 +90,7 @@ class Engine:
         self.timeline = self.result.timeline
         self.logs = report_dir / "logs"
         self.ledger: Ledger | None = None  # made when the run starts changing things
-        self.target: LocalTarget | None = None
+        self.target: LocalTarget | DockerTarget | None = None
         self.load = LoadRunner(self.experiment.load, plan.duration, self.logs / "locust.log", self.timeline)
         self.result.samples = self.load.samples
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
@@ -109,6 +111,10 @@ class Engine:
             self.cancellable = False
             name = interrupt.signal_name if isinstance(interrupt, Interrupted) else "SIGINT"
             self._stop_with("interrupted", f"interrupted by {name}")
+        except Exception as error:  # a bug in gameday: still revert, clean up and report it
+            self.cancellable = False
+            self.timeline.add("engine", "internal-error", detail=traceback.format_exc()[-2000:])
+            self._stop_with("aborted", f"internal error (a bug in gameday, please report it): {error!r}")
         finally:
             self.cancellable = False
             self._clean_up()
@@ -143,8 +149,12 @@ class Engine:
         self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
         if self.experiment.services:
             self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
+        self.logs.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger.create(result.run_id)
-        self.target = LocalTarget(self.experiment, self.logs, self.timeline, self.ledger)
+        if self.experiment.driver == "docker":
+            self.target = DockerTarget(self.experiment, self.timeline, self.ledger)
+        else:
+            self.target = LocalTarget(self.experiment, self.logs, self.timeline, self.ledger)
         self.target.start()
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):

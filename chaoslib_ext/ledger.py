@@ -25,6 +25,8 @@ ALREADY_GONE = (
     "Cannot find device",
     "No chain/target/match",
     "Bad rule",
+    "No such container",
+    "is not paused",
     "Cannot delete qdisc with handle of zero",
     "Cannot open network namespace",
 )

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .faults.base import selection_size
 from .network.dns import DNS_ZONE
 from .services import replica_port
-from .spec.model import PHASES, DnsFault, Experiment, FaultSpec, NetworkFault, PodKill
+from .spec.model import (
+    PHASES,
+    ContainerFault,
+    ContainerSelector,
+    DnsFault,
+    Experiment,
+    FaultSpec,
+    NetworkFault,
+    PodKill,
+)
 from .units import format_clock, format_duration, format_percent, format_rate
 
 
@@ -54,8 +64,16 @@ class Plan:
         return next(p for p in self.phases if p.name == name)
 
 
-def make_plan(experiment: Experiment, seed_source: random.Random | None = None) -> Plan:
-    """Lay the phases end to end and schedule every apply and revert inside the fault phase."""
+INSTANT = ("pod-kill", "container-kill", "container-restart")  # nothing to revert
+
+
+def make_plan(
+    experiment: Experiment,
+    seed_source: random.Random | None = None,
+    containers: Callable[[ContainerSelector, str], list[str]] | None = None,
+) -> Plan:
+    """Lay the phases end to end and schedule every apply and revert inside the fault phase.
+    `containers` resolves a container fault's selector to the names it may hit (docker driver)."""
     source = seed_source or random.Random()
     lengths = experiment.phases
     phases, offset = [], 0.0
@@ -67,13 +85,13 @@ def make_plan(experiment: Experiment, seed_source: random.Random | None = None) 
     for index, spec in enumerate(experiment.faults):
         seed = spec.seed if spec.seed is not None else source.randrange(2**31)
         start = window.start + spec.after
-        if isinstance(spec.params, PodKill):
-            times = _repeats(start, window.end, spec.params.interval)
-            actions += [Action(t, index, spec, "apply") for t in times]
+        if spec.kind in INSTANT:
+            interval = spec.params.interval if isinstance(spec.params, PodKill) else None
+            actions += [Action(t, index, spec, "apply") for t in _repeats(start, window.end, interval)]
         else:
             end = window.end if spec.duration is None else min(window.end, start + spec.duration)
             actions += [Action(start, index, spec, "apply"), Action(end, index, spec, "revert")]
-        faults.append(_fault_plan(experiment, index, spec, seed))
+        faults.append(_fault_plan(experiment, index, spec, seed, containers))
     actions.sort(key=lambda action: (action.at, action.kind == "apply"))  # reverts first at a tie
     return Plan(experiment, tuple(phases), tuple(faults), tuple(actions))
 
@@ -85,10 +103,30 @@ def _repeats(start: float, end: float, interval: float | None) -> list[float]:
     return times
 
 
-def _fault_plan(experiment: Experiment, index: int, spec: FaultSpec, seed: int) -> FaultPlan:
+def _fault_plan(
+    experiment: Experiment,
+    index: int,
+    spec: FaultSpec,
+    seed: int,
+    containers: Callable[[ContainerSelector, str], list[str]] | None,
+) -> FaultPlan:
     params = spec.params
     if isinstance(params, DnsFault):
         return FaultPlan(index, spec, seed, (), 0, f"{spec.kind}: {describe_dns(spec.kind, params)}")
+    if isinstance(params, ContainerFault):
+        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
+        size = selection_size(params.count, params.percent, len(names), default=1)
+        what = {
+            "container-kill": f"{params.signal} to",
+            "container-stop": "stop, then start again",
+            "container-pause": "pause, then unpause",
+            "container-restart": "restart",
+        }[spec.kind]
+        text = (
+            f"{what} {size} of {len(names)} running container(s) matching {params.selector.describe()}, "
+            f"chosen at random with seed {seed}"
+        )
+        return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     service = experiment.services[params.service]
     candidates = tuple(f"{service.name}-{i}" for i in range(service.replicas))
     if isinstance(params, PodKill):

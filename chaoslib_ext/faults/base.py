@@ -77,6 +77,7 @@ def selection_size(count: int | None, percent: float | None, available: int, def
 
 
 def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:
+    from .container import ContainerFaultAction
     from .dns import DnsFaultAction
     from .network import NetworkFaultAction
     from .pod_kill import PodKillFault
@@ -85,5 +86,6 @@ def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:
         "pod": PodKillFault,
         "network": NetworkFaultAction,
         "dns": DnsFaultAction,
+        "container": ContainerFaultAction,
     }
     return families[spec.family](index, spec, seed)

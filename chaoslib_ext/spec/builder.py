@@ -14,6 +14,9 @@ from ..units import parse_duration, parse_percent, parse_rate
 from .model import (
     PHASES,
     ActivityProbe,
+    Allowlist,
+    ContainerFault,
+    ContainerSelector,
     DnsFault,
     Experiment,
     FaultSpec,
@@ -66,9 +69,23 @@ class Builder:
                 )
             self.check_program(name, service)
             self.check_placeholders(name, service, services)
+        driver = data.get("target", {}).get("driver", "local")
         load = self.load(data["load"])
         phases = self.phases(data["phases"])
         faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
+        for index, fault in enumerate(faults):
+            if (fault.family == "container") != (driver == "docker"):
+                self.error(
+                    ("faults", index),
+                    f"{fault.kind} does not work with driver {driver}",
+                    "container-* faults need target.driver: docker; the others need the local driver",
+                )
+        if driver == "docker" and services:
+            self.error(
+                ("services",),
+                "the docker driver acts on containers that already run",
+                "start them with docker or docker compose, and select them by label or name",
+            )
         if any(f.family == "dns" for f in faults) and not self.uses_dns:
             self.error(
                 ("faults",),
@@ -80,7 +97,8 @@ class Builder:
             sha256=hashlib.sha256(Path(self.document.file).read_bytes()).hexdigest(),
             title=data["title"],
             description=data.get("description", ""),
-            driver=data.get("target", {}).get("driver", "local"),
+            driver=driver,
+            allow=self.allowlist(data.get("target", {})),
             variables=self.variables,
             services=services,
             load=load,
@@ -267,9 +285,11 @@ class Builder:
         kind, spec = next(iter(item.items()))
         path = ("faults", index, kind)
         family = kind.split("-")[0]
-        params: PodKill | NetworkFault | DnsFault
+        params: PodKill | NetworkFault | DnsFault | ContainerFault
         if family == "dns":
             params = self.dns_fault(spec)
+        elif family == "container":
+            params = self.container_fault(spec)
         else:
             service = spec["selector"]["service"] if family == "pod" else spec["to"]
             field = ("selector", "service") if family == "pod" else ("to",)
@@ -313,6 +333,21 @@ class Builder:
             )
         return FaultSpec(
             kind, params, after, duration, spec.get("seed"), self.document.location(path, prefer_key=True)
+        )
+
+    def allowlist(self, target: dict[str, Any]) -> Allowlist | None:
+        allow = target.get("allow")
+        if allow is None:
+            return None
+        return Allowlist(dict(allow.get("labels", {})), tuple(allow.get("names", ())))
+
+    def container_fault(self, spec: dict[str, Any]) -> ContainerFault:
+        selector = spec["selector"]
+        return ContainerFault(
+            selector=ContainerSelector(dict(selector.get("labels", {})), selector.get("name")),
+            count=spec.get("count"),
+            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
+            signal=spec.get("signal", "SIGKILL"),
         )
 
     def network_path(

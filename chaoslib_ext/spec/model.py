@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +140,41 @@ class DnsFault:
 
 
 @dataclass(frozen=True)
+class ContainerSelector:
+    labels: dict[str, str]
+    name: str | None  # a glob on the container name
+
+    def describe(self) -> str:
+        parts = [f"{key}={value}" for key, value in self.labels.items()]
+        return " ".join(parts + ([f"name~{self.name}"] if self.name else []))
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """A container may be touched if it has all these labels, or its name matches one glob."""
+
+    labels: dict[str, str]
+    names: tuple[str, ...]
+
+    def admits(self, name: str, labels: dict[str, str]) -> bool:
+        by_label = bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
+        return by_label or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.names)
+
+
+@dataclass(frozen=True)
+class ContainerFault:
+    """A fault on Docker containers: kill (a signal), stop or pause (for a duration), restart."""
+
+    selector: ContainerSelector
+    count: int | None
+    percent: float | None
+    signal: str = "SIGKILL"
+
+
+@dataclass(frozen=True)
 class FaultSpec:
     kind: str  # pod-kill, network-latency, ..., dns-spoof
-    params: PodKill | NetworkFault | DnsFault
+    params: PodKill | NetworkFault | DnsFault | ContainerFault
     after: float  # offset into the fault phase
     duration: float | None  # None: until the end of the fault phase (pod-kill: instant)
     seed: int | None
@@ -149,7 +182,7 @@ class FaultSpec:
 
     @property
     def family(self) -> str:
-        """pod, network or dns."""
+        """pod, network, dns or container."""
         return self.kind.split("-")[0]
 
 
@@ -160,6 +193,7 @@ class Experiment:
     title: str
     description: str
     driver: str
+    allow: Allowlist | None  # docker: the containers faults may touch
     variables: dict[str, Any]
     services: dict[str, ServiceSpec]
     load: LoadSpec

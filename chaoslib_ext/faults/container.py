@@ -1,0 +1,107 @@
+"""container-kill, -stop, -pause and -restart, on the containers a DockerTarget selects.
+
+Stop and pause last: their undo (`docker start`, `docker unpause`) is in the ledger before they act,
+so `gameday recover` brings the containers back if the run dies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from docker.errors import APIError, NotFound
+
+from ..errors import RunAborted
+from ..ledger import Ledger
+from ..spec.model import ContainerFault, ContainerSelector
+from .base import Fault, FaultRecord, selection_size
+
+UNDO = {"container-stop": "start", "container-pause": "unpause"}
+
+
+class ContainerTarget(Protocol):
+    ledger: Ledger
+
+    def containers(self, selector: ContainerSelector, where: str) -> list[Any]: ...
+
+
+class ContainerFaultAction(Fault):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.hit: list[tuple[Any, int]] = []  # (container, ledger entry)
+
+    @property
+    def reversible(self) -> bool:  # type: ignore[override]
+        return self.spec.kind in UNDO
+
+    def apply(self, target: ContainerTarget) -> list[FaultRecord]:
+        params: ContainerFault = self.spec.params  # type: ignore[assignment]
+        found = target.containers(params.selector, str(self.spec.where))
+        size = selection_size(params.count, params.percent, len(found), default=1)
+        chosen = sorted(self.rng.sample(found, size), key=lambda c: c.name)
+        records = []
+        for container in chosen:
+            try:
+                detail = self._act(container, params, target.ledger)
+                container.reload()
+            except (APIError, NotFound) as error:
+                raise RunAborted(
+                    f"{self.spec.kind} on {container.name} failed: {error.explanation or error}",
+                    where=str(self.spec.where),
+                ) from None
+            records.append(
+                self.record(
+                    self.spec.kind.removeprefix("container-"),
+                    container.name,
+                    {**detail, "id": container.short_id, "status": container.status},
+                )
+            )
+        return records
+
+    def _act(self, container: Any, params: ContainerFault, ledger: Ledger) -> dict[str, Any]:
+        kind = self.spec.kind
+        if kind == "container-kill":
+            container.kill(signal=params.signal)
+            return {"signal": params.signal}
+        if kind == "container-restart":
+            container.restart(timeout=3)
+            return {}
+        entry = ledger.record(
+            f"{kind} {container.name}", {"kind": "command", "argv": ["docker", UNDO[kind], container.id]}
+        )
+        try:
+            container.stop(timeout=3) if kind == "container-stop" else container.pause()
+        except BaseException:
+            ledger.done(entry)
+            raise
+        self.hit.append((container, entry))
+        return {}
+
+    def revert(self, target: ContainerTarget) -> list[FaultRecord]:
+        records = []
+        for container, entry in self.hit:
+            try:
+                container.reload()
+                if self.spec.kind == "container-stop" and container.status != "running":
+                    container.start()
+                elif self.spec.kind == "container-pause" and container.status == "paused":
+                    container.unpause()
+                container.reload()
+            except NotFound:
+                records.append(self.record("gone", container.name, {"id": container.short_id}))
+                target.ledger.done(entry)
+                continue
+            except APIError as error:
+                raise RunAborted(
+                    f"could not {UNDO[self.spec.kind]} {container.name}: {error.explanation}",
+                    hint="run `gameday recover`",
+                ) from None
+            target.ledger.done(entry)
+            records.append(
+                self.record(
+                    UNDO[self.spec.kind],
+                    container.name,
+                    {"id": container.short_id, "status": container.status},
+                )
+            )
+        self.hit = []
+        return records

@@ -1,0 +1,183 @@
+"""The docker driver against real containers (busybox httpd), effects measured from the host."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import LOCUSTFILE, gameday, start_run, wait_for_line
+from docker_support import docker_client_or_reason, new_label, run_web_containers
+
+from chaoslib_ext.docker_target import DockerTarget
+from chaoslib_ext.faults import build_fault
+from chaoslib_ext.ledger import Ledger, ledgers
+from chaoslib_ext.spec import load_experiment
+from chaoslib_ext.timeline import Timeline
+
+CLIENT, REASON = docker_client_or_reason()
+pytestmark = [pytest.mark.docker, pytest.mark.skipif(CLIENT is None, reason=REASON)]
+
+EXPERIMENT = """\
+version: 1
+title: docker {kind}
+variables: {{label: x, host: "http://127.0.0.1:9"}}
+target:
+  driver: docker
+  allow: {{labels: {{gameday.test: "${{label}}"}}}}
+load: {{locustfile: {locustfile}, host: "${{host}}", users: 4}}
+slo: {{availability: 99%}}
+phases: {{warmup: 1s, baseline: 2s, fault: {fault}, recovery: 2s}}
+faults:
+  - {kind}: {{selector: {{labels: {{role: back}}}}, count: 1, seed: 1{extra}}}
+"""
+
+
+@pytest.fixture
+def label():
+    label = new_label()
+    yield label
+    for container in CLIENT.containers.list(all=True, filters={"label": f"gameday.test={label}"}):
+        container.remove(force=True)
+
+
+def experiment_path(tmp_path: Path, kind: str, fault: str = "3s", extra: str = "") -> Path:
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(EXPERIMENT.format(kind=kind, locustfile=LOCUSTFILE, fault=fault, extra=extra))
+    return path
+
+
+def address(container) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["IPAddress"]
+
+
+def answers(ip: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+def driver(tmp_path: Path, kind: str, label: str, extra: str = "") -> tuple[object, DockerTarget, Ledger]:
+    experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra), {"label": label})
+    ledger = Ledger.create(f"docker-test-{label}-{kind}", tmp_path / "state")
+    target = DockerTarget(experiment, Timeline(), ledger)
+    return build_fault(0, experiment.faults[0], 1), target, ledger
+
+
+@pytest.mark.parametrize("kind", ["container-stop", "container-pause"])
+def test_stop_and_pause_take_a_container_away_and_revert_brings_it_back(tmp_path, label, kind):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    ip = address(back)
+    wait_until(lambda: answers(ip))
+    fault, target, ledger = driver(tmp_path, kind, label)
+    [record] = fault.apply(target)
+    assert record.target == back.name and record.detail["status"] == (
+        "exited" if kind == "container-stop" else "paused"
+    )
+    assert not answers(ip, timeout=0.5)  # seen from outside: no answer
+    assert len(ledger.pending) == 1  # the undo is on disk while the fault lasts
+    [undone] = fault.revert(target)
+    assert undone.detail["status"] == "running"
+    wait_until(lambda: answers(address(back)))
+    ledger.close()
+    assert not ledger.path.exists()
+
+
+def test_kill_sends_the_signal_and_restart_restarts(tmp_path, label):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    started = back.attrs["State"]["StartedAt"]
+    fault, target, _ = driver(tmp_path, "container-restart", label)
+    fault.apply(target)
+    back.reload()
+    assert back.status == "running" and back.attrs["State"]["StartedAt"] != started
+    fault, target, _ = driver(tmp_path, "container-kill", label, extra=", signal: SIGKILL")
+    [record] = fault.apply(target)
+    assert record.detail["signal"] == "SIGKILL"
+    wait_until(lambda: (back.reload() or back.status) == "exited")
+    assert back.attrs["State"]["ExitCode"] == 137
+
+
+def test_plan_lists_the_containers_and_refuses_what_is_outside_the_allowlist(tmp_path, label):
+    backs = run_web_containers(CLIENT, 2, "back", label)
+    path = experiment_path(tmp_path, "container-stop")
+    plan = gameday("plan", str(path), "--var", f"label={label}")
+    assert plan.returncode == 0, plan.stderr
+    assert f"candidates: {backs[0].name}, {backs[1].name}" in plan.stdout
+    assert "stop, then start again 1 of 2 running container(s) matching role=back" in plan.stdout
+    outside = gameday("plan", str(path), "--var", "label=someone-else")
+    assert outside.returncode == 2 and "outside target.allow" in outside.stderr
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text().replace("role: back", "role: nothing-here"))
+    none = gameday("plan", str(other), "--var", f"label={label}")
+    assert none.returncode == 2 and "no running container matches role=nothing-here" in none.stderr
+
+
+def test_no_docker_engine_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    result = gameday("plan", str(experiment_path(tmp_path, "container-stop")))
+    assert result.returncode == 3
+    assert "Docker is not running" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_stops_a_backend_holds_the_front_and_leaves_all_running(tmp_path, label):
+    [front] = run_web_containers(CLIENT, 1, "front", label)
+    backs = run_web_containers(CLIENT, 2, "back", label)
+    host = f"http://{address(front)}:8080"
+    wait_until(lambda: answers(address(front)))
+    result = gameday(
+        "run",
+        str(experiment_path(tmp_path, "container-stop")),
+        "--var",
+        f"label={label}",
+        "--var",
+        f"host={host}",
+        "--report-dir",
+        str(tmp_path / "reports"),
+        "--quiet",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
+    actions = [(a["action"], a["target"]) for a in report["faults"][0]["actions"]]
+    assert [a for a, _ in actions] == ["stop", "start"] and actions[0][1] in {b.name for b in backs}
+    assert all((c.reload() or c.status) == "running" for c in [front, *backs])
+
+
+def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
+    [front] = run_web_containers(CLIENT, 1, "front", label)
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    host = f"http://{address(front)}:8080"
+    process, lines = start_run(
+        experiment_path(tmp_path, "container-pause", fault="30s"),
+        tmp_path / "reports",
+        "--var",
+        f"label={label}",
+        "--var",
+        f"host={host}",
+    )
+    try:
+        wait_for_line(lines, "container-pause: pause")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    back.reload()
+    assert back.status == "paused"
+    [state] = ledgers()
+    assert not state.alive
+    recovered = gameday("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    back.reload()
+    assert back.status == "running" and ledgers() == []
