@@ -5,11 +5,13 @@ those the experiment's allowlist admits. Talks to the Docker Engine API with the
 from __future__ import annotations
 
 import fnmatch
+import subprocess
 from typing import Any
 
 from .errors import RunAborted, SpecError
 from .ledger import Ledger
-from .spec.model import Allowlist, ContainerSelector, Experiment
+from .network.kernel import Namespace
+from .spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
 from .timeline import Timeline
 
 STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL after this
@@ -84,8 +86,35 @@ class DockerTarget:
         except SpecError as error:  # at run time the world changed under the plan: abort
             raise RunAborted(error.message, where=where, hint=error.hint) from None
 
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]:
+        """Each selected container's network namespace, entered with nsenter on its main process;
+        rules there match all of its TCP traffic (no port)."""
+        assert fault.selector is not None, "spec gives docker network faults a selector"
+        targets: list[tuple[str, Namespace, int | None]] = []
+        for container in self.containers(fault.selector, where):
+            pid = container.attrs["State"]["Pid"]
+            enter = ("nsenter", "-t", str(pid), "-n")
+            peer = subprocess.run(
+                [*enter, "cat", "/sys/class/net/eth0/iflink"], capture_output=True, text=True
+            )
+            host_veth = _interface_by_index(peer.stdout.strip()) if peer.returncode == 0 else ""
+            address = container.attrs["NetworkSettings"].get("IPAddress", "")
+            targets.append(
+                (container.name, Namespace(container.name, host_veth, "eth0", "", address, enter), None)
+            )
+        return targets
+
     def start(self) -> None:
         """Nothing to start: the containers are the user's."""
 
     def stop(self) -> None:
         self.client.close()
+
+
+def _interface_by_index(index: str) -> str:
+    """The host interface with this ifindex (the host end of a container's veth pair)."""
+    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
+        number, name = line.split(":", 2)[:2]
+        if number.strip() == index:
+            return name.strip().split("@")[0]
+    raise RunAborted(f"no host interface with index {index} (the container's veth peer)")

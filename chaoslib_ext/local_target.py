@@ -13,7 +13,7 @@ from .network.dns import DNS_ZONE, FaultDnsServer
 from .network.kernel import Namespace, NamespaceFactory
 from .network.proxy import FaultHub, FaultProxy
 from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
-from .spec.model import Experiment
+from .spec.model import Experiment, NetworkFault
 from .timeline import Timeline
 
 
@@ -87,8 +87,9 @@ class LocalTarget:
     def proxies_for(self, service: str) -> list[FaultProxy]:
         return self.proxies[service]
 
-    def kernel_targets(self, service: str) -> list[tuple[str, Namespace, int]]:
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]:
         """(replica name, its namespace, its port) for each replica of a namespaced service."""
+        service = fault.service
         spec = self.supervisor.services[service]
         return [
             (f"{service}-{i}", namespace, replica_port(spec, i) or 0)

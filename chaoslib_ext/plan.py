@@ -127,6 +127,15 @@ def _fault_plan(
             f"chosen at random with seed {seed}"
         )
         return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
+    if isinstance(params, NetworkFault) and params.selector is not None:
+        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
+        size = selection_size(params.count, params.percent, len(names), default=len(names))
+        text = (
+            f"{describe_network(spec.kind, params)} on all TCP traffic of {size} of {len(names)} running "
+            f"container(s) matching {params.selector.describe()}, in their network namespaces "
+            f"(nsenter; iptables/tc, kernel path)"
+        )
+        return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     service = experiment.services[params.service]
     candidates = tuple(f"{service.name}-{i}" for i in range(service.replicas))
     if isinstance(params, PodKill):

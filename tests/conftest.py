@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import os
 import queue
@@ -185,3 +186,26 @@ def wait_for_line(lines: queue.Queue[str], text: str, timeout: float = 60) -> li
         if text in line:
             return seen
     raise AssertionError(f"no line with {text!r} in {timeout}s: {seen}")
+
+
+def connects(address: str, port: int, count: int, timeout: float, at_once: int = 100) -> dict[str, int]:
+    """`count` bounded TCP connects, at most `at_once` in flight (keep it under the server's listen
+    backlog): how many succeeded, timed out, were refused."""
+
+    async def one(gate: asyncio.Semaphore) -> str:
+        async with gate:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
+            except TimeoutError:
+                return "timeout"
+            except ConnectionRefusedError:
+                return "refused"
+            writer.close()
+            return "ok"
+
+    async def all_of_them() -> list[str]:
+        gate = asyncio.Semaphore(at_once)
+        return await asyncio.gather(*(one(gate) for _ in range(count)))
+
+    results = asyncio.run(all_of_them())
+    return {kind: results.count(kind) for kind in ("ok", "timeout", "refused")}

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import LOCUSTFILE, gameday, start_run, wait_for_line
+from conftest import LOCUSTFILE, connects, gameday, start_run, wait_for_line
 from docker_support import docker_client_or_reason, new_label, run_web_containers
 
 from chaoslib_ext.docker_target import DockerTarget
@@ -181,3 +184,34 @@ def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
     assert recovered.returncode == 0, recovered.stdout + recovered.stderr
     back.reload()
     assert back.status == "running" and ledgers() == []
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="network faults in containers need root (nsenter, iptables)")
+def test_network_faults_inside_a_container_are_seen_from_the_host_and_reverted(tmp_path, label):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    ip = address(back)
+    wait_until(lambda: answers(ip))
+    fault, target, ledger = driver(tmp_path, "network-partition", label, extra=", mode: refuse")
+    [record] = fault.apply(target)
+    assert record.detail["path"] == "kernel"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((ip, 8080), timeout=2).close()
+    fault.revert(target)
+    assert answers(ip)
+    fault, target, ledger = driver(
+        tmp_path, "network-loss", label, extra=", probability: 30%, direction: upstream"
+    )
+    fault.apply(target)
+    # a connect fails when its SYN is dropped; few at a time, under busybox httpd's short backlog
+    failures = connects(ip, 8080, 600, timeout=0.5, at_once=6)["timeout"]
+    fault.revert(target)
+    spread = 3.29 * (600 * 0.3 * 0.7) ** 0.5
+    assert 180 - spread <= failures <= 180 + spread, failures
+    rules = subprocess.run(
+        ["nsenter", "-t", str(back.attrs["State"]["Pid"]), "-n", "iptables-save"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert "gameday:" not in rules
+    assert ledger.pending == {}

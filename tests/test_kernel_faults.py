@@ -4,7 +4,6 @@ nothing behind."""
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import math
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
+from conftest import REPO, connects, free_port_block, gameday, start_run, wait_for_line
 
 from chaoslib_ext.ledger import Ledger, ledgers, undo
 from chaoslib_ext.network.kernel import Namespace, NamespaceFactory, fault_rules, run
@@ -116,27 +115,6 @@ def acceptor_in(namespace: Namespace, port: int) -> subprocess.Popen[bytes]:
         assert time.monotonic() < deadline, "listener in the namespace did not start"
         time.sleep(0.05)
     return process
-
-
-def connects(address: str, port: int, count: int, timeout: float) -> dict[str, int]:
-    async def one() -> str:
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(address, port), timeout)
-        except TimeoutError:
-            return "timeout"
-        except ConnectionRefusedError:
-            return "refused"
-        writer.close()
-        return "ok"
-
-    async def all_of_them() -> list[str]:
-        results: list[str] = []
-        for first in range(0, count, 100):
-            results += await asyncio.gather(*(one() for _ in range(min(100, count - first))))
-        return results
-
-    results = asyncio.run(all_of_them())
-    return {kind: results.count(kind) for kind in ("ok", "timeout", "refused")}
 
 
 def apply(namespace: Namespace, ledger: Ledger, kind: str, port: int, **options) -> list:

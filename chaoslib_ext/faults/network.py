@@ -18,7 +18,7 @@ class NetworkTarget(Protocol):
 
     def proxies_for(self, service: str) -> list[FaultProxy]: ...
 
-    def kernel_targets(self, service: str) -> list[tuple[str, Namespace, int]]: ...
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]: ...
 
 
 def toxic_for(kind: str, fault: NetworkFault) -> Toxic:
@@ -73,7 +73,7 @@ class NetworkFaultAction(Fault):
 
     def _apply_kernel(self, target: NetworkTarget, params: NetworkFault) -> list[FaultRecord]:
         """iptables rules and qdiscs in each chosen replica's namespace, each in the ledger first."""
-        replicas = target.kernel_targets(params.service)
+        replicas = target.kernel_targets(params, str(self.spec.where))
         size = selection_size(params.count, params.percent, len(replicas), default=len(replicas))
         chosen = sorted(self.rng.sample(replicas, size), key=lambda item: item[0])
         records = []

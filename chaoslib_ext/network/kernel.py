@@ -67,16 +67,18 @@ def used_subnets() -> set[ipaddress.IPv4Network]:
 
 @dataclass
 class Namespace:
-    """One replica's network namespace, joined to the host by a veth pair (a /30 of SUBNET)."""
+    """A network namespace joined to the host by a veth pair: one a run made for a replica (entered
+    with `ip netns exec`), or a container's (entered with `nsenter -t PID -n`)."""
 
     name: str
     host_veth: str
     inner_veth: str
     host_address: str
     address: str  # the replica's own address: what it binds, what callers dial
+    enter: tuple[str, ...] = ()  # how to run a command inside; default: ip netns exec NAME
 
     def exec_prefix(self) -> list[str]:
-        return ["ip", "netns", "exec", self.name]
+        return list(self.enter) if self.enter else ["ip", "netns", "exec", self.name]
 
 
 class NamespaceFactory:
@@ -155,7 +157,7 @@ class KernelRule:
 def fault_rules(
     namespace: Namespace,
     kind: str,
-    port: int,
+    port: int | None,
     direction: str,
     comment: str,
     probability: float = 1.0,
@@ -174,6 +176,9 @@ def fault_rules(
         else ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.6f}"]
     )
     rules = []
+    to_port = [] if port is None else ["--dport", str(port)]  # no port: a whole container's TCP
+    from_port = [] if port is None else ["--sport", str(port)]
+    where = "all TCP" if port is None else f":{port}"
 
     def iptables(chain: str, match: list[str], target: list[str], what: str) -> None:
         spec = [chain, "-p", "tcp", *match, *chance, *tag, "-j", *target]
@@ -181,35 +186,29 @@ def fault_rules(
 
     if kind == "network-loss":
         if direction in ("upstream", "both"):
-            iptables(
-                "INPUT", ["--dport", str(port)], ["DROP"], f"drop {probability:.0%} of packets to :{port}"
-            )
+            iptables("INPUT", to_port, ["DROP"], f"drop {probability:.0%} of packets to {where}")
         if direction in ("downstream", "both"):
-            iptables(
-                "OUTPUT", ["--sport", str(port)], ["DROP"], f"drop {probability:.0%} of packets from :{port}"
-            )
+            iptables("OUTPUT", from_port, ["DROP"], f"drop {probability:.0%} of packets from {where}")
     elif kind == "network-reset":
         iptables(
             "INPUT",
-            ["--syn", "--dport", str(port)],
+            ["--syn", *to_port],
             ["REJECT", "--reject-with", "tcp-reset"],
-            f"reset {probability:.0%} of connections to :{port}",
+            f"reset {probability:.0%} of connections to {where}",
         )
     elif kind == "network-partition" and mode == "refuse":
         # An RST must go to the client, so refusing works on what arrives, whatever the direction.
         iptables(
             "INPUT",
-            ["--dport", str(port)],
+            to_port,
             ["REJECT", "--reject-with", "tcp-reset"],
-            f"partition :{port} (refuse)",
+            f"partition {where} (refuse)",
         )
     elif kind == "network-partition":
         if direction in ("upstream", "both"):
-            iptables("INPUT", ["--dport", str(port)], ["DROP"], f"partition :{port} (blackhole)")
+            iptables("INPUT", to_port, ["DROP"], f"partition {where} (blackhole)")
         if direction in ("downstream", "both"):
-            iptables(
-                "OUTPUT", ["--sport", str(port)], ["DROP"], f"partition replies from :{port} (blackhole)"
-            )
+            iptables("OUTPUT", from_port, ["DROP"], f"partition replies from {where} (blackhole)")
     elif kind == "network-bandwidth":
         bits = f"{max(1, round(rate * 8))}bit"
         burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
 SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
+FAMILIES_BY_DRIVER = {"local": {"pod", "network", "dns"}, "docker": {"container", "network"}}
 UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
 
 
@@ -52,6 +54,7 @@ class Builder:
         self.base = Path(document.file).resolve().parent
         self.proxied: set[str] = set()  # services that callers reach through {proxied:SERVICE}
         self.uses_dns = False  # some service resolves names through {dns}
+        self.driver = "local"
 
     def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
         message = f"{field_path(path)}: {message}"
@@ -69,16 +72,16 @@ class Builder:
                 )
             self.check_program(name, service)
             self.check_placeholders(name, service, services)
-        driver = data.get("target", {}).get("driver", "local")
+        driver = self.driver = data.get("target", {}).get("driver", "local")
         load = self.load(data["load"])
         phases = self.phases(data["phases"])
         faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
         for index, fault in enumerate(faults):
-            if (fault.family == "container") != (driver == "docker"):
+            if fault.family not in FAMILIES_BY_DRIVER[driver]:
                 self.error(
                     ("faults", index),
                     f"{fault.kind} does not work with driver {driver}",
-                    "container-* faults need target.driver: docker; the others need the local driver",
+                    f"driver {driver} takes: " + ", ".join(sorted(FAMILIES_BY_DRIVER[driver])) + " faults",
                 )
         if driver == "docker" and services:
             self.error(
@@ -290,10 +293,18 @@ class Builder:
             params = self.dns_fault(spec)
         elif family == "container":
             params = self.container_fault(spec)
+        elif family == "network" and self.driver == "docker":
+            params = self.container_network_fault(path, kind, spec)
         else:
-            service = spec["selector"]["service"] if family == "pod" else spec["to"]
+            service = spec["selector"]["service"] if family == "pod" else spec.get("to", "")
             field = ("selector", "service") if family == "pod" else ("to",)
-            if service not in services:
+            if not service:
+                self.error(
+                    path,
+                    "with the local driver a network fault names a service",
+                    "write to: SERVICE (selector: is for the docker driver)",
+                )
+            elif service not in services:
                 self.error(
                     (*path, *field),
                     f"no service named {service!r}",
@@ -333,6 +344,41 @@ class Builder:
             )
         return FaultSpec(
             kind, params, after, duration, spec.get("seed"), self.document.location(path, prefer_key=True)
+        )
+
+    def container_network_fault(
+        self, path: tuple[str | int, ...], kind: str, spec: dict[str, Any]
+    ) -> NetworkFault:
+        """A network fault inside containers' namespaces (entered with nsenter): the kernel path."""
+        if "selector" not in spec:
+            self.error(
+                (*path, "to"),
+                "with the docker driver a network fault selects containers",
+                "write selector: {labels: {...}} or {name: ...} instead of to:",
+            )
+        if kind == "network-latency" and not netem_available():
+            self.error(
+                (*path,),
+                "network-latency in a container needs sch_netem, which this kernel lacks",
+                "use loss, reset, bandwidth or partition on containers here",
+            )
+        if not is_root():
+            self.error(
+                (*path,),
+                "network faults in containers need root (nsenter, iptables, tc)",
+                "run gameday as root",
+            )
+        selector = spec.get("selector", {})
+        fault = self.network_fault(
+            kind,
+            spec,
+            "",
+            spec.get("count"),
+            parse_percent(spec["percent"]) if "percent" in spec else None,
+            "kernel",
+        )
+        return replace(
+            fault, selector=ContainerSelector(dict(selector.get("labels", {})), selector.get("name"))
         )
 
     def allowlist(self, target: dict[str, Any]) -> Allowlist | None:

@@ -114,6 +114,16 @@ class PodKill:
 
 
 @dataclass(frozen=True)
+class ContainerSelector:
+    labels: dict[str, str]
+    name: str | None  # a glob on the container name
+
+    def describe(self) -> str:
+        parts = [f"{key}={value}" for key, value in self.labels.items()]
+        return " ".join(parts + ([f"name~{self.name}"] if self.name else []))
+
+
+@dataclass(frozen=True)
 class NetworkFault:
     """A fault on the traffic to a service, through the userspace proxies in front of its replicas."""
 
@@ -128,6 +138,7 @@ class NetworkFault:
     rate: float = 0.0  # bytes per second
     mode: str = "refuse"
     path: str = "userspace"  # resolved: userspace (the proxy) | kernel (iptables/tc in namespaces)
+    selector: ContainerSelector | None = None  # docker driver: the containers instead of a service
 
 
 @dataclass(frozen=True)
@@ -137,16 +148,6 @@ class DnsFault:
     rcode: str = "SERVFAIL"
     delay: float = 0.0
     addresses: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ContainerSelector:
-    labels: dict[str, str]
-    name: str | None  # a glob on the container name
-
-    def describe(self) -> str:
-        parts = [f"{key}={value}" for key, value in self.labels.items()]
-        return " ".join(parts + ([f"name~{self.name}"] if self.name else []))
 
 
 @dataclass(frozen=True)
