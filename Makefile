@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo docker-demo test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -18,6 +18,12 @@ demo: install  ## run the demo experiment against the embedded demo system
 	$(BIN)/gameday validate experiments/demo-*.yaml
 	$(BIN)/gameday plan experiments/demo-pod-kill.yaml
 	$(BIN)/gameday run experiments/demo-pod-kill.yaml
+
+docker-demo: install  ## the docker driver: build the demo stack, run an experiment on it, remove it
+	$(BIN)/python -m chaoslib_ext.demo.docker_image
+	cd experiments/docker && docker-compose -p gameday-demo up -d --build --scale back=2
+	$(BIN)/gameday run experiments/docker/stop-one-backend.yaml; status=$$?; \
+	  cd experiments/docker && docker-compose -p gameday-demo down; exit $$status
 
 test: install lint  ## the whole suite, end-to-end tests included
 	$(BIN)/python -m pytest
