@@ -23,7 +23,7 @@ docker-demo: install  ## the docker driver: build the demo stack, run an experim
 	$(BIN)/python -m chaoslib_ext.demo.docker_image
 	cd experiments/docker && docker-compose -p gameday-demo up -d --build --scale back=2
 	$(BIN)/gameday run experiments/docker/stop-one-backend.yaml; status=$$?; \
-	  cd experiments/docker && docker-compose -p gameday-demo down; exit $$status
+	  cd experiments/docker && docker-compose -p gameday-demo down --rmi all; exit $$status
 
 test: install lint  ## the whole suite, end-to-end tests included
 	$(BIN)/python -m pytest

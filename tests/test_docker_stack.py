@@ -40,8 +40,13 @@ def stack():
         yield project, port
     finally:
         subprocess.run(
-            [*compose, "down", "--rmi", "local"], cwd=STACK, env=env, capture_output=True, timeout=120
+            [*compose, "down", "--rmi", "all"], cwd=STACK, env=env, capture_output=True, timeout=120
         )
+    # nothing is left but the cached base image
+    label = f"com.docker.compose.project={project}"
+    assert CLIENT.containers.list(all=True, filters={"label": label}) == []
+    tags = {tag for image in CLIENT.images.list() for tag in image.tags}
+    assert not any(tag.startswith("gameday-stack") for tag in tags), tags
 
 
 @pytest.mark.parametrize(("experiment", "code"), [("stop-one-backend", 0), ("pause-all-backends", 1)])

@@ -9,9 +9,23 @@ import sys
 import tarfile
 from typing import Any
 
-REPOSITORY, TAG = "gameday-base", "1"
+REPOSITORY, TAG = "gameday-base", "3"
 BASE_IMAGE = f"{REPOSITORY}:{TAG}"
-APPLETS = ("sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "kill", "ps", "printf")
+APPLETS = (
+    "sh",
+    "httpd",
+    "wget",
+    "nslookup",
+    "sed",
+    "timeout",
+    "sleep",
+    "cat",
+    "echo",
+    "ls",
+    "kill",
+    "ps",
+    "printf",
+)
 PAGES = {"www/index.html": b"ok\n", "www/work": b'{"ok": true}\n', "www/checkout": b'{"ok": true}\n'}
 
 
