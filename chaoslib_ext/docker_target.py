@@ -100,7 +100,7 @@ class DockerTarget:
             host_veth = _interface_by_index(peer.stdout.strip()) if peer.returncode == 0 else ""
             address = container.attrs["NetworkSettings"].get("IPAddress", "")
             targets.append(
-                (container.name, Namespace(container.name, host_veth, "eth0", "", address, enter), None)
+                (container.name, Namespace(container.name, host_veth, "eth0", address, enter), None)
             )
         return targets
 

@@ -14,7 +14,7 @@ from ..spec.model import FaultSpec
 
 @dataclass
 class FaultRecord:
-    """What one action of a fault did, for the report (and, later, for the undo ledger)."""
+    """What one action of a fault did, for the report and the timeline."""
 
     at: float
     fault_index: int

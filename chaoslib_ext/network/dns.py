@@ -13,7 +13,7 @@ import ipaddress
 import random
 import socket
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
@@ -39,16 +39,6 @@ class DnsRule:
         return any(fnmatch.fnmatchcase(name, pattern.lower().rstrip(".")) for pattern in self.patterns)
 
 
-@dataclass
-class DnsStats:
-    queries: int = 0
-    errors: int = 0
-    dropped: int = 0
-    delayed: int = 0
-    spoofed: int = 0
-    by_rcode: dict[str, int] = field(default_factory=dict)
-
-
 class FaultDnsServer(asyncio.DatagramProtocol):
     """UDP DNS on 127.0.0.1:port, running on the run's FaultHub loop."""
 
@@ -58,7 +48,6 @@ class FaultDnsServer(asyncio.DatagramProtocol):
         self.rules: dict[str, DnsRule] = {}
         self.rule_hits: dict[str, Counter[str]] = {}  # per rule: what it did, for its fault's report
         self.rng = random.Random()
-        self.stats = DnsStats()
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", port))
         self.port: int = self._socket.getsockname()[1]
@@ -100,7 +89,6 @@ class FaultDnsServer(asyncio.DatagramProtocol):
             query = DNSRecord.parse(data)
         except Exception:  # not DNS: ignore, as a real server would
             return
-        self.stats.queries += 1
         task = asyncio.ensure_future(self._answer(query, addr))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
@@ -118,21 +106,16 @@ class FaultDnsServer(asyncio.DatagramProtocol):
                 continue
             if rule.kind == "error":
                 if rule.rcode == "TIMEOUT":
-                    self.stats.dropped += 1
                     hits["dropped"] += 1
                     return
-                self.stats.errors += 1
-                self.stats.by_rcode[rule.rcode] = self.stats.by_rcode.get(rule.rcode, 0) + 1
                 hits[rule.rcode] += 1
                 reply.header.rcode = RCODES[rule.rcode]
                 self._send(reply, addr)
                 return
             if rule.kind == "delay":
-                self.stats.delayed += 1
                 hits["delayed"] += 1
                 await asyncio.sleep(rule.delay)
             elif rule.kind == "spoof":
-                self.stats.spoofed += 1
                 hits["spoofed"] += 1
                 spoofed = rule.addresses
         addresses = list(spoofed) or await self._resolve(name)

@@ -73,7 +73,6 @@ class Namespace:
     name: str
     host_veth: str
     inner_veth: str
-    host_address: str
     address: str  # the replica's own address: what it binds, what callers dial
     enter: tuple[str, ...] = ()  # how to run a command inside; default: ip netns exec NAME
 
@@ -98,7 +97,7 @@ class NamespaceFactory:
         host, inner = list(subnet.hosts())
         suffix = f"{self.run_tag}{self.count:03d}"
         namespace = Namespace(
-            f"gd-{self.run_tag}-{service}-{index}", f"gd{suffix}h", f"gd{suffix}n", str(host), str(inner)
+            f"gd-{self.run_tag}-{service}-{index}", f"gd{suffix}h", f"gd{suffix}n", str(inner)
         )
         self._change(
             f"network namespace {namespace.name}",

@@ -49,8 +49,6 @@ class ProxyStats:
     or reset, so that each fault reports its own effect."""
 
     connections: int = 0
-    bytes_up: int = 0
-    bytes_down: int = 0
     by_toxic: dict[str, Counter[str]] = field(default_factory=dict)
 
     def hit(self, toxic_id: str, what: str) -> None:
@@ -196,7 +194,7 @@ class FaultProxy:
         the sender, as a real slow link would. A blackhole stops the reading altogether, so the
         data waits in TCP's buffers and arrives, late but whole, when the partition heals."""
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(maxsize=MAX_QUEUED_CHUNKS)
-        writer = asyncio.ensure_future(self._write(queue, sink, connection, direction))
+        writer = asyncio.ensure_future(self._write(queue, sink, connection))
         last_due = 0.0
         try:
             while not writer.done():
@@ -227,7 +225,6 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes] | None],
         sink: asyncio.StreamWriter,
         connection: _Connection,
-        direction: str,
     ) -> None:
         try:
             while (item := await queue.get()) is not None:
@@ -239,10 +236,6 @@ class FaultProxy:
                     break
                 sink.write(data)
                 await sink.drain()
-                if direction == UPSTREAM:
-                    self.stats.bytes_up += len(data)
-                else:
-                    self.stats.bytes_down += len(data)
             else:
                 if sink.can_write_eof() and not sink.is_closing():
                     sink.write_eof()  # pass the half-close on
