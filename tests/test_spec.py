@@ -250,3 +250,13 @@ def test_validate_command_exit_codes_and_no_traceback(experiment_file, tmp_path)
         assert result.stderr.startswith("gameday: error: "), result.stderr
     unknown_command = gameday("explode")
     assert unknown_command.returncode == 2 and "Traceback" not in unknown_command.stderr
+
+
+def test_docker_label_values_are_text_even_when_yaml_or_a_var_reads_them_as_numbers(experiment_file):
+    docker = MINIMAL.replace("version: 1\n", "version: 1\nvariables: {build: x}\n") + (
+        "target: {driver: docker, allow: {labels: {build: '${build}', canary: true}}}\n"
+        "faults:\n  - container-stop: {selector: {labels: {port: 8080}}, count: 1}\n"
+    )
+    experiment = load_experiment(experiment_file(docker), {"build": 62865287})
+    assert experiment.allow.labels == {"build": "62865287", "canary": "true"}
+    assert experiment.faults[0].params.selector.labels == {"port": "8080"}

@@ -377,20 +377,18 @@ class Builder:
             parse_percent(spec["percent"]) if "percent" in spec else None,
             "kernel",
         )
-        return replace(
-            fault, selector=ContainerSelector(dict(selector.get("labels", {})), selector.get("name"))
-        )
+        return replace(fault, selector=container_selector(selector))
 
     def allowlist(self, target: dict[str, Any]) -> Allowlist | None:
         allow = target.get("allow")
         if allow is None:
             return None
-        return Allowlist(dict(allow.get("labels", {})), tuple(allow.get("names", ())))
+        return Allowlist(label_texts(allow.get("labels", {})), tuple(allow.get("names", ())))
 
     def container_fault(self, spec: dict[str, Any]) -> ContainerFault:
         selector = spec["selector"]
         return ContainerFault(
-            selector=ContainerSelector(dict(selector.get("labels", {})), selector.get("name")),
+            selector=container_selector(selector),
             count=spec.get("count"),
             percent=parse_percent(spec["percent"]) if "percent" in spec else None,
             signal=spec.get("signal", "SIGKILL"),
@@ -458,3 +456,12 @@ class Builder:
             delay=parse_duration(spec.get("delay", 0)),
             addresses=tuple(spec.get("addresses", ())),
         )
+
+
+def container_selector(selector: dict[str, Any]) -> ContainerSelector:
+    return ContainerSelector(label_texts(selector.get("labels", {})), selector.get("name"))
+
+
+def label_texts(labels: dict[str, Any]) -> dict[str, str]:
+    """Docker label values are text; an unquoted 8080 or true in YAML (or from --var) means "8080", "true"."""
+    return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in labels.items()}
