@@ -464,4 +464,6 @@ def container_selector(selector: dict[str, Any]) -> ContainerSelector:
 
 def label_texts(labels: dict[str, Any]) -> dict[str, str]:
     """Docker label values are text; an unquoted 8080 or true in YAML (or from --var) means "8080", "true"."""
-    return {key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in labels.items()}
+    return {
+        key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in labels.items()
+    }
