@@ -6,11 +6,16 @@ from __future__ import annotations
 
 import fnmatch
 import subprocess
+from dataclasses import dataclass
 from typing import Any
+
+from docker.errors import NotFound
 
 from .errors import RunAborted, SpecError
 from .ledger import Ledger
-from .network.kernel import Namespace
+from .network.container_dns import ContainerResolver
+from .network.kernel import KernelTarget, Namespace
+from .network.proxy import FaultHub
 from .spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
 from .timeline import Timeline
 
@@ -73,12 +78,37 @@ def select(client: Any, selector: ContainerSelector, allow: Allowlist | None, wh
     return found
 
 
+@dataclass(frozen=True)
+class ContainerInstance:
+    """One start of a container: a restart gives it a new network namespace and start time, and
+    the faults put in the old namespace go with it."""
+
+    id: str
+    name: str
+    started_at: str
+    netns: str  # the SandboxKey: a path that names this start's namespace and dies with it
+    pid: int
+
+    @classmethod
+    def of(cls, container: Any) -> ContainerInstance:
+        state = container.attrs["State"]
+        return cls(
+            container.id,
+            container.name,
+            state["StartedAt"],
+            container.attrs["NetworkSettings"]["SandboxKey"],
+            state["Pid"],
+        )
+
+
 class DockerTarget:
     def __init__(self, experiment: Experiment, timeline: Timeline, ledger: Ledger) -> None:
         self.experiment = experiment
         self.timeline = timeline
         self.ledger = ledger
         self.client = connect()
+        self.hub: FaultHub | None = None  # started with the first DNS fault
+        self.resolvers: dict[str, tuple[ContainerResolver, int]] = {}  # by container id: (it, users)
 
     def containers(self, selector: ContainerSelector, where: str) -> list[Any]:
         try:
@@ -86,29 +116,83 @@ class DockerTarget:
         except SpecError as error:  # at run time the world changed under the plan: abort
             raise RunAborted(error.message, where=where, hint=error.hint) from None
 
-    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]:
-        """Each selected container's network namespace, entered with nsenter on its main process;
+    def fate(self, instance: ContainerInstance) -> tuple[str, dict[str, Any]]:
+        """What became of a container since a fault found it: running (the same start), restarted
+        (a new namespace, which never had the fault), exited or removed."""
+        try:
+            container = self.client.containers.get(instance.id)
+        except NotFound:
+            return "removed", {}
+        state = container.attrs["State"]
+        if state["Status"] in ("running", "paused", "restarting"):
+            if state["StartedAt"] == instance.started_at:
+                return "running", {}
+            return "restarted", {"restarts": container.attrs.get("RestartCount", 0)}
+        return "exited", ending(state)
+
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[KernelTarget]:
+        """Each selected container's network namespace, entered with nsenter on its sandbox key;
         rules there match all of its TCP traffic (no port)."""
         assert fault.selector is not None, "spec gives docker network faults a selector"
-        targets: list[tuple[str, Namespace, int | None]] = []
+        targets = []
         for container in self.containers(fault.selector, where):
-            pid = container.attrs["State"]["Pid"]
-            enter = ("nsenter", "-t", str(pid), "-n")
+            instance = ContainerInstance.of(container)
+            enter = ("nsenter", f"--net={instance.netns}")
             peer = subprocess.run(
                 [*enter, "cat", "/sys/class/net/eth0/iflink"], capture_output=True, text=True
             )
             host_veth = _interface_by_index(peer.stdout.strip()) if peer.returncode == 0 else ""
             address = container.attrs["NetworkSettings"].get("IPAddress", "")
-            targets.append(
-                (container.name, Namespace(container.name, host_veth, "eth0", address, enter), None)
-            )
+            namespace = Namespace(container.name, host_veth, "eth0", address, enter)
+            targets.append(KernelTarget(container.name, namespace, None, instance))
         return targets
+
+    def acquire_resolver(self, container: Any) -> ContainerResolver:
+        """The run's fault DNS server inside this container (set up on first use, shared by the
+        DNS faults that hit it at the same time)."""
+        resolver, users = self.resolvers.get(container.id, (None, 0))
+        if resolver is None:
+            if self.hub is None:
+                self.hub = FaultHub()
+            instance = ContainerInstance.of(container)
+            resolver = ContainerResolver(
+                self.hub, instance.name, instance.netns, container.attrs["ResolvConfPath"], self.ledger
+            )
+        self.resolvers[container.id] = (resolver, users + 1)
+        return resolver
+
+    def resolver_of(self, container: Any) -> ContainerResolver:
+        return self.resolvers[container.id][0]
+
+    def release_resolver(self, container: Any) -> None:
+        """One DNS fault is done with it; the last one takes the redirect out of the container."""
+        resolver, users = self.resolvers.pop(container.id)
+        if users > 1:
+            self.resolvers[container.id] = (resolver, users - 1)
+        else:
+            resolver.close()
 
     def start(self) -> None:
         """Nothing to start: the containers are the user's."""
 
     def stop(self) -> None:
-        self.client.close()
+        try:
+            for resolver, _ in self.resolvers.values():  # left by a run that stopped mid-fault
+                resolver.close()
+            self.resolvers.clear()
+            if self.hub is not None:
+                self.hub.stop()
+        finally:
+            self.client.close()
+
+
+def ending(state: dict[str, Any]) -> dict[str, Any]:
+    """How a container's last run ended, from its State."""
+    return {
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": state.get("OOMKilled", False),
+        "finished_at": state.get("FinishedAt", ""),
+    }
 
 
 def _interface_by_index(index: str) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from .docker_target import DockerTarget
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
+from .faults.aftermath import TargetLost
 from .ledger import Ledger
 from .load.runner import LoadRunner
 from .local_target import LocalTarget
@@ -246,6 +247,10 @@ class Engine:
         fault = self.faults[index]
         try:
             records = fault.revert(self.target)
+        except TargetLost as lost:  # reverted, but a container it held did not stay: say so, then stop
+            self.applied.discard(index)
+            self._record(lost.records)
+            raise
         except Exception as error:
             self.timeline.add("fault", "revert-failed", fault.label, error=repr(error))
             self.progress.event(f"! could not revert {fault.label}: {error!r}")

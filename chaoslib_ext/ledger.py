@@ -29,6 +29,7 @@ ALREADY_GONE = (
     "is not paused",
     "Cannot delete qdisc with handle of zero",
     "Cannot open network namespace",
+    "reassociate to namespace",  # nsenter: the path no longer names a namespace (its container restarted)
 )
 
 

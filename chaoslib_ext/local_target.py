@@ -9,8 +9,8 @@ from pathlib import Path
 
 from .errors import RunAborted
 from .ledger import Ledger
-from .network.dns import DNS_ZONE, FaultDnsServer
-from .network.kernel import Namespace, NamespaceFactory
+from .network.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
+from .network.kernel import KernelTarget, Namespace, NamespaceFactory
 from .network.proxy import FaultHub, FaultProxy
 from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
 from .spec.model import Experiment, NetworkFault
@@ -65,7 +65,7 @@ class LocalTarget:
                 )
             if experiment.dns:
                 assert self.hub is not None
-                self.dns = FaultDnsServer(self.hub, records)
+                self.dns = FaultDnsServer(self.hub, loopback_socket(), RunNames(records))
                 shared["dns"] = self.dns.address
             placement = {
                 name: [(ns.address, ns.exec_prefix()) for ns in namespaces]
@@ -87,12 +87,12 @@ class LocalTarget:
     def proxies_for(self, service: str) -> list[FaultProxy]:
         return self.proxies[service]
 
-    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]:
-        """(replica name, its namespace, its port) for each replica of a namespaced service."""
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[KernelTarget]:
+        """Each replica of a namespaced service: its namespace, and its port."""
         service = fault.service
         spec = self.supervisor.services[service]
         return [
-            (f"{service}-{i}", namespace, replica_port(spec, i) or 0)
+            KernelTarget(f"{service}-{i}", namespace, replica_port(spec, i) or 0)
             for i, namespace in enumerate(self.namespaces[service])
         ]
 

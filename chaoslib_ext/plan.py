@@ -111,6 +111,15 @@ def _fault_plan(
     containers: Callable[[ContainerSelector, str], list[str]] | None,
 ) -> FaultPlan:
     params = spec.params
+    if isinstance(params, DnsFault) and params.selector is not None:
+        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
+        size = selection_size(params.count, params.percent, len(names), default=len(names))
+        text = (
+            f"{describe_dns(spec.kind, params)} for the UDP lookups of {size} of {len(names)} running "
+            f"container(s) matching {params.selector.describe()} (a redirect in their network namespaces "
+            "to gameday's DNS server there, which forwards the rest to their own resolver)"
+        )
+        return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     if isinstance(params, DnsFault):
         return FaultPlan(index, spec, seed, (), 0, f"{spec.kind}: {describe_dns(spec.kind, params)}")
     if isinstance(params, ContainerFault):

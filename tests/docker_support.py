@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Iterator
 
 from chaoslib_ext.demo.docker_image import ensure_base_image
 
@@ -19,7 +23,7 @@ def docker_client_or_reason() -> tuple[object | None, str]:
         return None, f"no Docker engine: {str(error)[:120]}"
 
 
-def run_web_containers(client, count: int, role: str, label: str) -> list:
+def run_web_containers(client, count: int, role: str, label: str, network: str | None = None) -> list:
     """`count` busybox httpd containers serving /www on 8080, labelled for one test."""
     image = ensure_base_image(client)
     return [
@@ -29,6 +33,7 @@ def run_web_containers(client, count: int, role: str, label: str) -> list:
             detach=True,
             name=f"gdtest-{label}-{role}-{i}",
             labels={"gameday.test": label, "role": role},
+            network=network,
         )
         for i in range(count)
     ]
@@ -36,3 +41,35 @@ def run_web_containers(client, count: int, role: str, label: str) -> list:
 
 def new_label() -> str:
     return uuid.uuid4().hex[:8]
+
+
+def labelled(client) -> Iterator[str]:
+    """A fresh label for one test; its containers and networks are removed after it, whatever happened."""
+    label = new_label()
+    yield label
+    for container in client.containers.list(all=True, filters={"label": f"gameday.test={label}"}):
+        container.remove(force=True)
+    for network in client.networks.list(filters={"label": f"gameday.test={label}"}):
+        network.remove()
+
+
+def address(container) -> str:
+    """The container's address on its (first) network."""
+    container.reload()
+    networks = container.attrs["NetworkSettings"]["Networks"]
+    return next(iter(networks.values()))["IPAddress"]
+
+
+def answers(ip: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)

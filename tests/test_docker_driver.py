@@ -7,17 +7,15 @@ import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import LOCUSTFILE, connects, gameday, start_run, wait_for_line
-from docker_support import docker_client_or_reason, new_label, run_web_containers
+from docker_support import address, answers, docker_client_or_reason, labelled, run_web_containers, wait_until
 
 from chaoslib_ext.docker_target import DockerTarget
 from chaoslib_ext.faults import build_fault
+from chaoslib_ext.faults.aftermath import TargetLost
 from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.spec import load_experiment
 from chaoslib_ext.timeline import Timeline
@@ -42,36 +40,13 @@ faults:
 
 @pytest.fixture
 def label():
-    label = new_label()
-    yield label
-    for container in CLIENT.containers.list(all=True, filters={"label": f"gameday.test={label}"}):
-        container.remove(force=True)
+    yield from labelled(CLIENT)
 
 
 def experiment_path(tmp_path: Path, kind: str, fault: str = "3s", extra: str = "") -> Path:
     path = tmp_path / f"{kind}.yaml"
     path.write_text(EXPERIMENT.format(kind=kind, locustfile=LOCUSTFILE, fault=fault, extra=extra))
     return path
-
-
-def address(container) -> str:
-    container.reload()
-    return container.attrs["NetworkSettings"]["IPAddress"]
-
-
-def answers(ip: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def driver(tmp_path: Path, kind: str, label: str, extra: str = "") -> tuple[object, DockerTarget, Ledger]:
@@ -159,6 +134,32 @@ def test_a_run_stops_a_backend_holds_the_front_and_leaves_all_running(tmp_path, 
     assert all((c.reload() or c.status) == "running" for c in [front, *backs])
 
 
+def test_a_container_that_exits_during_a_fault_aborts_the_run_and_the_report_says_how(tmp_path, label):
+    [front] = run_web_containers(CLIENT, 1, "front", label)
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    process, lines = start_run(
+        experiment_path(tmp_path, "container-pause", fault="4s"),
+        tmp_path / "reports",
+        "--var",
+        f"label={label}",
+        "--var",
+        f"host=http://{address(front)}:8080",
+    )
+    try:
+        wait_for_line(lines, "container-pause: pause")
+        back.kill()  # SIGKILL while paused: it exits with 137 and cannot be unpaused
+        assert process.wait(timeout=60) == 3
+    finally:
+        process.kill()
+    output = "".join(lines.queue)
+    assert f"container {back.name} exited (exit code 137) during fault #1 container-pause" in output, output
+    report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
+    assert report["status"] == "aborted"
+    [pause, exited] = report["faults"][0]["actions"]
+    assert (pause["action"], exited["action"], exited["detail"]["exit_code"]) == ("pause", "exited", 137)
+    assert ledgers() == []  # nothing left to undo: the container is gone, not left paused
+
+
 def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
     [front] = run_web_containers(CLIENT, 1, "front", label)
     [back] = run_web_containers(CLIENT, 1, "back", label)
@@ -215,3 +216,25 @@ def test_network_faults_inside_a_container_are_seen_from_the_host_and_reverted(t
     ).stdout
     assert "gameday:" not in rules
     assert ledger.pending == {}
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="network faults in containers need root (nsenter, iptables)")
+def test_a_network_fault_on_a_container_that_restarts_is_reported_and_leaves_nothing(tmp_path, label):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    wait_until(lambda: answers(address(back)))
+    fault, target, ledger = driver(tmp_path, "network-partition", label, extra=", mode: blackhole")
+    fault.apply(target)
+    assert not answers(address(back), timeout=0.5)
+    back.restart(timeout=1)  # a new network namespace, which never had the rules
+    wait_until(lambda: answers(address(back)))
+    [record] = fault.revert(target)
+    assert (record.action, record.target) == ("restarted", back.name)
+    assert ledger.pending == {}
+    fault.apply(target)
+    back.kill()
+    with pytest.raises(
+        TargetLost, match=r"exited \(exit code 137\) during fault #1 network-partition"
+    ) as lost:
+        fault.revert(target)
+    assert [r.action for r in lost.value.records] == ["exited"] and ledger.pending == {}

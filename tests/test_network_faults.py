@@ -18,7 +18,7 @@ import pytest
 from conftest import HOST, Starter, free_port
 from dnslib import RCODE, DNSRecord
 
-from chaoslib_ext.network.dns import DnsRule, FaultDnsServer
+from chaoslib_ext.network.dns import DnsRule, FaultDnsServer, RunNames, loopback_socket
 from chaoslib_ext.network.proxy import FaultHub, Toxic
 
 TRIES = 2000
@@ -276,7 +276,7 @@ def test_a_refusing_partition_cuts_open_connections_too(hub, backend):
 def test_stopping_the_hub_leaves_no_listener_and_no_thread(echo):
     hub = FaultHub()
     proxy = hub.proxy("echo", (HOST, echo))
-    dns = FaultDnsServer(hub, {})
+    dns = FaultDnsServer(hub, loopback_socket(), RunNames({}))
     assert attempts(proxy.port, 5)["ok"] == 5
     hub.stop()
     assert attempts(proxy.port, 5, timeout=0.5)["reset"] == 5
@@ -294,7 +294,7 @@ def query(server: FaultDnsServer, name: str, timeout: float = 1.0) -> DNSRecord:
 
 @pytest.fixture
 def dns(hub):
-    return FaultDnsServer(hub, {"backend-0.gameday.internal": ["127.0.0.1"]})
+    return FaultDnsServer(hub, loopback_socket(), RunNames({"backend-0.gameday.internal": ["127.0.0.1"]}))
 
 
 def test_dns_answers_its_names_resolves_localhost_and_never_forwards_its_zone(dns):

@@ -10,9 +10,11 @@ from typing import Any, Protocol
 
 from docker.errors import APIError, NotFound
 
+from ..docker_target import ending
 from ..errors import RunAborted
 from ..ledger import Ledger
 from ..spec.model import ContainerFault, ContainerSelector
+from .aftermath import raise_if_lost
 from .base import Fault, FaultRecord, selection_size
 
 UNDO = {"container-stop": "start", "container-pause": "unpause"}
@@ -79,29 +81,30 @@ class ContainerFaultAction(Fault):
     def revert(self, target: ContainerTarget) -> list[FaultRecord]:
         records = []
         for container, entry in self.hit:
-            try:
-                container.reload()
-                if self.spec.kind == "container-stop" and container.status != "running":
-                    container.start()
-                elif self.spec.kind == "container-pause" and container.status == "paused":
-                    container.unpause()
-                container.reload()
-            except NotFound:
-                records.append(self.record("gone", container.name, {"id": container.short_id}))
-                target.ledger.done(entry)
-                continue
-            except APIError as error:
-                raise RunAborted(
-                    f"could not {UNDO[self.spec.kind]} {container.name}: {error.explanation}",
-                    hint="run `gameday recover`",
-                ) from None
+            records.append(self._undo(container))
             target.ledger.done(entry)
-            records.append(
-                self.record(
-                    UNDO[self.spec.kind],
-                    container.name,
-                    {"id": container.short_id, "status": container.status},
-                )
-            )
         self.hit = []
+        raise_if_lost(self, records)
         return records
+
+    def _undo(self, container: Any) -> FaultRecord:
+        """Start or unpause it, unless something else did already; say if it is gone instead."""
+        kind = self.spec.kind
+        try:
+            container.reload()
+            state = container.attrs["State"]
+            if kind == "container-pause" and state["Status"] not in ("paused", "running"):
+                return self.record("exited", container.name, ending(state))
+            if kind == "container-stop" and container.status != "running":
+                container.start()
+            elif kind == "container-pause" and container.status == "paused":
+                container.unpause()
+            container.reload()
+        except NotFound:
+            return self.record("removed", container.name, {"id": container.short_id})
+        except APIError as error:
+            raise RunAborted(
+                f"could not {UNDO[kind]} {container.name}: {error.explanation}",
+                hint="run `gameday recover`",
+            ) from None
+        return self.record(UNDO[kind], container.name, {"id": container.short_id, "status": container.status})

@@ -3,13 +3,14 @@ service's replicas. Reverting removes exactly the toxic this fault added."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..errors import RunAborted
 from ..ledger import Ledger, undo
-from ..network.kernel import KernelRule, Namespace, fault_rules, run
+from ..network.kernel import KernelRule, KernelTarget, fault_rules, run
 from ..network.proxy import FaultProxy, Toxic
 from ..spec.model import NetworkFault
+from .aftermath import ContainerTracker, settle
 from .base import Fault, FaultRecord, selection_size
 
 
@@ -18,7 +19,7 @@ class NetworkTarget(Protocol):
 
     def proxies_for(self, service: str) -> list[FaultProxy]: ...
 
-    def kernel_targets(self, fault: NetworkFault, where: str) -> list[tuple[str, Namespace, int | None]]: ...
+    def kernel_targets(self, fault: NetworkFault, where: str) -> list[KernelTarget]: ...
 
 
 def toxic_for(kind: str, fault: NetworkFault) -> Toxic:
@@ -42,6 +43,7 @@ class NetworkFaultAction(Fault):
         self.hit: list[FaultProxy] = []
         self.connections_before: dict[str, int] = {}
         self.kernel_rules: list[tuple[int, KernelRule]] = []  # (ledger entry, rule) for revert
+        self.kernel_hits: list[KernelTarget] = []
 
     @property
     def toxic_id(self) -> str:
@@ -75,14 +77,15 @@ class NetworkFaultAction(Fault):
         """iptables rules and qdiscs in each chosen replica's namespace, each in the ledger first."""
         replicas = target.kernel_targets(params, str(self.spec.where))
         size = selection_size(params.count, params.percent, len(replicas), default=len(replicas))
-        chosen = sorted(self.rng.sample(replicas, size), key=lambda item: item[0])
+        chosen = sorted(self.rng.sample(replicas, size), key=lambda hit: hit.name)
         records = []
-        for name, namespace, port in chosen:
+        for hit in chosen:
+            namespace = hit.namespace
             comment = f"gameday:{target.ledger.run_id[:15]}:{self.toxic_id}"
             rules = fault_rules(
                 namespace,
                 self.spec.kind,
-                port,
+                hit.port,
                 params.direction,
                 comment,
                 params.probability,
@@ -102,17 +105,20 @@ class NetworkFaultAction(Fault):
                     target.ledger.done(entry)  # not added, so never deleted (it may be another fault's)
                     raise
                 self.kernel_rules.append((entry, rule))
+            self.kernel_hits.append(hit)
             records.append(
                 self.record(
                     "inject",
-                    name,
+                    hit.name,
                     {"path": "kernel", "namespace": namespace.name, "rules": [rule.what for rule in rules]},
                 )
             )
         return records
 
     def revert(self, target: NetworkTarget) -> list[FaultRecord]:
-        records = []
+        return self._revert_kernel(target) + self._revert_proxies()
+
+    def _revert_kernel(self, target: NetworkTarget) -> list[FaultRecord]:
         problems = []
         for entry, rule in reversed(self.kernel_rules):
             problem = undo({"kind": "command", "argv": rule.delete})
@@ -120,22 +126,22 @@ class NetworkFaultAction(Fault):
                 target.ledger.done(entry)
             else:
                 problems.append(problem)
-        if self.kernel_rules:
-            records.append(
-                self.record(
-                    "revert",
-                    self.spec.params.service,  # type: ignore[union-attr]
-                    {"path": "kernel", "removed": len(self.kernel_rules) - len(problems)},
-                )
-            )
-            self.kernel_rules = []
+        self.kernel_rules = []
         if problems:
             raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+        hits, self.kernel_hits = self.kernel_hits, []
+        if any(hit.instance is not None for hit in hits):  # containers: say what became of each
+            tracker = cast(ContainerTracker, target)  # only the docker target finds instances
+            return settle(self, tracker, [(hit.instance, {"path": "kernel"}) for hit in hits])
+        return [self.record("revert", hit.name, {"path": "kernel"}) for hit in hits]
+
+    def _revert_proxies(self) -> list[FaultRecord]:
+        records = []
         for proxy in self.hit:
-            hits = proxy.remove(self.toxic_id)
+            counts = proxy.remove(self.toxic_id)
             connections = proxy.connections_seen() - self.connections_before.get(proxy.name, 0)
             records.append(
-                self.record("revert", proxy.name, {"path": "userspace", "connections": connections, **hits})
+                self.record("revert", proxy.name, {"path": "userspace", "connections": connections, **counts})
             )
         self.hit = []
         return records

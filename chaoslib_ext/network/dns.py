@@ -1,8 +1,9 @@
-"""A fault-injecting DNS server (UDP) for the names a run controls.
+"""A fault-injecting DNS server (UDP).
 
-It answers the run's own names from a static table, answers other names through the system
-resolver (getaddrinfo), and, for names that match a rule's glob patterns, returns an error code,
-drops the query (the client times out), answers late, or answers with spoofed addresses.
+For names that match a rule's glob patterns it returns an error code, drops the query (the client
+times out), answers late, or answers with spoofed addresses. Everything else goes to its upstream:
+`RunNames` (the local driver: the run's own names from a table, other names through the system
+resolver) or `Forwarder` (inside a container: the container's own resolver, untouched).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import fnmatch
 import ipaddress
 import random
 import socket
+import struct
 from collections import Counter
 from dataclasses import dataclass
+from typing import Protocol
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
@@ -39,23 +42,33 @@ class DnsRule:
         return any(fnmatch.fnmatchcase(name, pattern.lower().rstrip(".")) for pattern in self.patterns)
 
 
-class FaultDnsServer(asyncio.DatagramProtocol):
-    """UDP DNS on 127.0.0.1:port, running on the run's FaultHub loop."""
+class Upstream(Protocol):
+    async def answer(self, query: DNSRecord) -> bytes | None:
+        """The reply a query gets when no fault touches it; None: no reply (the client times out)."""
+        ...
 
-    def __init__(self, hub: FaultHub, records: dict[str, list[str]], port: int = 0) -> None:
+
+def loopback_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+class FaultDnsServer(asyncio.DatagramProtocol):
+    """UDP DNS on a bound socket (127.0.0.1 of the host or of a container), on the run's FaultHub loop."""
+
+    def __init__(self, hub: FaultHub, sock: socket.socket, upstream: Upstream) -> None:
         self.hub = hub
-        self.records = {name.lower().rstrip("."): addresses for name, addresses in records.items()}
+        self.upstream = upstream
         self.rules: dict[str, DnsRule] = {}
         self.rule_hits: dict[str, Counter[str]] = {}  # per rule: what it did, for its fault's report
         self.rng = random.Random()
-        self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._socket.bind(("127.0.0.1", port))
-        self.port: int = self._socket.getsockname()[1]
+        self.port: int = sock.getsockname()[1]
         self._transport: asyncio.DatagramTransport | None = None
         self._answering: set[asyncio.Task[None]] = set()  # keep tasks referenced until they finish
 
         async def open_endpoint() -> None:
-            await hub.loop.create_datagram_endpoint(lambda: self, sock=self._socket)
+            await hub.loop.create_datagram_endpoint(lambda: self, sock=sock)
 
         hub.run(open_endpoint())
         hub.closers.append(self.close)
@@ -95,8 +108,7 @@ class FaultDnsServer(asyncio.DatagramProtocol):
 
     async def _answer(self, query: DNSRecord, addr: tuple[str, int]) -> None:
         name = str(query.q.qname).lower().rstrip(".")
-        reply = query.reply()
-        spoofed: tuple[str, ...] = ()
+        spoofed: list[str] = []
         for rule_id, rule in list(self.rules.items()):
             if not rule.matches(name):
                 continue
@@ -109,42 +121,110 @@ class FaultDnsServer(asyncio.DatagramProtocol):
                     hits["dropped"] += 1
                     return
                 hits[rule.rcode] += 1
+                reply = query.reply()
                 reply.header.rcode = RCODES[rule.rcode]
-                self._send(reply, addr)
+                self._send(reply.pack(), addr)
                 return
             if rule.kind == "delay":
                 hits["delayed"] += 1
                 await asyncio.sleep(rule.delay)
             elif rule.kind == "spoof":
                 hits["spoofed"] += 1
-                spoofed = rule.addresses
-        addresses = list(spoofed) or await self._resolve(name)
-        if addresses is None:
-            reply.header.rcode = RCODE.NXDOMAIN
-        else:
-            for address in addresses:
-                record = _record(address, query.q.qtype)
-                if record is not None:
-                    reply.add_answer(
-                        RR(query.q.qname, QTYPE.reverse[type(record).__name__], rdata=record, ttl=DEFAULT_TTL)
-                    )
-        self._send(reply, addr)
+                spoofed = list(rule.addresses)
+        answer = addressed_reply(query, spoofed) if spoofed else await self.upstream.answer(query)
+        if answer is not None:
+            self._send(answer, addr)
 
-    async def _resolve(self, name: str) -> list[str] | None:
-        """The run's own names first, then the system resolver; None means no such name."""
+    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
+        if self._transport is not None:
+            self._transport.sendto(reply, addr)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class RunNames:
+    """The local driver's upstream: the run's own names from a table, other names through the system
+    resolver (getaddrinfo). Names in DNS_ZONE that the table lacks do not exist."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        self.records = {name.lower().rstrip("."): addresses for name, addresses in records.items()}
+
+    async def answer(self, query: DNSRecord) -> bytes:
+        name = str(query.q.qname).lower().rstrip(".")
         if name in self.records:
-            return self.records[name]
+            return addressed_reply(query, self.records[name])
         if name == DNS_ZONE or name.endswith("." + DNS_ZONE):
-            return None
+            return addressed_reply(query, None)
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except socket.gaierror:
-            return None
-        return sorted({info[4][0] for info in infos})
+            return addressed_reply(query, None)
+        return addressed_reply(query, sorted({info[4][0] for info in infos}))
 
-    def _send(self, reply: DNSRecord, addr: tuple[str, int]) -> None:
-        if self._transport is not None:
-            self._transport.sendto(reply.pack(), addr)
+
+def addressed_reply(query: DNSRecord, addresses: list[str] | None) -> bytes:
+    """A reply with these addresses (those of the asked type); None: NXDOMAIN."""
+    reply = query.reply()
+    if addresses is None:
+        reply.header.rcode = RCODE.NXDOMAIN
+        return reply.pack()
+    for address in addresses:
+        record = _record(address, query.q.qtype)
+        if record is not None:
+            reply.add_answer(
+                RR(query.q.qname, QTYPE.reverse[type(record).__name__], rdata=record, ttl=DEFAULT_TTL)
+            )
+    return reply.pack()
+
+
+class Forwarder(asyncio.DatagramProtocol):
+    """The upstream inside a container: its own resolver, over one socket connected to it. Replies
+    are relayed byte for byte; queries carry transaction ids of the forwarder's own, since two
+    clients may pick the same one."""
+
+    TIMEOUT_SECONDS = 5.0
+
+    def __init__(self, hub: FaultHub, sock: socket.socket) -> None:
+        host, port = sock.getpeername()
+        self.upstream = f"{host}:{port}"
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._next_id = random.randrange(65536)
+        self._transport: asyncio.DatagramTransport | None = None
+
+        async def open_endpoint() -> None:
+            await hub.loop.create_datagram_endpoint(lambda: self, sock=sock)
+
+        hub.run(open_endpoint())
+        hub.closers.append(self.close)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    async def answer(self, query: DNSRecord) -> bytes | None:
+        if self._transport is None or len(self._pending) >= 65536:
+            return None
+        while self._next_id in self._pending:
+            self._next_id = (self._next_id + 1) % 65536
+        ident, self._next_id = self._next_id, (self._next_id + 1) % 65536
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[ident] = future
+        self._transport.sendto(struct.pack("!H", ident) + query.pack()[2:])
+        try:
+            reply = await asyncio.wait_for(future, self.TIMEOUT_SECONDS)
+        except TimeoutError:
+            return None  # the resolver never answered: neither does the forwarder
+        finally:
+            self._pending.pop(ident, None)
+        return struct.pack("!H", query.header.id) + reply[2:]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12:
+            return
+        future = self._pending.get(struct.unpack("!H", data[:2])[0])
+        if future is not None and not future.done():
+            future.set_result(data)
 
     def close(self) -> None:
         if self._transport is not None:

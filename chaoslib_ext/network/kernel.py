@@ -68,7 +68,7 @@ def used_subnets() -> set[ipaddress.IPv4Network]:
 @dataclass
 class Namespace:
     """A network namespace joined to the host by a veth pair: one a run made for a replica (entered
-    with `ip netns exec`), or a container's (entered with `nsenter -t PID -n`)."""
+    with `ip netns exec`), or a container's (entered with `nsenter --net=SANDBOX_KEY`)."""
 
     name: str
     host_veth: str
@@ -78,6 +78,17 @@ class Namespace:
 
     def exec_prefix(self) -> list[str]:
         return list(self.enter) if self.enter else ["ip", "netns", "exec", self.name]
+
+
+@dataclass(frozen=True)
+class KernelTarget:
+    """Where a kernel-path network fault goes: a replica's (or a container's) namespace, and the
+    port its rules match (None: all its TCP traffic)."""
+
+    name: str
+    namespace: Namespace
+    port: int | None
+    instance: object = None  # docker: the container's start it was found in (see DockerTarget.fate)
 
 
 class NamespaceFactory:

@@ -39,7 +39,7 @@ SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
 SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
-FAMILIES_BY_DRIVER = {"local": {"pod", "network", "dns"}, "docker": {"container", "network"}}
+FAMILIES_BY_DRIVER = {"local": {"pod", "network", "dns"}, "docker": {"container", "network", "dns"}}
 UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
 
 
@@ -89,7 +89,7 @@ class Builder:
                 "the docker driver acts on containers that already run",
                 "start them with docker or docker compose, and select them by label or name",
             )
-        if any(f.family == "dns" for f in faults) and not self.uses_dns:
+        if driver == "local" and any(f.family == "dns" for f in faults) and not self.uses_dns:
             self.error(
                 ("faults",),
                 "DNS faults are declared but no service resolves names through gameday",
@@ -290,7 +290,7 @@ class Builder:
         family = kind.split("-")[0]
         params: PodKill | NetworkFault | DnsFault | ContainerFault
         if family == "dns":
-            params = self.dns_fault(spec)
+            params = self.dns_fault(path, spec)
         elif family == "container":
             params = self.container_fault(spec)
         elif family == "network" and self.driver == "docker":
@@ -350,24 +350,14 @@ class Builder:
         self, path: tuple[str | int, ...], kind: str, spec: dict[str, Any]
     ) -> NetworkFault:
         """A network fault inside containers' namespaces (entered with nsenter): the kernel path."""
-        if "selector" not in spec:
-            self.error(
-                (*path, "to"),
-                "with the docker driver a network fault selects containers",
-                "write selector: {labels: {...}} or {name: ...} instead of to:",
-            )
+        self.need_container_selector(path, spec, "a network fault")
         if kind == "network-latency" and not netem_available():
             self.error(
                 (*path,),
                 "network-latency in a container needs sch_netem, which this kernel lacks",
                 "use loss, reset, bandwidth or partition on containers here",
             )
-        if not is_root():
-            self.error(
-                (*path,),
-                "network faults in containers need root (nsenter, iptables, tc)",
-                "run gameday as root",
-            )
+        self.need_root(path, "network faults in containers need root (nsenter, iptables, tc)")
         selector = spec.get("selector", {})
         fault = self.network_fault(
             kind,
@@ -448,14 +438,39 @@ class Builder:
             path=route,
         )
 
-    def dns_fault(self, spec: dict[str, Any]) -> DnsFault:
+    def dns_fault(self, path: tuple[str | int, ...], spec: dict[str, Any]) -> DnsFault:
+        if self.driver == "docker":
+            self.need_container_selector(path, spec, "a DNS fault")
+            self.need_root(path, "DNS faults in containers need root (setns, nsenter, iptables)")
+        elif "selector" in spec or "count" in spec or "percent" in spec:
+            field = next(key for key in ("selector", "count", "percent") if key in spec)
+            self.error(
+                (*path, field),
+                f"{field} is for the docker driver: with the local driver a DNS fault hits the run's DNS server",
+                "remove it, and give {dns} to the services that should resolve through gameday",
+            )
         return DnsFault(
             patterns=tuple(spec["names"]),
             probability=parse_percent(spec.get("probability", "100%")),
             rcode=spec.get("rcode", "SERVFAIL"),
             delay=parse_duration(spec.get("delay", 0)),
             addresses=tuple(spec.get("addresses", ())),
+            selector=container_selector(spec["selector"]) if "selector" in spec else None,
+            count=spec.get("count"),
+            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
         )
+
+    def need_container_selector(self, path: tuple[str | int, ...], spec: dict[str, Any], what: str) -> None:
+        if "selector" not in spec:
+            self.error(
+                (*path, "to") if "to" in spec else path,
+                f"with the docker driver {what} selects containers",
+                "write selector: {labels: {...}} or {name: ...}",
+            )
+
+    def need_root(self, path: tuple[str | int, ...], message: str) -> None:
+        if not is_root():
+            self.error(path, message, "run gameday as root")
 
 
 def container_selector(selector: dict[str, Any]) -> ContainerSelector:

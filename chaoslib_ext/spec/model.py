@@ -148,6 +148,9 @@ class DnsFault:
     rcode: str = "SERVFAIL"
     delay: float = 0.0
     addresses: tuple[str, ...] = ()
+    selector: ContainerSelector | None = None  # docker driver: the containers whose lookups are hit
+    count: int | None = None
+    percent: float | None = None
 
 
 @dataclass(frozen=True)

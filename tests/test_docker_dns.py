@@ -1,0 +1,222 @@
+"""DNS faults inside real containers, measured by lookups made from inside their network namespace
+(the path their own processes take) and by their own tools (`docker exec ... nslookup`).
+
+The containers sit on a network the test creates, so their resolver is Docker's embedded one
+(127.0.0.11) and every name looked up is one of the test's own containers: no query leaves the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import LOCUSTFILE, gameday, start_run, wait_for_line
+from docker_support import address, answers, docker_client_or_reason, labelled, run_web_containers, wait_until
+
+from chaoslib_ext.docker_target import DockerTarget
+from chaoslib_ext.faults import build_fault
+from chaoslib_ext.ledger import Ledger, ledgers
+from chaoslib_ext.spec import load_experiment
+from chaoslib_ext.timeline import Timeline
+
+CLIENT, REASON = docker_client_or_reason()
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.root,
+    pytest.mark.skipif(CLIENT is None, reason=REASON),
+    pytest.mark.skipif(os.geteuid() != 0, reason="DNS faults in containers need root (setns, iptables)"),
+]
+
+EXPERIMENT = """\
+version: 1
+title: docker dns
+variables: {{label: x, host: "http://127.0.0.1:9"}}
+target: {{driver: docker, allow: {{labels: {{gameday.test: "${{label}}"}}}}}}
+load: {{locustfile: {locustfile}, host: "${{host}}", users: 2}}
+slo: {{availability: 99%}}
+phases: {{warmup: 1s, baseline: 2s, fault: {fault}, recovery: 2s}}
+faults:
+  - {kind}: {{selector: {{labels: {{role: front}}}}, names: ["gdtest-*-back-*"], seed: 7{extra}}}
+"""
+
+# Runs with the host's Python inside a container's network namespace: sequential A queries to the
+# container's resolver, each reply (or its absence) tallied as RCODE or RCODE=address, and the
+# slowest reply's time.
+LOOKUPS = """
+import json, socket, sys, time
+from dnslib import DNSRecord, RCODE
+name, count = sys.argv[1], int(sys.argv[2])
+tally, slowest = {}, 0.0
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.settimeout(1.0)
+    for _ in range(count):
+        question = DNSRecord.question(name)
+        started = time.monotonic()
+        sock.sendto(question.pack(), ("127.0.0.11", 53))
+        try:
+            while True:
+                reply = DNSRecord.parse(sock.recv(4096))
+                if reply.header.id == question.header.id:
+                    break
+            key = RCODE.get(reply.header.rcode) + "".join("=" + str(rr.rdata) for rr in reply.rr)
+        except (TimeoutError, ConnectionRefusedError):
+            key = "no answer"
+        slowest = max(slowest, time.monotonic() - started)
+        tally[key] = tally.get(key, 0) + 1
+print(json.dumps({"tally": tally, "slowest": slowest}))
+"""
+
+
+@pytest.fixture
+def label():
+    yield from labelled(CLIENT)
+
+
+@pytest.fixture
+def stack(label):
+    """A front and a back container on a network of the test's own."""
+    network = CLIENT.networks.create(f"gdtest-{label}", labels={"gameday.test": label})
+    [front] = run_web_containers(CLIENT, 1, "front", label, network=network.name)
+    [back] = run_web_containers(CLIENT, 1, "back", label, network=network.name)
+    wait_until(lambda: answers(address(back)))
+    return front, back
+
+
+def lookups(container, name: str, count: int) -> tuple[dict[str, int], float]:
+    container.reload()
+    netns = container.attrs["NetworkSettings"]["SandboxKey"]
+    result = subprocess.run(
+        ["nsenter", f"--net={netns}", sys.executable, "-c", LOOKUPS, name, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    return found["tally"], found["slowest"]
+
+
+def redirects(container) -> list[str]:
+    container.reload()
+    netns = container.attrs["NetworkSettings"]["SandboxKey"]
+    rules = subprocess.run(
+        ["nsenter", f"--net={netns}", "iptables-save", "-t", "nat"], capture_output=True, text=True
+    ).stdout
+    return [line for line in rules.splitlines() if "gameday:" in line]
+
+
+def experiment_path(tmp_path: Path, kind: str, fault: str = "3s", extra: str = "") -> Path:
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(EXPERIMENT.format(kind=kind, locustfile=LOCUSTFILE, fault=fault, extra=extra))
+    return path
+
+
+def driver(tmp_path: Path, kind: str, label: str, extra: str) -> tuple[object, DockerTarget, Ledger]:
+    experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra), {"label": label})
+    ledger = Ledger.create(f"docker-dns-{label}-{kind}", tmp_path / "state")
+    target = DockerTarget(experiment, Timeline(), ledger)
+    return build_fault(0, experiment.faults[0], 7), target, ledger
+
+
+def test_dns_error_fails_the_named_share_of_a_containers_lookups_and_revert_restores_them(
+    tmp_path, label, stack
+):
+    front, back = stack
+    real = f"NOERROR={address(back)}"
+    assert lookups(front, back.name, 20)[0] == {real: 20}
+    fault, target, ledger = driver(tmp_path, "dns-error", label, ", rcode: SERVFAIL, probability: 40%")
+    try:
+        [record] = fault.apply(target)
+        assert record.target == front.name and record.detail["upstream"] == "127.0.0.11"
+        assert len(redirects(front)) == 1 and len(ledger.pending) == 1
+        tally, _ = lookups(front, back.name, 1000)
+        spread = 3.29 * (1000 * 0.4 * 0.6) ** 0.5  # binomial, 99.9 %
+        assert 400 - spread <= tally.get("SERVFAIL", 0) <= 400 + spread, tally
+        assert set(tally) == {"SERVFAIL", real}, tally  # the rest are the true answer, forwarded
+        assert lookups(front, front.name, 20)[0] == {f"NOERROR={address(front)}": 20}  # not named
+        assert lookups(back, back.name, 20)[0] == {real: 20}  # not selected
+        [reverted] = fault.revert(target)
+    finally:
+        target.stop()
+    assert reverted.action == "revert" and reverted.detail["matched"] == 1000
+    assert lookups(front, back.name, 50)[0] == {real: 50}
+    assert redirects(front) == [] and ledger.pending == {}
+
+
+def test_spoof_and_delay_are_what_the_containers_own_tools_see(tmp_path, label, stack):
+    front, back = stack
+    fault, target, _ = driver(tmp_path, "dns-spoof", label, ", addresses: [192.0.2.7]")
+    try:
+        fault.apply(target)
+        seen = front.exec_run(["nslookup", back.name]).output.decode()
+        assert "192.0.2.7" in seen and address(back) not in seen, seen
+        fault.revert(target)
+        seen = front.exec_run(["nslookup", back.name]).output.decode()
+        assert address(back) in seen and "192.0.2.7" not in seen, seen
+    finally:
+        target.stop()
+    fault, target, _ = driver(tmp_path, "dns-delay", label, ", delay: 400ms")
+    try:
+        fault.apply(target)
+        _, slowest_during = lookups(front, back.name, 3)
+        fault.revert(target)
+    finally:
+        target.stop()
+    _, slowest_after = lookups(front, back.name, 3)
+    assert 0.4 <= slowest_during < 1.0 and slowest_after < 0.2, (slowest_during, slowest_after)
+
+
+def test_a_container_restarted_during_a_dns_fault_is_reported_and_left_clean(tmp_path, label, stack):
+    front, back = stack
+    fault, target, ledger = driver(tmp_path, "dns-error", label, "")
+    try:
+        fault.apply(target)
+        assert lookups(front, back.name, 3)[0] == {"SERVFAIL": 3}
+        front.restart(timeout=1)
+        [record] = fault.revert(target)
+    finally:
+        target.stop()
+    assert record.action == "restarted" and record.target == front.name
+    assert redirects(front) == [] and ledger.pending == {}
+    assert lookups(front, back.name, 5)[0] == {f"NOERROR={address(back)}": 5}
+
+
+def test_sigkill_during_a_dns_fault_then_recover_gives_the_container_its_resolver_back(
+    tmp_path, label, stack
+):
+    front, back = stack
+    process, lines = start_run(
+        experiment_path(tmp_path, "dns-error", fault="30s"),
+        tmp_path / "reports",
+        "--var",
+        f"label={label}",
+        "--var",
+        f"host=http://{address(front)}:8080",
+    )
+    try:
+        wait_for_line(lines, "dns-error: inject")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    assert len(redirects(front)) == 1
+    assert lookups(front, back.name, 2)[0] == {"no answer": 2}  # redirected to a server that died
+    [state] = ledgers()
+    assert not state.alive
+    recovered = gameday("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert redirects(front) == [] and ledgers() == []
+    assert lookups(front, back.name, 3)[0] == {f"NOERROR={address(back)}": 3}
+
+
+def test_plan_lists_the_containers_whose_lookups_are_hit(tmp_path, label, stack):
+    front, _ = stack
+    path = experiment_path(tmp_path, "dns-error", extra=", rcode: NXDOMAIN")
+    plan = gameday("plan", str(path), "--var", f"label={label}")
+    assert plan.returncode == 0, plan.stderr
+    assert f"candidates: {front.name}" in plan.stdout
+    assert "NXDOMAIN for gdtest-*-back-* for the UDP lookups of 1 of 1 running container(s)" in plan.stdout
