@@ -176,14 +176,19 @@ class DockerTarget:
         """Nothing to start: the containers are the user's."""
 
     def stop(self) -> None:
-        try:
-            for resolver, _ in self.resolvers.values():  # left by a run that stopped mid-fault
+        """Close what DNS faults left open (a run that stopped mid-fault), then the client."""
+        problems = []
+        for resolver, _ in self.resolvers.values():
+            try:
                 resolver.close()
-            self.resolvers.clear()
-            if self.hub is not None:
-                self.hub.stop()
-        finally:
-            self.client.close()
+            except RunAborted as error:
+                problems.append(error)
+        self.resolvers.clear()
+        if self.hub is not None:
+            self.hub.stop()
+        self.client.close()
+        if problems:
+            raise RunAborted(problems[0].message, hint="run `gameday recover` as root")
 
 
 def ending(state: dict[str, Any]) -> dict[str, Any]:

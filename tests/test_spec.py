@@ -14,7 +14,10 @@ from chaoslib_ext.network.kernel import netem_available
 from chaoslib_ext.plan import make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
 
-EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml")) + sorted(
+    path for path in (REPO / "experiments" / "docker").glob("*.yaml") if path.name != "compose.yaml"
+)
+NEED_ROOT = {"root-kernel-loss.yaml", "dns-timeouts-at-the-front.yaml"}  # namespaces, iptables
 
 
 def errors_of(path: Path, overrides: dict | None = None) -> list[str]:
@@ -26,8 +29,8 @@ def errors_of(path: Path, overrides: dict | None = None) -> list[str]:
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_shipped_experiment_is_valid(path):
-    if path.name.startswith("root-") and os.geteuid() != 0:
-        pytest.skip("root-* experiments put replicas in network namespaces: they need root")
+    if path.name in NEED_ROOT and os.geteuid() != 0:
+        pytest.skip(f"{path.name} changes network namespaces: it needs root")
     experiment = load_experiment(path)
     assert experiment.title
     assert experiment.load.locustfile.is_file()
@@ -260,3 +263,14 @@ def test_docker_label_values_are_text_even_when_yaml_or_a_var_reads_them_as_numb
     experiment = load_experiment(experiment_file(docker), {"build": 62865287})
     assert experiment.allow.labels == {"build": "62865287", "canary": "true"}
     assert experiment.faults[0].params.selector.labels == {"port": "8080"}
+
+
+def test_dns_faults_select_containers_only_with_the_docker_driver(experiment_file):
+    local = MINIMAL + "faults:\n  - dns-error: {names: [db], selector: {name: web-*}}\n"
+    errors = errors_of(experiment_file(local))
+    assert any("faults[0].dns-error.selector: selector is for the docker driver" in e for e in errors)
+    docker = MINIMAL + "target: {driver: docker}\nfaults:\n  - dns-error: {names: [db]}\n"
+    errors = errors_of(experiment_file(docker))
+    assert any(
+        "faults[0].dns-error: with the docker driver a DNS fault selects containers" in e for e in errors
+    )

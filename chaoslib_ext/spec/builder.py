@@ -446,7 +446,8 @@ class Builder:
             field = next(key for key in ("selector", "count", "percent") if key in spec)
             self.error(
                 (*path, field),
-                f"{field} is for the docker driver: with the local driver a DNS fault hits the run's DNS server",
+                f"{field} is for the docker driver: with the local driver a DNS fault acts on the "
+                "run's DNS server",
                 "remove it, and give {dns} to the services that should resolve through gameday",
             )
         return DnsFault(
