@@ -201,6 +201,9 @@ def summary(report: dict[str, Any], written: list[Path]) -> str:
     if report["phases"]:
         lines.append(f"  time to recover: {'not reached' if ttr is None else format_duration(ttr)}")
     lines += [f"  - {reason}" for reason in report["reasons"]]
+    guard = report["guard"]
+    if guard is not None and guard["breach_to_revert_s"] is not None:
+        lines.append(f"  guard: every fault reverted {guard['breach_to_revert_s']:.2f}s after the breach")
     lines += [f"  report: {path}" for path in written]
     return "\n".join(lines)
 

@@ -20,18 +20,19 @@ from .docker_target import DockerTarget
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
 from .faults.aftermath import TargetLost
+from .guards import GuardTrip, GuardTripped, GuardWatch
 from .ledger import Ledger
 from .load.runner import LoadRunner
 from .local_target import LocalTarget
 from .plan import Plan
 from .probes import ProbeResult, run_probe
 from .progress import Progress
-from .samples import SampleStore
+from .samples import FLUSH_LAG_SECONDS, SampleStore
 from .slo import Verdict, Window, check, judge, measure
 from .timeline import Timeline
 
 LIVE_WINDOW_SECONDS = 5
-FLUSH_LAG_SECONDS = 0.5  # the recorder flushes a finished second within 0.2 s
+GUARD_CHECK_SECONDS = 0.1  # how often guards are evaluated while the load runs
 
 
 class Interrupted(BaseException):
@@ -63,6 +64,7 @@ class RunResult:
     steady_after: list[ProbeResult] = field(default_factory=list)
     fault_records: list[FaultRecord] = field(default_factory=list)
     verdict: Verdict | None = None
+    guard_trip: GuardTrip | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -94,6 +96,7 @@ class Engine:
         self.target: LocalTarget | DockerTarget | None = None
         self.load = LoadRunner(self.experiment.load, plan.duration, self.logs / "locust.log", self.timeline)
         self.result.samples = self.load.samples
+        self.guards = GuardWatch(self.experiment.guards, self.load.samples, self.result.started_at)
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
         self.applied: set[int] = set()
         self.cancellable = False  # True while a signal may interrupt the run (not during clean-up)
@@ -105,6 +108,10 @@ class Engine:
         try:
             self.cancellable = True
             self._run()
+        except GuardTripped as tripped:
+            self.cancellable = False
+            self.result.guard_trip = tripped.trip
+            self._stop_with("aborted", str(tripped))
         except RunAborted as error:
             self.cancellable = False
             self._stop_with("aborted", str(error))
@@ -128,6 +135,7 @@ class Engine:
         """Revert, stop the load, stop the services: each step runs even if one before it failed."""
         for step in (
             self._revert_all,
+            self.guards.stop,
             self._stop_load,
             self._stop_target,
             self._close_ledger,
@@ -170,6 +178,7 @@ class Engine:
             self.load_entry = ledger.record("the Locust load generator", undo)
 
         self.load.start(on_spawn=remember_load)
+        self.guards.start_probes()
         # Phases start on a whole second, so that each per-second sample falls in one phase.
         origin = float(math.ceil(time.time()))
         time.sleep(max(0.0, origin - time.time()))
@@ -202,6 +211,10 @@ class Engine:
                     self._revert(action.fault_index)
             if now >= end:
                 return
+            trip = self.guards.check(now, since=origin)
+            if trip is not None:
+                self.timeline.add("guard", "tripped", trip.guard, observed=trip.observed)
+                raise GuardTripped(trip)
             if self.load.problem:
                 raise RunAborted(
                     f"the load measurements broke: {self.load.problem}", hint=f"see {self.load.log_path}"
@@ -215,7 +228,8 @@ class Engine:
                 self._show_status(origin, now)
                 next_status = now + 1.0
             upcoming = [end, next_status] + [t for t, _ in pending[:1]] + [p.start for p in phases[:1]]
-            time.sleep(max(0.0, min(min(upcoming) - time.time(), 0.5)))
+            nap = GUARD_CHECK_SECONDS if self.experiment.guards else 0.5
+            time.sleep(max(0.0, min(min(upcoming) - time.time(), nap)))
 
     def _stop_load(self) -> None:
         self.load.stop()
@@ -265,6 +279,12 @@ class Engine:
                 self._revert(index)
             except RunAborted as error:
                 failures.append(error)
+        trip = self.result.guard_trip
+        if trip is not None and trip.reverted_at is None:
+            trip.reverted_at = time.time()
+            self.timeline.add(
+                "guard", "reverted", trip.guard, after_breach_s=trip.reverted_at - trip.breach_at
+            )
         if failures:
             raise failures[0]
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .faults.base import selection_size
+from .guards import describe as describe_guard
 from .network.dns import DNS_ZONE
 from .services import replica_port
 from .spec.model import (
@@ -253,6 +254,8 @@ def render_plan(plan: Plan) -> str:
         if fault.candidates:
             lines.append(f"     candidates: {', '.join(fault.candidates)}")
     lines += ["", "Objectives:"] + [f"  {text}" for text in objective_texts(experiment)]
+    lines += ["", "Guards (abort and revert at once):"]
+    lines += [f"  {describe_guard(guard)}" for guard in experiment.guards] or ["  none"]
     lines += ["", f"Total: {format_duration(plan.duration)} of load. Nothing was changed (dry run)."]
     return "\n".join(lines)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from .histogram import Histogram
 
+FLUSH_LAG_SECONDS = 0.5  # the recorder flushes a finished second within 0.2 s: earlier ones are complete
+
 
 @dataclass
 class EndpointSample:

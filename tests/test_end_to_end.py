@@ -135,6 +135,34 @@ def test_a_dns_outage_is_survived_thanks_to_the_frontends_stale_cache(tmp_path):
     assert revert["at_s"] - report["faults"][0]["actions"][0]["at_s"] == pytest.approx(6, abs=0.5)
 
 
+PROBE_GUARD = (
+    "  - abort_if: {probe: {http: {url: 'http://127.0.0.1:${frontend_port}/checkout', timeout: 1s}}, "
+    "every: 200ms, failures: 2}\n"
+)
+
+
+@pytest.mark.parametrize("guard", ["error_rate", "probe"])
+def test_a_guard_aborts_the_run_and_reverts_within_two_seconds_of_the_breach(tmp_path, guard):
+    path = REPO / "experiments" / "demo-guard.yaml"
+    if guard == "probe":
+        text = path.read_text().replace("  - abort_if: {error_rate: 50%, for: 1s}\n", PROBE_GUARD)
+        path = tmp_path / "probe-guard.yaml"
+        path.write_text(text.replace("../loadtests/", f"{REPO}/loadtests/"))
+    result, report = run_experiment(path, tmp_path / "reports", *SHORT, *demo_ports())
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert report["status"] == "aborted" and report["reasons"][0].startswith("guard tripped: ")
+    tripped = report["guard"]
+    assert tripped["guard"].startswith("error rate above 50%" if guard == "error_rate" else "probe http GET")
+    fault_phase = next(p for p in report["phases"] if p["name"] == "fault")
+    assert fault_phase["start_s"] <= tripped["breach_at_s"] <= tripped["detected_at_s"]
+    assert tripped["breach_to_revert_s"] <= 2.0, tripped
+    actions = [a["action"] for a in report["faults"][0]["actions"]]
+    assert actions == ["inject"] * 3 + ["revert"] * 3
+    assert fault_phase["end_s"] - fault_phase["start_s"] < 5  # it did not sit out the 5 s fault phase
+    assert "every fault reverted" in result.stdout
+    assert all(port_free(port) for port in ports_of(report))
+
+
 def test_a_failing_steady_state_gate_injects_nothing(tmp_path):
     port = free_port_block(1)
     result, report = run_experiment(

@@ -274,3 +274,36 @@ def test_dns_faults_select_containers_only_with_the_docker_driver(experiment_fil
     assert any(
         "faults[0].dns-error: with the docker driver a DNS fault selects containers" in e for e in errors
     )
+
+
+@pytest.mark.parametrize(
+    ("guards", "expected"),
+    [
+        ("[{abort_if: {error_rate: 20%, for: 1500ms}}]", r"guards\[0\]\.abort_if\.for: .*not a whole number"),
+        ("[{deadline: 2s}]", r"guards\[0\]\.deadline: deadline 2s is not longer than the phases \(5s\)"),
+        ("[{abort_if: {latency: {p97: 1s}}}]", r"guards\[0\]\.abort_if\.latency.*one of p50, p90"),
+        ("[{abort_if: {error_rate: 5%, latency: {p95: 1s}}}]", r"exactly one condition"),
+        ("[{abort_if: {for: 2s}}]", r"exactly one condition"),
+        ("[{stop_if: {error_rate: 5%}}]", r"abort_if: \{\.\.\.\} or deadline"),
+    ],
+)
+def test_bad_guards_are_refused_with_the_place_and_a_hint(experiment_file, guards, expected):
+    errors = errors_of(experiment_file(MINIMAL + f"guards: {guards}\n"))
+    assert any(re.search(expected, error) for error in errors), errors
+
+
+def test_guards_are_read_with_their_defaults(experiment_file):
+    guards = (
+        "guards:\n  - abort_if: {error_rate: 20%}\n  - abort_if: {latency: {p99: 2s}, for: 3s}\n"
+        "  - abort_if: {probe: {http: {url: 'http://127.0.0.1:9/'}}, failures: 2}\n  - deadline: 1m\n"
+    )
+    error_rate, latency, probe, deadline = load_experiment(experiment_file(MINIMAL + guards)).guards
+    assert (error_rate.kind, error_rate.limit, error_rate.seconds) == ("error_rate", 0.2, 1)
+    assert (latency.percentile, latency.limit, latency.seconds) == ("p99", 2.0, 3)
+    assert (probe.kind, probe.every, probe.failures, probe.probe.url) == (
+        "probe",
+        1.0,
+        2,
+        "http://127.0.0.1:9/",
+    )
+    assert (deadline.kind, deadline.limit) == ("deadline", 60.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ import jsonschema
 from .. import __version__
 from ..engine import RunResult
 from ..errors import ExitCode
+from ..guards import GuardTrip
 from ..probes import ProbeResult
 from ..slo import ObjectiveResult
 from ..spec.schema import load_schema
@@ -85,6 +87,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "recovery": {"fault_ended_s": None, "time_to_recover_s": None, "objective": None},
         "error_budget": None,
         "breaches": [],
+        "guard": _guard(run.guard_trip, rel),
         "steady_state": {
             "before": [_probe(p) for p in run.steady_before],
             "after": [_probe(p) for p in run.steady_after],
@@ -224,3 +227,17 @@ def _series(run: RunResult, rel: Any) -> list[dict[str, Any]]:
 def _errors(run: RunResult) -> list[dict[str, Any]]:
     total = run.samples.window(float("-inf"), float("inf")).errors
     return [{"message": message, "count": count} for message, count in total.most_common(20)]
+
+
+def _guard(trip: GuardTrip | None, rel: Callable[[float], float]) -> dict[str, Any] | None:
+    if trip is None:
+        return None
+    reverted = trip.reverted_at
+    return {
+        "guard": trip.guard,
+        "observed": trip.observed,
+        "breach_at_s": rel(trip.breach_at),
+        "detected_at_s": rel(trip.detected_at),
+        "reverted_at_s": None if reverted is None else rel(reverted),
+        "breach_to_revert_s": None if reverted is None else round(reverted - trip.breach_at, 3),
+    }

@@ -20,6 +20,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     if report["reasons"]:
         lines += ["**Why:**", ""] + [f"- {reason}" for reason in report["reasons"]] + [""]
+    lines += _guard(report)
     lines += (
         _phases(report) + _objectives(report) + _recovery(report) + _breaches(report) + _endpoints(report)
     )
@@ -94,6 +95,25 @@ def _recovery(report: dict[str, Any]) -> list[str]:
             f"{budget['allowed_failures']:.1f} allowed, {consumed} consumed; burn rate {burns}."
         )
     return [*lines, ""] if lines else []
+
+
+def _guard(report: dict[str, Any]) -> list[str]:
+    guard = report["guard"]
+    if guard is None:
+        return []
+    reverted = (
+        "the revert did not complete"
+        if guard["breach_to_revert_s"] is None
+        else f"every fault reverted {guard['breach_to_revert_s']:.2f}s after the breach "
+        f"(at {guard['reverted_at_s']:+.2f}s)"
+    )
+    return [
+        "## Guard tripped",
+        "",
+        f"**{guard['guard']}**: {guard['observed']}. Breach at {guard['breach_at_s']:+.2f}s, "
+        f"seen at {guard['detected_at_s']:+.2f}s; {reverted}.",
+        "",
+    ]
 
 
 def _breaches(report: dict[str, Any]) -> list[str]:

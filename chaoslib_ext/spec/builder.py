@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..network.kernel import is_root, netem_available
-from ..units import parse_duration, parse_percent, parse_rate
+from ..units import format_duration, parse_duration, parse_percent, parse_rate
 from .model import (
     PHASES,
     ActivityProbe,
@@ -21,6 +21,7 @@ from .model import (
     DnsFault,
     Experiment,
     FaultSpec,
+    Guard,
     HttpProbe,
     LoadSpec,
     NetworkFault,
@@ -83,6 +84,16 @@ class Builder:
                     f"{fault.kind} does not work with driver {driver}",
                     f"driver {driver} takes: " + ", ".join(sorted(FAMILIES_BY_DRIVER[driver])) + " faults",
                 )
+        guards = tuple(self.guard(i, item) for i, item in enumerate(data.get("guards", [])))
+        planned = phases.warmup + sum(getattr(phases, name) for name in PHASES)
+        for index, guard in enumerate(guards):
+            if guard.kind == "deadline" and guard.limit <= planned:
+                self.error(
+                    ("guards", index, "deadline"),
+                    f"deadline {format_duration(guard.limit)} is not longer than the phases "
+                    f"({format_duration(planned)}), so every run would abort",
+                    "a deadline bounds overruns: give it the phases plus the time to start and check",
+                )
         if driver == "docker" and services:
             self.error(
                 ("services",),
@@ -106,7 +117,10 @@ class Builder:
             services=services,
             load=load,
             slo=self.slo(data["slo"], phases),
-            steady_state=tuple(self.probe(i, item) for i, item in enumerate(data.get("steady_state", []))),
+            steady_state=tuple(
+                self.probe(("steady_state", i), item) for i, item in enumerate(data.get("steady_state", []))
+            ),
+            guards=guards,
             phases=phases,
             faults=faults,
             report_formats=tuple(data.get("report", {}).get("formats", ["json", "markdown", "junit"])),
@@ -246,7 +260,7 @@ class Builder:
             judge=tuple(spec.get("judge", PHASES)),
         )
 
-    def probe(self, index: int, item: dict[str, Any]) -> Probe:
+    def probe(self, path: tuple[str | int, ...], item: dict[str, Any]) -> Probe:
         kind, spec = next(iter(item.items()))
         if kind == "http":
             if "body" in spec:
@@ -254,7 +268,7 @@ class Builder:
                     re.compile(spec["body"])
                 except re.error as error:
                     self.error(
-                        ("steady_state", index, "http", "body"),
+                        (*path, "http", "body"),
                         f"invalid regular expression: {error}",
                         "escape special characters such as ( [ . with a backslash",
                     )
@@ -266,7 +280,30 @@ class Builder:
                 within=parse_duration(spec["within"]) if "within" in spec else None,
                 timeout=parse_duration(spec.get("timeout", "5s")),
             )
-        return ActivityProbe(self.chaostoolkit_activity(("steady_state", index, "activity"), spec))
+        return ActivityProbe(self.chaostoolkit_activity((*path, "activity"), spec))
+
+    def guard(self, index: int, item: dict[str, Any]) -> Guard:
+        kind, spec = next(iter(item.items()))
+        if kind == "deadline":
+            return Guard("deadline", limit=parse_duration(spec))
+        window = parse_duration(spec.get("for", "1s"))
+        if window != int(window) or window < 1:
+            self.error(
+                ("guards", index, "abort_if", "for"),
+                f"for: {format_duration(window)} is not a whole number of seconds",
+                "guards judge whole seconds of load: 1s, 2s, ...",
+            )
+        if "error_rate" in spec:
+            return Guard("error_rate", limit=parse_percent(spec["error_rate"]), seconds=int(window))
+        if "latency" in spec:
+            [(percentile, bound)] = spec["latency"].items()
+            return Guard("latency", limit=parse_duration(bound), percentile=percentile, seconds=int(window))
+        return Guard(
+            "probe",
+            probe=self.probe(("guards", index, "abort_if", "probe"), spec["probe"]),
+            every=parse_duration(spec.get("every", "1s")),
+            failures=spec.get("failures", 1),
+        )
 
     def chaostoolkit_activity(self, path: tuple[str | int, ...], activity: dict[str, Any]) -> dict[str, Any]:
         from chaoslib.activity import ensure_activity_is_valid

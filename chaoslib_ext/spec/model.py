@@ -93,6 +93,19 @@ Probe = HttpProbe | ActivityProbe
 
 
 @dataclass(frozen=True)
+class Guard:
+    """A stop condition: the run aborts, and reverts at once, when it trips."""
+
+    kind: str  # error_rate | latency | probe | deadline
+    limit: float = 0.0  # error_rate: a share; latency and deadline: seconds
+    percentile: str = ""  # latency: p50 ... max
+    seconds: int = 1  # error_rate, latency: for how many whole seconds in a row
+    probe: Probe | None = None
+    every: float = 1.0  # probe: seconds between runs
+    failures: int = 1  # probe: failures in a row that trip it
+
+
+@dataclass(frozen=True)
 class Phases:
     warmup: float
     baseline: float
@@ -203,6 +216,7 @@ class Experiment:
     load: LoadSpec
     slo: SloSpec
     steady_state: tuple[Probe, ...]
+    guards: tuple[Guard, ...]
     phases: Phases
     faults: tuple[FaultSpec, ...]
     report_formats: tuple[str, ...]

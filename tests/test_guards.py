@@ -1,0 +1,120 @@
+"""Guards judged against real per-second samples and real probes (no load, no faults here: the
+whole-run behaviour is in test_end_to_end.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from conftest import free_port
+
+from chaoslib_ext.guards import GuardWatch
+from chaoslib_ext.samples import Aggregate, EndpointSample, SampleStore
+from chaoslib_ext.spec.model import Guard, HttpProbe
+
+NOW = 1_000_000.0  # an epoch second; the seconds before NOW - 0.5 are complete
+
+
+def second(ok: int, failed: int, latency_ms: float = 10.0) -> Aggregate:
+    sample = EndpointSample()
+    for _ in range(ok):
+        sample.ok.record_ms(latency_ms)
+    for _ in range(failed):
+        sample.failed.record_ms(latency_ms)
+    return Aggregate(endpoints={"GET /": sample})
+
+
+def store(*seconds: Aggregate | None) -> SampleStore:
+    """The given seconds, the last one ending at NOW."""
+    samples = SampleStore()
+    for offset, aggregate in enumerate(reversed(seconds), start=1):
+        if aggregate is not None:
+            samples.add(int(NOW) - offset, aggregate)
+    return samples
+
+
+def check(guard: Guard, samples: SampleStore, now: float = NOW + 0.6):
+    return GuardWatch((guard,), samples, started_at=NOW - 100).check(now, since=NOW - 50)
+
+
+def test_error_rate_trips_only_when_every_second_of_its_window_is_over_the_limit():
+    guard = Guard("error_rate", limit=0.5, seconds=2)
+    assert check(guard, store(second(10, 0), second(4, 6))) is None  # one bad second of two
+    trip = check(guard, store(second(4, 6), second(3, 7)))
+    assert trip is not None and trip.guard == "error rate above 50% for 2s"
+    assert trip.observed == "60%, 70% in the last 2 second(s)" and trip.breach_at == NOW
+    assert check(guard, store(second(4, 6), second(5, 5))) is None  # exactly at the limit is fine
+    assert check(guard, store(second(4, 6), None)) is None  # a silent second proves nothing
+    assert check(guard, store(second(4, 6), second(3, 7)), now=NOW + 0.4) is None  # NOW-1 not complete
+
+
+def test_latency_guard_reads_the_percentile_of_each_second():
+    guard = Guard("latency", limit=0.2, percentile="p95", seconds=1)
+    assert check(guard, store(second(100, 0, latency_ms=150))) is None
+    trip = check(guard, store(second(100, 0, latency_ms=300)))
+    assert trip is not None and trip.guard == "p95 latency above 200ms for 1s"
+
+
+def test_guards_ignore_seconds_before_the_load_started():
+    guard = Guard("error_rate", limit=0.1, seconds=1)
+    watch = GuardWatch((guard,), store(second(0, 10)), started_at=NOW - 100)
+    assert watch.check(NOW + 0.6, since=NOW) is None
+    assert watch.check(NOW + 0.6, since=NOW - 1) is not None
+
+
+def test_deadline_trips_once_the_run_has_lasted_that_long():
+    watch = GuardWatch((Guard("deadline", limit=30.0),), SampleStore(), started_at=NOW)
+    assert watch.check(NOW + 29.9, since=NOW) is None
+    trip = watch.check(NOW + 30.2, since=NOW)
+    assert trip is not None and trip.breach_at == NOW + 30 and trip.detected_at == NOW + 30.2
+
+
+class Flaky(BaseHTTPRequestHandler):
+    """Fails every other request: never two failures in a row."""
+
+    served = 0
+
+    def do_GET(self) -> None:
+        Flaky.served += 1
+        self.send_response(500 if Flaky.served % 2 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_probe_guard_needs_its_failures_in_a_row():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    guard = Guard("probe", probe=HttpProbe(url=url, timeout=1.0), every=0.02, failures=2)
+    watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
+    watch.start_probes()
+    try:
+        deadline = time.monotonic() + 20
+        while Flaky.served < 20:
+            assert watch.check(time.time(), since=0) is None, "tripped on failures that were not in a row"
+            assert time.monotonic() < deadline, "the probe did not run 20 times"
+            time.sleep(0.01)
+    finally:
+        watch.stop()
+        server.shutdown()
+    assert watch.check(time.time(), since=0) is None
+
+
+def test_a_probe_guard_trips_after_its_failures_in_a_row():
+    closed = f"http://127.0.0.1:{free_port()}/"  # nothing listens: every probe fails at once
+    guard = Guard("probe", probe=HttpProbe(url=closed, timeout=1.0), every=0.05, failures=3)
+    watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
+    watch.start_probes()
+    try:
+        deadline = time.monotonic() + 10
+        while (trip := watch.check(time.time(), since=0)) is None:
+            assert time.monotonic() < deadline, "the probe guard never tripped"
+            time.sleep(0.02)
+        assert trip.guard.startswith("probe http GET") and "3 times in a row" in trip.guard
+        assert trip.detected_at >= trip.breach_at
+    finally:
+        watch.stop()
