@@ -7,16 +7,18 @@ only ever means a bug in gameday itself.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import ExitCode, GamedayError, RunAborted, SpecError
-from .ledger import ledgers, recover, state_dir
+from .ledger import Ledger, ledgers, recover, state_dir
+from .locks import TargetLock, target_key
 from .spec import SpecErrors, load_experiment, parse_overrides
 from .units import format_duration, format_ms, format_percent
 
@@ -26,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gameday",
         description="Run chaos experiments under load and judge whether the system held its SLO.",
         epilog="exit codes: 0 SLO held, 1 SLO violated or steady state failed, 2 invalid input, "
-        "3 aborted (a fault could not be applied or reverted, the load failed, interrupted)",
+        "3 aborted (a guard tripped, a fault could not be applied or reverted, the load failed, "
+        "the target is in use, interrupted)",
     )
     parser.add_argument("--version", action="version", version=f"gameday {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -107,10 +110,8 @@ def _plan(args: argparse.Namespace) -> ExitCode:
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
-    from .engine import Engine, Interrupted, new_run_id
+    from .engine import new_run_id
     from .plan import make_plan
-    from .progress import Progress
-    from .report import write_reports
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
     plan = make_plan(experiment, containers=container_resolver(experiment))
@@ -123,6 +124,18 @@ def _run(args: argparse.Namespace) -> ExitCode:
             hint="run `gameday recover` first",
         )
     run_id = new_run_id(experiment.title)
+    lock = TargetLock.acquire(target_key(experiment), run_id, experiment.path)
+    try:
+        return _run_locked(args, plan, run_id)
+    finally:
+        lock.release()
+
+
+def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
+    from .engine import Engine, Interrupted
+    from .progress import Progress
+    from .report import write_reports
+
     report_dir = args.report_dir / run_id
     try:
         report_dir.mkdir(parents=True)
@@ -134,17 +147,22 @@ def _run(args: argparse.Namespace) -> ExitCode:
         ) from None
     engine = Engine(plan, run_id, report_dir, Progress(quiet=args.quiet))
     interrupted: list[str] = []
+    ignored: list[str] = []
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
         name = signal.Signals(number).name
-        if interrupted or not engine.cancellable:
+        if not interrupted and engine.cancellable:
+            interrupted.append(name)
+            raise Interrupted(name)
+        ignored.append(name)
+        if len(ignored) == 1:
             print(
-                f"gameday: {name}: already stopping; reverting, stopping services and writing the report",
+                f"gameday: {name}: already stopping: reverting, stopping services and writing the report "
+                "(send it once more to force an exit, which may leave faults behind)",
                 file=sys.stderr,
             )
             return
-        interrupted.append(name)
-        raise Interrupted(name)
+        force_exit(name, engine.ledger)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -155,6 +173,18 @@ def _run(args: argparse.Namespace) -> ExitCode:
             signal.signal(sig, handler)
     print(summary(report, written))
     return result.exit_code
+
+
+def force_exit(signal_name: str, ledger: Ledger | None) -> NoReturn:
+    """Leave now, saying what may be left behind: the ledger keeps it for `gameday recover`."""
+    pending = list(ledger.pending.values()) if ledger is not None else []
+    print(f"gameday: {signal_name} again: forced exit, without finishing the clean-up", file=sys.stderr)
+    for entry in pending:
+        print(f"gameday: may be left behind: {entry['what']}", file=sys.stderr)
+    if ledger is not None and pending:
+        print(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(int(ExitCode.ABORTED))
 
 
 def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | None:

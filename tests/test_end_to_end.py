@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ import jsonschema
 import pytest
 from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
 
+from chaoslib_ext.locks import TargetLock, target_key
+from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
 
 pytestmark = pytest.mark.slow
@@ -264,3 +267,46 @@ def test_an_unwritable_report_directory_is_invalid_input(tmp_path):
     result = gameday("run", str(REPO / "experiments" / "demo-pod-kill.yaml"), "--report-dir", str(blocker))
     assert result.returncode == 2
     assert "cannot create the report directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_third_signal_forces_the_exit_and_says_what_may_be_left(tmp_path, experiment_file):
+    port = free_port_block(1)
+    text = (REPO / "tests" / "data" / "stubborn.yaml").read_text()
+    text = text.replace("stubborn_server.py", str(REPO / "tests" / "data" / "stubborn_server.py"))
+    path = experiment_file(text.replace("../../loadtests", str(REPO / "loadtests")))
+    process, lines = start_run(path, tmp_path / "reports", "--var", f"port={port}")
+    try:
+        wait_for_line(lines, "-- baseline phase")
+        process.send_signal(signal.SIGINT)  # 1: stop; stopping the stubborn service takes 5 s
+        wait_for_line(lines, "! interrupted")
+        process.send_signal(signal.SIGINT)  # 2: acknowledged, the clean-up goes on
+        wait_for_line(lines, "send it once more to force an exit")
+        process.send_signal(signal.SIGINT)  # 3: out now
+        said = wait_for_line(lines, "gameday recover")
+        assert process.wait(timeout=10) == 3
+    finally:
+        process.kill()
+    assert any("may be left behind: process group of stubborn-0" in line for line in said), said
+    assert not port_free(port), "the stubborn service should still be there, as the exit said"
+    recovered = gameday("recover")
+    assert recovered.returncode == 0 and "process group of stubborn-0" in recovered.stdout
+    deadline = time.monotonic() + 10
+    while not port_free(port):
+        assert time.monotonic() < deadline, "recover did not stop the stubborn service"
+        time.sleep(0.05)
+
+
+def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
+    ports = demo_ports()
+    experiment = load_experiment(REPO / "experiments" / "demo-pod-kill.yaml", parse_overrides(ports[1::2]))
+    lock = TargetLock.acquire(target_key(experiment), "the-holding-run", experiment.path)
+    try:
+        refused = gameday("run", str(experiment.path), *ports, "--report-dir", str(tmp_path))
+    finally:
+        lock.release()
+    assert refused.returncode == 3
+    assert (
+        f"local 127.0.0.1:{ports[1].split('=')[1]} is in use by another experiment: run the-holding-run"
+        in (refused.stderr)
+    )
+    assert f"pid {os.getpid()}" in refused.stderr and list(tmp_path.iterdir()) == []  # nothing started

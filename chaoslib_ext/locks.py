@@ -1,0 +1,72 @@
+"""One experiment at a time per target.
+
+A target is what the faults would touch: for the local driver, the system behind the load's host
+(host and port); for the docker driver, the Docker engine. The lock is an flock(2) on a file in
+the state directory's `locks/`, which also says who holds it. The kernel drops an flock when its
+holder dies, even by SIGKILL, so a lock is never stale; what a dead run left behind is the
+ledger's business (`gameday recover`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
+
+from .errors import RunAborted
+from .ledger import state_dir
+from .spec.model import Experiment
+
+
+def target_key(experiment: Experiment) -> str:
+    if experiment.driver == "docker":
+        return f"docker engine {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}"
+    parts = urlsplit(experiment.load.host)
+    return f"local {parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+class TargetLock:
+    def __init__(self, key: str, stream: IO[str]) -> None:
+        self.key = key
+        self._stream = stream
+
+    @classmethod
+    def acquire(cls, key: str, run_id: str, experiment: Path, directory: Path | None = None) -> TargetLock:
+        """Take the target's lock, or say who holds it (exit code 3)."""
+        locks = (directory or state_dir()) / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        path = locks / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock")
+        stream = path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            stream.seek(0)
+            holder = _holder(stream.read())
+            stream.close()
+            raise RunAborted(
+                f"{key} is in use by another experiment: {holder}",
+                hint="one experiment at a time per target: wait for it to end, or stop it",
+            ) from None
+        stream.seek(0)
+        stream.truncate()
+        holder = {"run": run_id, "pid": os.getpid(), "experiment": str(experiment), "since": time.time()}
+        stream.write(json.dumps(holder) + "\n")
+        stream.flush()
+        return cls(key, stream)
+
+    def release(self) -> None:
+        self._stream.close()  # closing drops the flock
+
+
+def _holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        since = time.strftime("%H:%M:%S", time.localtime(holder["since"]))
+        return f"run {holder['run']} (pid {holder['pid']}, {holder['experiment']}, since {since})"
+    except (ValueError, KeyError, TypeError):
+        return "a run that has not said who it is yet"
