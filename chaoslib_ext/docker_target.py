@@ -5,6 +5,8 @@ those the experiment's allowlist admits. Talks to the Docker Engine API with the
 from __future__ import annotations
 
 import fnmatch
+import os
+import re
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -108,13 +110,19 @@ class DockerTarget:
         self.ledger = ledger
         self.client = connect()
         self.hub: FaultHub | None = None  # started with the first DNS fault
-        self.resolvers: dict[str, tuple[ContainerResolver, int]] = {}  # by container id: (it, users)
+        self.resolvers: dict[str, tuple[ContainerResolver, int]] = {}  # by namespace: (it, users)
 
-    def containers(self, selector: ContainerSelector, where: str) -> list[Any]:
+    def containers(self, selector: ContainerSelector, where: str, own_network: bool = False) -> list[Any]:
+        """The running containers a fault may hit; with own_network, each must have a network
+        namespace of its own (network and DNS faults would otherwise hit the host or a neighbour)."""
         try:
-            return select(self.client, selector, self.experiment.allow, where)
+            found = select(self.client, selector, self.experiment.allow, where)
         except SpecError as error:  # at run time the world changed under the plan: abort
             raise RunAborted(error.message, where=where, hint=error.hint) from None
+        if own_network:
+            for container in found:
+                _check_own_namespace(container, where)
+        return found
 
     def fate(self, instance: ContainerInstance) -> tuple[str, dict[str, Any]]:
         """What became of a container since a fault found it: running (the same start), restarted
@@ -124,10 +132,12 @@ class DockerTarget:
         except NotFound:
             return "removed", {}
         state = container.attrs["State"]
-        if state["Status"] in ("running", "paused", "restarting"):
-            if state["StartedAt"] == instance.started_at:
-                return "running", {}
+        if state["Status"] == "restarting" or (
+            state["Status"] in ("running", "paused") and state["StartedAt"] != instance.started_at
+        ):
             return "restarted", {"restarts": container.attrs.get("RestartCount", 0)}
+        if state["Status"] in ("running", "paused"):
+            return "running", {}
         return "exited", ending(state)
 
     def kernel_targets(self, fault: NetworkFault, where: str) -> list[KernelTarget]:
@@ -135,42 +145,38 @@ class DockerTarget:
         rules there match all of its TCP traffic (no port)."""
         assert fault.selector is not None, "spec gives docker network faults a selector"
         targets = []
-        for container in self.containers(fault.selector, where):
+        for container in self.containers(fault.selector, where, own_network=True):
             instance = ContainerInstance.of(container)
             enter = ("nsenter", f"--net={instance.netns}")
-            peer = subprocess.run(
-                [*enter, "cat", "/sys/class/net/eth0/iflink"], capture_output=True, text=True
-            )
-            host_veth = _interface_by_index(peer.stdout.strip()) if peer.returncode == 0 else ""
+            host_veth = _host_peer(container.name, enter)
             address = container.attrs["NetworkSettings"].get("IPAddress", "")
             namespace = Namespace(container.name, host_veth, "eth0", address, enter)
             targets.append(KernelTarget(container.name, namespace, None, instance))
         return targets
 
-    def acquire_resolver(self, container: Any) -> ContainerResolver:
-        """The run's fault DNS server inside this container (set up on first use, shared by the
-        DNS faults that hit it at the same time)."""
-        resolver, users = self.resolvers.get(container.id, (None, 0))
+    def acquire_resolver(self, instance: ContainerInstance, resolv_conf: str) -> ContainerResolver:
+        """The run's fault DNS server inside this start of a container (set up on first use,
+        shared by the DNS faults that hit it at the same time)."""
+        resolver, users = self.resolvers.get(instance.netns, (None, 0))
         if resolver is None:
             if self.hub is None:
                 self.hub = FaultHub()
-            instance = ContainerInstance.of(container)
-            resolver = ContainerResolver(
-                self.hub, instance.name, instance.netns, container.attrs["ResolvConfPath"], self.ledger
-            )
-        self.resolvers[container.id] = (resolver, users + 1)
+            resolver = ContainerResolver(self.hub, instance.name, instance.netns, resolv_conf, self.ledger)
+        self.resolvers[instance.netns] = (resolver, users + 1)
         return resolver
 
-    def resolver_of(self, container: Any) -> ContainerResolver:
-        return self.resolvers[container.id][0]
+    def resolver_of(self, instance: ContainerInstance) -> ContainerResolver:
+        return self.resolvers[instance.netns][0]
 
-    def release_resolver(self, container: Any) -> None:
-        """One DNS fault is done with it; the last one takes the redirect out of the container."""
-        resolver, users = self.resolvers.pop(container.id)
+    def release_resolver(self, instance: ContainerInstance) -> None:
+        """One DNS fault is done with it; the last one takes the redirect out of the container
+        (if that fails, the resolver stays, answering, for the clean-up to try again)."""
+        resolver, users = self.resolvers[instance.netns]
         if users > 1:
-            self.resolvers[container.id] = (resolver, users - 1)
-        else:
-            resolver.close()
+            self.resolvers[instance.netns] = (resolver, users - 1)
+            return
+        resolver.close()
+        del self.resolvers[instance.netns]
 
     def start(self) -> None:
         """Nothing to start: the containers are the user's."""
@@ -181,8 +187,8 @@ class DockerTarget:
         for resolver, _ in self.resolvers.values():
             try:
                 resolver.close()
-            except RunAborted as error:
-                problems.append(error)
+            except Exception as error:  # keep going: every other container still needs its resolver back
+                problems.append(RunAborted(str(error)))
         self.resolvers.clear()
         if self.hub is not None:
             self.hub.stop()
@@ -200,10 +206,43 @@ def ending(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _interface_by_index(index: str) -> str:
-    """The host interface with this ifindex (the host end of a container's veth pair)."""
-    for line in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout.splitlines():
-        number, name = line.split(":", 2)[:2]
-        if number.strip() == index:
-            return name.strip().split("@")[0]
-    raise RunAborted(f"no host interface with index {index} (the container's veth peer)")
+def _check_own_namespace(container: Any, where: str) -> None:
+    mode = container.attrs["HostConfig"].get("NetworkMode", "")
+    netns = container.attrs["NetworkSettings"].get("SandboxKey") or ""
+    shared = mode == "host" or mode.startswith("container:") or not netns
+    if not shared:
+        try:
+            shared = os.stat(netns).st_ino == os.stat("/proc/self/ns/net").st_ino
+        except OSError:
+            shared = True
+    if shared:
+        raise RunAborted(
+            f"container {container.name} has no network namespace of its own (network mode {mode!r})",
+            where=where,
+            hint="a network or DNS fault there would hit the host or another container: "
+            "give it a network of its own, or leave it out of the selector",
+        )
+
+
+def _host_peer(name: str, enter: tuple[str, ...]) -> str:
+    """The host end of the container's eth0 veth pair, checked to be a veth on a bridge (never the
+    host's own interface). The peer's index comes from `eth0@ifN` as seen inside the namespace:
+    sysfs would show the host's own eth0, since nsenter does not change the mount namespace."""
+    inside = subprocess.run(
+        [*enter, "ip", "-o", "link", "show", "dev", "eth0"], capture_output=True, text=True
+    )
+    peer = re.search(r"^\d+: eth0@if(\d+):", inside.stdout)
+    if peer is None:
+        raise RunAborted(
+            f"container {name} has no eth0 paired with a host interface", hint="is it on a bridge network?"
+        )
+    for line in subprocess.run(
+        ["ip", "-o", "-d", "link", "show"], capture_output=True, text=True
+    ).stdout.splitlines():
+        number, _, rest = line.partition(":")
+        if number.strip() == peer.group(1):
+            host = rest.split(":")[0].strip().split("@")[0]
+            if re.search(r"\bveth\b", line) and " master " in line:
+                return host
+            raise RunAborted(f"the host end of {name}'s eth0 is {host}, which is not a veth on a bridge")
+    raise RunAborted(f"no host interface with index {peer.group(1)} (the peer of {name}'s eth0)")

@@ -20,6 +20,7 @@ from .docker_target import DockerTarget
 from .errors import ExitCode, RunAborted
 from .faults import Fault, FaultRecord, build_fault
 from .faults.aftermath import TargetLost
+from .faults.base import FaultError
 from .guards import GuardTrip, GuardTripped, GuardWatch
 from .ledger import Ledger
 from .load.runner import LoadRunner
@@ -253,7 +254,12 @@ class Engine:
         fault = self.faults[index]
         if fault.reversible:
             self.applied.add(index)  # before it acts: a half-applied fault is reverted too
-        self._record(fault.apply(self.target))
+        try:
+            records = fault.apply(self.target)
+        except FaultError as error:  # part-way: what it did is reverted below, and reported
+            self._record(error.records)
+            raise
+        self._record(records)
 
     def _revert(self, index: int) -> None:
         if index not in self.applied:
@@ -265,6 +271,10 @@ class Engine:
             self.applied.discard(index)
             self._record(lost.records)
             raise
+        except FaultError as error:  # reverted in part: report that part; clean-up tries the rest again
+            self._record(error.records)
+            self.timeline.add("fault", "revert-failed", fault.label, error=str(error))
+            raise RunAborted(f"could not revert fault #{index + 1} {fault.label}: {error}") from error
         except Exception as error:
             self.timeline.add("fault", "revert-failed", fault.label, error=repr(error))
             self.progress.event(f"! could not revert {fault.label}: {error!r}")

@@ -30,6 +30,7 @@ ALREADY_GONE = (
     "Cannot delete qdisc with handle of zero",
     "Cannot open network namespace",
     "reassociate to namespace",  # nsenter: the path no longer names a namespace (its container restarted)
+    "0 flow entries have been deleted",  # conntrack -D: no flow to forget
 )
 
 
@@ -103,7 +104,10 @@ class Ledger:
 def undo(action: dict[str, Any]) -> str | None:
     """Carry out one undo action; None when done (or already gone), else what went wrong."""
     if action["kind"] == "command":
-        result = subprocess.run(action["argv"], capture_output=True, text=True, timeout=30)
+        try:
+            result = subprocess.run(action["argv"], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{' '.join(action['argv'])}: {error}"
         if result.returncode == 0 or any(text in result.stderr for text in ALREADY_GONE):
             return None
         return f"{' '.join(action['argv'])}: {result.stderr.strip()[:200]}"

@@ -19,6 +19,7 @@ from conftest import LOCUSTFILE, gameday, start_run, wait_for_line
 from docker_support import address, answers, docker_client_or_reason, labelled, run_web_containers, wait_until
 
 from chaoslib_ext.docker_target import DockerTarget
+from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.faults import build_fault
 from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.spec import load_experiment
@@ -41,20 +42,22 @@ load: {{locustfile: {locustfile}, host: "${{host}}", users: 2}}
 slo: {{availability: 99%}}
 phases: {{warmup: 1s, baseline: 2s, fault: {fault}, recovery: 2s}}
 faults:
-  - {kind}: {{selector: {{labels: {{role: front}}}}, names: ["gdtest-*-back-*"], seed: 7{extra}}}
+  - {kind}: {{selector: {{labels: {{role: {role}}}}}, names: ["gdtest-*-back-*"], seed: 7{extra}}}
 """
 
-# Runs with the host's Python inside a container's network namespace: sequential A queries to the
-# container's resolver, each reply (or its absence) tallied as RCODE or RCODE=address, and the
-# slowest reply's time.
+# Runs with the host's Python inside a container's network namespace. For each line "NAME COUNT"
+# on stdin: COUNT sequential A queries to the container's resolver from one socket (the same one
+# for the life of the process, as a long-running client would), each reply (or its absence)
+# tallied as RCODE or RCODE=address, and the slowest reply's time, as a JSON line.
 LOOKUPS = """
 import json, socket, sys, time
 from dnslib import DNSRecord, RCODE
-name, count = sys.argv[1], int(sys.argv[2])
-tally, slowest = {}, 0.0
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-    sock.settimeout(1.0)
-    for _ in range(count):
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.settimeout(1.0)
+for line in sys.stdin:
+    name, count = line.split()
+    tally, slowest = {}, 0.0
+    for _ in range(int(count)):
         question = DNSRecord.question(name)
         started = time.monotonic()
         sock.sendto(question.pack(), ("127.0.0.11", 53))
@@ -68,8 +71,33 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             key = "no answer"
         slowest = max(slowest, time.monotonic() - started)
         tally[key] = tally.get(key, 0) + 1
-print(json.dumps({"tally": tally, "slowest": slowest}))
+    print(json.dumps({"tally": tally, "slowest": slowest}), flush=True)
 """
+
+
+class Client:
+    """A long-lived resolver client inside a container's network namespace."""
+
+    def __init__(self, container) -> None:
+        self.process = subprocess.Popen(
+            ["nsenter", f"--net={sandbox(container)}", sys.executable, "-c", LOOKUPS],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def lookups(self, name: str, count: int) -> tuple[dict[str, int], float]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{name} {count}\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        assert line, "the lookup client died"
+        found = json.loads(line)
+        return found["tally"], found["slowest"]
+
+    def close(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -87,11 +115,16 @@ def stack(label):
     return front, back
 
 
-def lookups(container, name: str, count: int) -> tuple[dict[str, int], float]:
+def sandbox(container) -> str:
     container.reload()
-    netns = container.attrs["NetworkSettings"]["SandboxKey"]
+    return container.attrs["NetworkSettings"]["SandboxKey"]
+
+
+def lookups(container, name: str, count: int) -> tuple[dict[str, int], float]:
+    """`count` lookups from a fresh client (a new socket) in the container's namespace."""
     result = subprocess.run(
-        ["nsenter", f"--net={netns}", sys.executable, "-c", LOOKUPS, name, str(count)],
+        ["nsenter", f"--net={sandbox(container)}", sys.executable, "-c", LOOKUPS],
+        input=f"{name} {count}\n",
         capture_output=True,
         text=True,
         timeout=120,
@@ -102,22 +135,28 @@ def lookups(container, name: str, count: int) -> tuple[dict[str, int], float]:
 
 
 def redirects(container) -> list[str]:
-    container.reload()
-    netns = container.attrs["NetworkSettings"]["SandboxKey"]
     rules = subprocess.run(
-        ["nsenter", f"--net={netns}", "iptables-save", "-t", "nat"], capture_output=True, text=True
-    ).stdout
-    return [line for line in rules.splitlines() if "gameday:" in line]
+        ["nsenter", f"--net={sandbox(container)}", "iptables-save", "-t", "nat"],
+        capture_output=True,
+        text=True,
+    )
+    assert rules.returncode == 0 and "*nat" in rules.stdout, rules.stderr
+    return [line for line in rules.stdout.splitlines() if "gameday:" in line]
 
 
-def experiment_path(tmp_path: Path, kind: str, fault: str = "3s", extra: str = "") -> Path:
+def experiment_path(
+    tmp_path: Path, kind: str, fault: str = "3s", extra: str = "", role: str = "front"
+) -> Path:
     path = tmp_path / f"{kind}.yaml"
-    path.write_text(EXPERIMENT.format(kind=kind, locustfile=LOCUSTFILE, fault=fault, extra=extra))
+    text = EXPERIMENT.format(kind=kind, locustfile=LOCUSTFILE, fault=fault, extra=extra, role=role)
+    path.write_text(text)
     return path
 
 
-def driver(tmp_path: Path, kind: str, label: str, extra: str) -> tuple[object, DockerTarget, Ledger]:
-    experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra), {"label": label})
+def driver(
+    tmp_path: Path, kind: str, label: str, extra: str, role: str = "front"
+) -> tuple[object, DockerTarget, Ledger]:
+    experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra, role=role), {"label": label})
     ledger = Ledger.create(f"docker-dns-{label}-{kind}", tmp_path / "state")
     target = DockerTarget(experiment, Timeline(), ledger)
     return build_fault(0, experiment.faults[0], 7), target, ledger
@@ -128,23 +167,27 @@ def test_dns_error_fails_the_named_share_of_a_containers_lookups_and_revert_rest
 ):
     front, back = stack
     real = f"NOERROR={address(back)}"
-    assert lookups(front, back.name, 20)[0] == {real: 20}
-    fault, target, ledger = driver(tmp_path, "dns-error", label, ", rcode: SERVFAIL, probability: 40%")
+    client = Client(front)  # one socket throughout: its flow to the resolver exists before the fault
     try:
-        [record] = fault.apply(target)
-        assert record.target == front.name and record.detail["upstream"] == "127.0.0.11"
-        assert len(redirects(front)) == 1 and len(ledger.pending) == 1
-        tally, _ = lookups(front, back.name, 1000)
-        spread = 3.29 * (1000 * 0.4 * 0.6) ** 0.5  # binomial, 99.9 %
-        assert 400 - spread <= tally.get("SERVFAIL", 0) <= 400 + spread, tally
-        assert set(tally) == {"SERVFAIL", real}, tally  # the rest are the true answer, forwarded
-        assert lookups(front, front.name, 20)[0] == {f"NOERROR={address(front)}": 20}  # not named
-        assert lookups(back, back.name, 20)[0] == {real: 20}  # not selected
-        [reverted] = fault.revert(target)
+        assert client.lookups(back.name, 20)[0] == {real: 20}
+        fault, target, ledger = driver(tmp_path, "dns-error", label, ", rcode: SERVFAIL, probability: 40%")
+        try:
+            [record] = fault.apply(target)
+            assert record.target == front.name and record.detail["upstream"] == "127.0.0.11"
+            assert len(redirects(front)) == 1 and len(ledger.pending) == 2  # the redirect, the flows
+            tally, _ = client.lookups(back.name, 1000)
+            spread = 3.29 * (1000 * 0.4 * 0.6) ** 0.5  # binomial, 99.9 %
+            assert 400 - spread <= tally.get("SERVFAIL", 0) <= 400 + spread, tally
+            assert set(tally) == {"SERVFAIL", real}, tally  # the rest are the true answer, forwarded
+            assert lookups(front, front.name, 20)[0] == {f"NOERROR={address(front)}": 20}  # not named
+            assert lookups(back, back.name, 20)[0] == {real: 20}  # not selected
+            [reverted] = fault.revert(target)
+        finally:
+            target.stop()
+        assert reverted.action == "revert" and reverted.detail["matched"] == 1000
+        assert client.lookups(back.name, 50)[0] == {real: 50}  # the same socket is let go of
     finally:
-        target.stop()
-    assert reverted.action == "revert" and reverted.detail["matched"] == 1000
-    assert lookups(front, back.name, 50)[0] == {real: 50}
+        client.close()
     assert redirects(front) == [] and ledger.pending == {}
 
 
@@ -171,25 +214,56 @@ def test_spoof_and_delay_are_what_the_containers_own_tools_see(tmp_path, label, 
     assert 0.4 <= slowest_during < 1.0 and slowest_after < 0.2, (slowest_during, slowest_after)
 
 
-def test_a_container_restarted_during_a_dns_fault_is_reported_and_left_clean(tmp_path, label, stack):
+def test_a_restart_between_two_dns_faults_loses_the_first_not_the_second(tmp_path, label, stack):
     front, back = stack
-    fault, target, ledger = driver(tmp_path, "dns-error", label, "")
+    first, target, ledger = driver(tmp_path, "dns-error", label, "")
+    spec = first.spec
+    second = build_fault(1, spec, 8)
     try:
-        fault.apply(target)
+        first.apply(target)
         assert lookups(front, back.name, 3)[0] == {"SERVFAIL": 3}
-        front.restart(timeout=1)
-        [record] = fault.revert(target)
+        front.restart(timeout=1)  # a new namespace: the first fault's redirect went with the old one
+        assert lookups(front, back.name, 3)[0] == {f"NOERROR={address(back)}": 3}
+        second.apply(target)  # the same container, started again: a server in its new namespace
+        assert lookups(front, back.name, 3)[0] == {"SERVFAIL": 3}
+        [lost] = first.revert(target)
+        assert lookups(front, back.name, 3)[0] == {"SERVFAIL": 3}  # the second fault is untouched
+        [reverted] = second.revert(target)
     finally:
         target.stop()
-    assert record.action == "restarted" and record.target == front.name
+    assert (lost.action, lost.target, reverted.action) == ("restarted", front.name, "revert")
     assert redirects(front) == [] and ledger.pending == {}
     assert lookups(front, back.name, 5)[0] == {f"NOERROR={address(back)}": 5}
+
+
+def test_a_container_on_the_host_network_is_refused_and_the_host_is_untouched(tmp_path, label, stack):
+    image = stack[0].image
+    CLIENT.containers.run(
+        image,
+        ["sleep", "300"],
+        detach=True,
+        name=f"gdtest-{label}-hostnet",
+        network_mode="host",
+        labels={"gameday.test": label, "role": "hostnet"},
+    )
+    host_rules = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True)
+    fault, target, ledger = driver(tmp_path, "dns-error", label, "", role="hostnet")
+    try:
+        with pytest.raises(RunAborted, match=r"has no network namespace of its own \(network mode 'host'\)"):
+            fault.apply(target)
+    finally:
+        target.stop()
+    after = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=True)
+    assert "gameday:" not in after.stdout and ledger.pending == {}
+    assert len(after.stdout.splitlines()) == len(host_rules.stdout.splitlines())
 
 
 def test_sigkill_during_a_dns_fault_then_recover_gives_the_container_its_resolver_back(
     tmp_path, label, stack
 ):
     front, back = stack
+    client = Client(front)
+    assert client.lookups(back.name, 1)[0] == {f"NOERROR={address(back)}": 1}
     process, lines = start_run(
         experiment_path(tmp_path, "dns-error", fault="30s"),
         tmp_path / "reports",
@@ -203,14 +277,17 @@ def test_sigkill_during_a_dns_fault_then_recover_gives_the_container_its_resolve
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-    assert len(redirects(front)) == 1
-    assert lookups(front, back.name, 2)[0] == {"no answer": 2}  # redirected to a server that died
-    [state] = ledgers()
-    assert not state.alive
-    recovered = gameday("recover")
-    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
-    assert redirects(front) == [] and ledgers() == []
-    assert lookups(front, back.name, 3)[0] == {f"NOERROR={address(back)}": 3}
+    try:
+        assert len(redirects(front)) == 1
+        assert client.lookups(back.name, 2)[0] == {"no answer": 2}  # redirected to a server that died
+        [state] = ledgers()
+        assert not state.alive
+        recovered = gameday("recover")
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+        assert redirects(front) == [] and ledgers() == []
+        assert client.lookups(back.name, 3)[0] == {f"NOERROR={address(back)}": 3}  # also the old socket
+    finally:
+        client.close()
 
 
 def test_plan_lists_the_containers_whose_lookups_are_hit(tmp_path, label, stack):

@@ -7,6 +7,8 @@ import os
 import signal
 import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -213,9 +215,48 @@ def test_network_faults_inside_a_container_are_seen_from_the_host_and_reverted(t
         ["nsenter", "-t", str(back.attrs["State"]["Pid"]), "-n", "iptables-save"],
         capture_output=True,
         text=True,
-    ).stdout
-    assert "gameday:" not in rules
+    )
+    assert rules.returncode == 0 and "*filter" in rules.stdout, rules.stderr
+    assert "gameday:" not in rules.stdout
     assert ledger.pending == {}
+
+
+def qdiscs(device: str) -> str:
+    shown = subprocess.run(["tc", "qdisc", "show", "dev", device], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="network faults in containers need root (nsenter, tc)")
+def test_bandwidth_on_a_container_shapes_its_own_veth_pair_and_never_the_hosts_interfaces(tmp_path, label):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    ip = address(back)
+    wait_until(lambda: answers(ip))
+    made = back.exec_run(["sh", "-c", "dd if=/dev/zero of=/www/blob bs=1000 count=300"])
+    assert made.exit_code == 0, made.output
+    # the host end of the container's eth0, read inside the container (its own sysfs)
+    peer_index = back.exec_run(["cat", "/sys/class/net/eth0/iflink"]).output.decode().strip()
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(":")[0]: line.split(":")[1].strip().split("@")[0] for line in links.splitlines()}
+    host_veth = names.pop(peer_index)
+    others = list(names.values())
+    before = {device: qdiscs(device) for device in others}
+    fault, target, ledger = driver(
+        tmp_path, "network-bandwidth", label, extra=", rate: 100KB/s, direction: both"
+    )
+    fault.apply(target)
+    try:
+        assert "tbf" in qdiscs(host_veth)
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"http://{ip}:8080/blob", timeout=30) as response:
+            size = len(response.read())
+        rate = size / (time.perf_counter() - started)
+        assert {device: qdiscs(device) for device in others} == before  # the host's own: untouched
+    finally:
+        fault.revert(target)
+    assert size == 300_000 and abs(rate - 100_000) <= 0.15 * 100_000, rate
+    assert "tbf" not in qdiscs(host_veth) and ledger.pending == {}
 
 
 @pytest.mark.root

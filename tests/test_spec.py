@@ -257,12 +257,14 @@ def test_validate_command_exit_codes_and_no_traceback(experiment_file, tmp_path)
 
 def test_docker_label_values_are_text_even_when_yaml_or_a_var_reads_them_as_numbers(experiment_file):
     docker = MINIMAL.replace("version: 1\n", "version: 1\nvariables: {build: x}\n") + (
-        "target: {driver: docker, allow: {labels: {build: '${build}', canary: true}}}\n"
+        "target: {driver: docker, allow: {labels: {build: '${build}', canary: 'true'}}}\n"
         "faults:\n  - container-stop: {selector: {labels: {port: 8080}}, count: 1}\n"
     )
     experiment = load_experiment(experiment_file(docker), {"build": 62865287})
     assert experiment.allow.labels == {"build": "62865287", "canary": "true"}
     assert experiment.faults[0].params.selector.labels == {"port": "8080"}
+    [error] = errors_of(experiment_file(docker.replace("canary: 'true'", "canary: yes")))
+    assert "target.allow.labels.canary: expected a label value" in error and "quote values" in error
 
 
 def test_dns_faults_select_containers_only_with_the_docker_driver(experiment_file):

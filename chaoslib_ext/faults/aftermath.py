@@ -11,15 +11,14 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..errors import RunAborted
-from .base import Fault, FaultRecord
+from .base import Fault, FaultError, FaultRecord
 
 
-class TargetLost(RunAborted):
+class TargetLost(FaultError):
     """A container a fault held exited or was removed before the fault ended."""
 
     def __init__(self, message: str, records: list[FaultRecord], hint: str) -> None:
-        super().__init__(message, hint=hint)
-        self.records = records  # what the revert did, to be reported even though the run aborts
+        super().__init__(RunAborted(message, hint=hint), records)
 
 
 class ContainerTracker(Protocol):
@@ -29,13 +28,13 @@ class ContainerTracker(Protocol):
 def settle(
     fault: Fault, target: ContainerTracker, outcomes: list[tuple[Any, dict[str, Any]]]
 ) -> list[FaultRecord]:
-    """Records for a reverted fault, one per (container instance, what the revert found there)."""
+    """Records for a reverted fault, one per (container instance, what the revert found there);
+    pass them to raise_if_lost."""
     records = []
     for instance, detail in outcomes:
         fate, facts = target.fate(instance)
         action = "revert" if fate == "running" else fate
         records.append(fault.record(action, instance.name, {**detail, **facts}))
-    raise_if_lost(fault, records)
     return records
 
 

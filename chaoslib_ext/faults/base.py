@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..errors import RunAborted
 from ..spec.model import FaultSpec
 
 
@@ -22,6 +23,14 @@ class FaultRecord:
     action: str
     target: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+class FaultError(RunAborted):
+    """A fault failed part-way: what it did before (its records) still belongs in the report."""
+
+    def __init__(self, error: RunAborted, records: list[FaultRecord]) -> None:
+        super().__init__(error.message, where=error.where, hint=error.hint)
+        self.records = records
 
 
 class Pod(Protocol):

@@ -15,7 +15,7 @@ from ..errors import RunAborted
 from ..ledger import Ledger
 from ..spec.model import ContainerFault, ContainerSelector
 from .aftermath import raise_if_lost
-from .base import Fault, FaultRecord, selection_size
+from .base import Fault, FaultError, FaultRecord, selection_size
 
 UNDO = {"container-stop": "start", "container-pause": "unpause"}
 
@@ -46,10 +46,11 @@ class ContainerFaultAction(Fault):
                 detail = self._act(container, params, target.ledger)
                 container.reload()
             except (APIError, NotFound) as error:
-                raise RunAborted(
+                failure = RunAborted(
                     f"{self.spec.kind} on {container.name} failed: {error.explanation or error}",
                     where=str(self.spec.where),
-                ) from None
+                )
+                raise FaultError(failure, records) from None
             records.append(
                 self.record(
                     self.spec.kind.removeprefix("container-"),

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ..docker_target import ContainerInstance
+from ..errors import RunAborted
 from ..network.container_dns import ContainerResolver
 from ..network.dns import DnsRule, FaultDnsServer
 from ..spec.model import ContainerSelector, DnsFault
-from .aftermath import ContainerTracker, settle
-from .base import Fault, FaultRecord, selection_size
+from .aftermath import ContainerTracker, raise_if_lost, settle
+from .base import Fault, FaultError, FaultRecord, selection_size
 
 
 class DnsTarget(Protocol):
@@ -19,13 +20,13 @@ class DnsTarget(Protocol):
 
 
 class ContainerDnsTarget(ContainerTracker, Protocol):
-    def containers(self, selector: ContainerSelector, where: str) -> list[Any]: ...
+    def containers(self, selector: ContainerSelector, where: str, own_network: bool = False) -> list[Any]: ...
 
-    def acquire_resolver(self, container: Any) -> ContainerResolver: ...
+    def acquire_resolver(self, instance: ContainerInstance, resolv_conf: str) -> ContainerResolver: ...
 
-    def release_resolver(self, container: Any) -> None: ...
+    def release_resolver(self, instance: ContainerInstance) -> None: ...
 
-    def resolver_of(self, container: Any) -> ContainerResolver: ...
+    def resolver_of(self, instance: ContainerInstance) -> ContainerResolver: ...
 
 
 class DnsFaultAction(Fault):
@@ -33,7 +34,7 @@ class DnsFaultAction(Fault):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.containers: list[tuple[Any, ContainerInstance]] = []  # docker: whose lookups it hits
+        self.instances: list[ContainerInstance] = []  # docker: the containers whose lookups it hits
 
     @property
     def rule_id(self) -> str:
@@ -64,21 +65,20 @@ class DnsFaultAction(Fault):
     def _apply_in_containers(self, target: ContainerDnsTarget) -> list[FaultRecord]:
         params = self.params
         assert params.selector is not None
-        found = target.containers(params.selector, str(self.spec.where))
+        found = target.containers(params.selector, str(self.spec.where), own_network=True)
         size = selection_size(params.count, params.percent, len(found), default=len(found))
         chosen = sorted(self.rng.sample(found, size), key=lambda c: c.name)
-        records = []
+        records: list[FaultRecord] = []
         for container in chosen:
-            resolver = target.acquire_resolver(container)
-            self.containers.append((container, ContainerInstance.of(container)))
+            instance = ContainerInstance.of(container)
+            try:
+                resolver = target.acquire_resolver(instance, container.attrs["ResolvConfPath"])
+            except RunAborted as error:
+                raise FaultError(error, records) from None
+            self.instances.append(instance)
             resolver.server.add(self.rule_id, self.rule(), seed=self.rng.randrange(2**31))
-            records.append(
-                self.record(
-                    "inject",
-                    container.name,
-                    {"names": list(params.patterns), "dns": resolver.address, "upstream": resolver.upstream},
-                )
-            )
+            detail = {"names": list(params.patterns), "dns": resolver.address, "upstream": resolver.upstream}
+            records.append(self.record("inject", container.name, detail))
         return records
 
     def revert(self, target: Any) -> list[FaultRecord]:
@@ -88,10 +88,20 @@ class DnsFaultAction(Fault):
         return [self.record("revert", ",".join(self.params.patterns), hits)]
 
     def _revert_in_containers(self, target: ContainerDnsTarget) -> list[FaultRecord]:
-        outcomes = []
-        for container, instance in self.containers:
-            hits = target.resolver_of(container).server.remove(self.rule_id)
-            target.release_resolver(container)
+        """Each container on its own: one that cannot be put back stays listed for the clean-up
+        to try again, and does not keep the others from being put back."""
+        outcomes, problems = [], []
+        for instance in list(self.instances):
+            hits = target.resolver_of(instance).server.remove(self.rule_id)
+            try:
+                target.release_resolver(instance)
+            except RunAborted as error:
+                problems.append(error)
+                continue
+            self.instances.remove(instance)
             outcomes.append((instance, hits))
-        self.containers = []
-        return settle(self, target, outcomes)
+        records = settle(self, target, outcomes)
+        if problems:
+            raise FaultError(problems[0], records)
+        raise_if_lost(self, records)
+        return records

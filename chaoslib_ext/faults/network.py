@@ -10,8 +10,8 @@ from ..ledger import Ledger, undo
 from ..network.kernel import KernelRule, KernelTarget, fault_rules, run
 from ..network.proxy import FaultProxy, Toxic
 from ..spec.model import NetworkFault
-from .aftermath import ContainerTracker, settle
-from .base import Fault, FaultRecord, selection_size
+from .aftermath import ContainerTracker, raise_if_lost, settle
+from .base import Fault, FaultError, FaultRecord, selection_size
 
 
 class NetworkTarget(Protocol):
@@ -81,7 +81,7 @@ class NetworkFaultAction(Fault):
         records = []
         for hit in chosen:
             namespace = hit.namespace
-            comment = f"gameday:{target.ledger.run_id[:15]}:{self.toxic_id}"
+            comment = f"gameday:{target.ledger.run_id}:{self.toxic_id}"
             rules = fault_rules(
                 namespace,
                 self.spec.kind,
@@ -101,9 +101,9 @@ class NetworkFaultAction(Fault):
                 )
                 try:
                     run(rule.add)
-                except RunAborted:
+                except RunAborted as error:
                     target.ledger.done(entry)  # not added, so never deleted (it may be another fault's)
-                    raise
+                    raise FaultError(error, records) from None
                 self.kernel_rules.append((entry, rule))
             self.kernel_hits.append(hit)
             records.append(
@@ -132,7 +132,9 @@ class NetworkFaultAction(Fault):
         hits, self.kernel_hits = self.kernel_hits, []
         if any(hit.instance is not None for hit in hits):  # containers: say what became of each
             tracker = cast(ContainerTracker, target)  # only the docker target finds instances
-            return settle(self, tracker, [(hit.instance, {"path": "kernel"}) for hit in hits])
+            records = settle(self, tracker, [(hit.instance, {"path": "kernel"}) for hit in hits])
+            raise_if_lost(self, records)
+            return records
         return [self.record("revert", hit.name, {"path": "kernel"}) for hit in hits]
 
     def _revert_proxies(self) -> list[FaultRecord]:

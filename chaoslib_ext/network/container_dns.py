@@ -85,49 +85,79 @@ class ContainerResolver:
         self.name = name
         self.ledger = ledger
         self.upstream = first_nameserver(resolv_conf)
-
-        def sockets() -> tuple[socket.socket, socket.socket]:
-            listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            listen.bind(("127.0.0.1", 0))
-            forward = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            forward.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, FORWARD_MARK)
-            forward.connect((self.upstream, 53))
-            return listen, forward
-
-        listen, forward = in_network_namespace(netns, sockets)
-        self.forwarder = Forwarder(hub, forward)
-        self.server = FaultDnsServer(hub, listen, self.forwarder)
+        listen, forward = self._sockets(netns)
+        try:
+            self.forwarder = Forwarder(hub, forward)
+            self.server = FaultDnsServer(hub, listen, self.forwarder)
+        except BaseException:
+            listen.close()
+            forward.close()
+            raise
+        enter = ["nsenter", f"--net={netns}"]
         rule = [
             *("OUTPUT", "-p", "udp", "--dport", "53", "-m", "mark", "!", "--mark", str(FORWARD_MARK)),
-            *("-m", "comment", "--comment", f"gameday:{ledger.run_id[:15]}:dns"),
+            *("-m", "comment", "--comment", f"gameday:{ledger.run_id}:dns"),
             *("-j", "REDIRECT", "--to-ports", str(self.server.port)),
         ]
-        enter = ["nsenter", f"--net={netns}", "iptables", "-t", "nat"]
-        self._undo = {"kind": "command", "argv": [*enter, "-D", *rule]}
-        self._entry: int | None = ledger.record(f"DNS redirect in {name}", self._undo)
+        # nat only sees a flow's first packet: forget the container's DNS flows after each change,
+        # so that a client that keeps its socket is redirected now, and let go of afterwards.
+        self._forget = {"kind": "command", "argv": [*enter, "conntrack", "-D", "-p", "udp", "--dport", "53"]}
+        self._unredirect = {"kind": "command", "argv": [*enter, "iptables", "-t", "nat", "-D", *rule]}
+        self._entries = [
+            ledger.record(f"DNS flows in {name}", self._forget),  # undone last: after the rule is gone
+            ledger.record(f"DNS redirect in {name}", self._unredirect),
+        ]
         try:
-            run([*enter, "-I", *rule])
+            run([*enter, "iptables", "-t", "nat", "-I", *rule])
         except RunAborted:
-            ledger.done(self._entry)
-            self._entry = None
+            for entry in self._entries:
+                ledger.done(entry)
+            self._entries = []
             self._close_sockets()
             raise
+        undo(self._forget)
+
+    def _sockets(self, netns: str) -> tuple[socket.socket, socket.socket]:
+        def make() -> tuple[socket.socket, socket.socket]:
+            listen = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                listen.bind(("127.0.0.1", 0))
+                forward = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    forward.setsockopt(socket.SOL_SOCKET, socket.SO_MARK, FORWARD_MARK)
+                    forward.connect((self.upstream, 53))
+                except BaseException:
+                    forward.close()
+                    raise
+            except BaseException:
+                listen.close()
+                raise
+            return listen, forward
+
+        try:
+            return in_network_namespace(netns, make)
+        except OSError as error:
+            raise RunAborted(
+                f"cannot set up DNS in container {self.name}: {error.strerror or error}",
+                hint=f"its resolver {self.upstream} must be reachable from inside it",
+            ) from None
 
     @property
     def address(self) -> str:
         return f"{self.name}:127.0.0.1:{self.server.port}"
 
     def close(self) -> None:
-        """Take the redirect out (the container's lookups go straight to its resolver again)."""
-        try:
-            if self._entry is not None:
-                problem = undo(self._undo)
+        """Take the redirect out (the container's lookups go straight to its resolver again). If
+        that fails, the server keeps answering, so the container's lookups still work meanwhile."""
+        if self._entries:
+            forget, unredirect = self._entries
+            for entry, action in ((unredirect, self._unredirect), (forget, self._forget)):
+                problem = undo(action)
                 if problem is not None:
                     raise RunAborted(f"could not remove the DNS redirect in {self.name}: {problem}")
-                self.ledger.done(self._entry)
-                self._entry = None
-        finally:
-            self._close_sockets()
+                self.ledger.done(entry)
+            self._entries = []
+        self._close_sockets()
 
     def _close_sockets(self) -> None:
         self.hub.call(self.server.close)

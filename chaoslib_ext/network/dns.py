@@ -12,6 +12,7 @@ import asyncio
 import fnmatch
 import ipaddress
 import random
+import secrets
 import socket
 import struct
 from collections import Counter
@@ -181,16 +182,16 @@ def addressed_reply(query: DNSRecord, addresses: list[str] | None) -> bytes:
 
 class Forwarder(asyncio.DatagramProtocol):
     """The upstream inside a container: its own resolver, over one socket connected to it. Replies
-    are relayed byte for byte; queries carry transaction ids of the forwarder's own, since two
-    clients may pick the same one."""
+    are relayed as received but for the transaction id: queries carry random ids of the
+    forwarder's own (two clients may pick the same one), and a reply counts only if its id and
+    question match what was sent."""
 
     TIMEOUT_SECONDS = 5.0
 
     def __init__(self, hub: FaultHub, sock: socket.socket) -> None:
         host, port = sock.getpeername()
         self.upstream = f"{host}:{port}"
-        self._pending: dict[int, asyncio.Future[bytes]] = {}
-        self._next_id = random.randrange(65536)
+        self._pending: dict[int, tuple[bytes, asyncio.Future[bytes]]] = {}  # id: (question, reply)
         self._transport: asyncio.DatagramTransport | None = None
 
         async def open_endpoint() -> None:
@@ -203,14 +204,16 @@ class Forwarder(asyncio.DatagramProtocol):
         self._transport = transport  # type: ignore[assignment]  # a datagram transport
 
     async def answer(self, query: DNSRecord) -> bytes | None:
-        if self._transport is None or len(self._pending) >= 65536:
+        if self._transport is None or len(self._pending) > 60_000:
             return None
-        while self._next_id in self._pending:
-            self._next_id = (self._next_id + 1) % 65536
-        ident, self._next_id = self._next_id, (self._next_id + 1) % 65536
+        ident = secrets.randbelow(65536)
+        while ident in self._pending:
+            ident = secrets.randbelow(65536)
+        packet = struct.pack("!H", ident) + query.pack()[2:]
+        question = DNSRecord(q=query.q).pack()[12:]  # the question section alone, as sent
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._pending[ident] = future
-        self._transport.sendto(struct.pack("!H", ident) + query.pack()[2:])
+        self._pending[ident] = (question, future)
+        self._transport.sendto(packet)
         try:
             reply = await asyncio.wait_for(future, self.TIMEOUT_SECONDS)
         except TimeoutError:
@@ -222,8 +225,8 @@ class Forwarder(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if len(data) < 12:
             return
-        future = self._pending.get(struct.unpack("!H", data[:2])[0])
-        if future is not None and not future.done():
+        question, future = self._pending.get(struct.unpack("!H", data[:2])[0], (b"", None))
+        if future is not None and not future.done() and data[12 : 12 + len(question)] == question:
             future.set_result(data)
 
     def close(self) -> None:

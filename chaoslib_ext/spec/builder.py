@@ -394,7 +394,11 @@ class Builder:
                 "network-latency in a container needs sch_netem, which this kernel lacks",
                 "use loss, reset, bandwidth or partition on containers here",
             )
-        self.need_root(path, "network faults in containers need root (nsenter, iptables, tc)")
+        self.need_root(
+            path,
+            "network faults in containers need root (nsenter, iptables, tc)",
+            ("nsenter", "iptables", "ip", "tc"),
+        )
         selector = spec.get("selector", {})
         fault = self.network_fault(
             kind,
@@ -478,7 +482,11 @@ class Builder:
     def dns_fault(self, path: tuple[str | int, ...], spec: dict[str, Any]) -> DnsFault:
         if self.driver == "docker":
             self.need_container_selector(path, spec, "a DNS fault")
-            self.need_root(path, "DNS faults in containers need root (setns, nsenter, iptables)")
+            self.need_root(
+                path,
+                "DNS faults in containers need root (setns, nsenter, iptables, conntrack)",
+                ("nsenter", "iptables", "conntrack"),
+            )
         elif "selector" in spec or "count" in spec or "percent" in spec:
             field = next(key for key in ("selector", "count", "percent") if key in spec)
             self.error(
@@ -506,9 +514,16 @@ class Builder:
                 "write selector: {labels: {...}} or {name: ...}",
             )
 
-    def need_root(self, path: tuple[str | int, ...], message: str) -> None:
+    def need_root(self, path: tuple[str | int, ...], message: str, programs: tuple[str, ...]) -> None:
         if not is_root():
             self.error(path, message, "run gameday as root")
+        missing = [program for program in programs if shutil.which(program) is None]
+        if missing:
+            self.error(
+                path,
+                f"{message}; not found: {', '.join(missing)}",
+                "install them (Debian: apt-get install util-linux iproute2 iptables conntrack)",
+            )
 
 
 def container_selector(selector: dict[str, Any]) -> ContainerSelector:
@@ -516,7 +531,5 @@ def container_selector(selector: dict[str, Any]) -> ContainerSelector:
 
 
 def label_texts(labels: dict[str, Any]) -> dict[str, str]:
-    """Docker label values are text; an unquoted 8080 or true in YAML (or from --var) means "8080", "true"."""
-    return {
-        key: str(value).lower() if isinstance(value, bool) else str(value) for key, value in labels.items()
-    }
+    """Docker label values are text; an unquoted 8080 in YAML (or from --var) means "8080"."""
+    return {key: str(value) for key, value in labels.items()}
