@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where reports/<run-id>/ is written (default: ./reports)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output, only the summary")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run everything (services, load, steady state, phases, judging) but inject no fault",
+    )
 
     commands.add_parser(
         "recover",
@@ -89,6 +94,8 @@ def _validate(args: argparse.Namespace) -> ExitCode:
     for file in args.files:
         try:
             experiment = load_experiment(file, overrides)
+            if experiment.driver == "local":  # the docker driver needs the engine to know its targets
+                planned(experiment)
         except SpecErrors as errors:
             for error in errors.errors:
                 print(f"gameday: error: {error}", file=sys.stderr)
@@ -102,19 +109,28 @@ def _validate(args: argparse.Namespace) -> ExitCode:
 
 
 def _plan(args: argparse.Namespace) -> ExitCode:
-    from .plan import make_plan, render_plan
+    from .plan import render_plan
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
-    print(render_plan(make_plan(experiment, containers=container_resolver(experiment))))
+    print(render_plan(planned(experiment)))
     return ExitCode.HELD
+
+
+def planned(experiment: Any) -> Any:
+    """The experiment's plan, its targets resolved and its blast radius within target.max_share."""
+    from .blast import check_blast_radius
+    from .plan import make_plan
+
+    plan = make_plan(experiment, containers=container_resolver(experiment))
+    check_blast_radius(plan)
+    return plan
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
     from .engine import new_run_id
-    from .plan import make_plan
 
     experiment = load_experiment(args.file, parse_overrides(args.var))
-    plan = make_plan(experiment, containers=container_resolver(experiment))
+    plan = planned(experiment)
     left_behind = [state for state in ledgers() if not state.alive and state.pending]
     if left_behind:
         raise RunAborted(
@@ -145,7 +161,7 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
             where=str(report_dir),
             hint="choose another --report-dir",
         ) from None
-    engine = Engine(plan, run_id, report_dir, Progress(quiet=args.quiet))
+    engine = Engine(plan, run_id, report_dir, Progress(quiet=args.quiet), dry_run=args.dry_run)
     interrupted: list[str] = []
     ignored: list[str] = []
 
@@ -216,6 +232,8 @@ def summary(report: dict[str, Any], written: list[Path]) -> str:
     """The final words of a run: verdict, per-phase numbers, why, and where the report is."""
     headline = {"held": "SLO HELD", "violated": "SLO VIOLATED", "aborted": "ABORTED"}[report["verdict"]]
     lines = ["", f"{headline}: {report['experiment']['title']}  (exit code {report['exit_code']})"]
+    if report["dry_run"]:
+        lines.append("  dry run: no fault was injected")
     for phase in report["phases"]:
         state = (
             ""

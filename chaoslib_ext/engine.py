@@ -66,6 +66,7 @@ class RunResult:
     fault_records: list[FaultRecord] = field(default_factory=list)
     verdict: Verdict | None = None
     guard_trip: GuardTrip | None = None
+    dry_run: bool = False
 
     @property
     def exit_code(self) -> ExitCode:
@@ -86,11 +87,14 @@ def new_run_id(title: str, now: float | None = None) -> str:
 
 
 class Engine:
-    def __init__(self, plan: Plan, run_id: str, report_dir: Path, progress: Progress) -> None:
+    def __init__(
+        self, plan: Plan, run_id: str, report_dir: Path, progress: Progress, dry_run: bool = False
+    ) -> None:
         self.plan = plan
+        self.dry_run = dry_run  # everything but the injection: faults say what they would do
         self.experiment = plan.experiment
         self.progress = progress
-        self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline())
+        self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline(), dry_run=dry_run)
         self.timeline = self.result.timeline
         self.logs = report_dir / "logs"
         self.ledger: Ledger | None = None  # made when the run starts changing things
@@ -252,6 +256,11 @@ class Engine:
 
     def _apply(self, index: int) -> None:
         fault = self.faults[index]
+        if self.dry_run:
+            planned = self.plan.faults[index]
+            targets = ", ".join(planned.candidates) or "the run's DNS server"
+            self._record([fault.record("dry-run", targets, {"would": planned.description})])
+            return
         if fault.reversible:
             self.applied.add(index)  # before it acts: a half-applied fault is reverted too
         try:

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .blast import blast_radius
 from .faults.base import selection_size
 from .guards import describe as describe_guard
 from .network.dns import DNS_ZONE
@@ -254,6 +255,13 @@ def render_plan(plan: Plan) -> str:
         if fault.candidates:
             lines.append(f"     candidates: {', '.join(fault.candidates)}")
     lines += ["", "Objectives:"] + [f"  {text}" for text in objective_texts(experiment)]
+    limit = experiment.blast_limit
+    lines += ["", "Blast radius (targets held at once, at most):"]
+    lines += [f"  {radius.describe()}" for radius in blast_radius(plan)] or [
+        "  nothing: no fault holds a replica"
+    ]
+    if limit is not None:
+        lines.append(f"  limit: target.max_share {format_percent(limit.share)}")
     lines += ["", "Guards (abort and revert at once):"]
     lines += [f"  {describe_guard(guard)}" for guard in experiment.guards] or ["  none"]
     lines += ["", f"Total: {format_duration(plan.duration)} of load. Nothing was changed (dry run)."]

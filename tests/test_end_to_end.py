@@ -166,6 +166,21 @@ def test_a_guard_aborts_the_run_and_reverts_within_two_seconds_of_the_breach(tmp
     assert all(port_free(port) for port in ports_of(report))
 
 
+def test_a_dry_run_runs_everything_but_the_injection(tmp_path):
+    result, report = run_experiment(
+        REPO / "experiments" / "demo-kill-all-backends.yaml", tmp_path, *SHORT, *demo_ports(), "--dry-run"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # without the kills, the SLO holds
+    assert report["dry_run"] and "dry run: no fault was injected" in result.stdout
+    [dry] = report["faults"][0]["actions"]
+    assert dry["action"] == "dry-run" and dry["target"] == "backend-0, backend-1, backend-2"
+    assert "SIGKILL 100% of 3 live replica(s) of backend" in dry["detail"]["would"]
+    fault_phase = next(p for p in report["phases"] if p["name"] == "fault")
+    assert fault_phase["requests"] > 100 and fault_phase["availability"] == 1.0
+    assert not [e for e in report["timeline"] if e["action"] == "exited"]  # no replica died
+    assert all(port_free(port) for port in ports_of(report))
+
+
 def test_a_failing_steady_state_gate_injects_nothing(tmp_path):
     port = free_port_block(1)
     result, report = run_experiment(

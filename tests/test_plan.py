@@ -6,6 +6,7 @@ import socket
 
 from conftest import MINIMAL, REPO, free_port_block, gameday
 
+from chaoslib_ext.blast import blast_radius
 from chaoslib_ext.plan import make_plan
 from chaoslib_ext.spec import load_experiment
 
@@ -60,9 +61,13 @@ def test_plan_prints_targets_and_timeline_and_starts_nothing(experiment_file):
     assert "candidates: backend-0, backend-1, backend-2, backend-3" in out
     assert "availability >= 99%" in out
     assert "Nothing was changed (dry run)." in out
-    for offset in range(4):
-        with socket.socket() as probe:
-            assert probe.connect_ex(("127.0.0.1", port + offset)) != 0, "plan started a service"
+    assert "3 of 4 replicas of backend (75%) at once, at +12s (fault #1, #2)" in out  # the blast radius
+    assert not any(listening(port + offset) for offset in range(4)), "plan started a service"
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_plan_of_the_demo_matches_its_file():
@@ -100,3 +105,42 @@ faults:
         in latency.description
     )
     assert dns.description == "dns-error: NXDOMAIN for *.gameday.internal"
+
+
+def test_blast_radius_counts_killed_replicas_as_held_until_their_restart(experiment_file):
+    # 50 % of 4 every 4 s: with a 5 s restart delay the victims of +4 s are still down at +8 s
+    text = WITH_FAULTS.replace("PORT", "18400").replace(
+        "replicas: 4", "replicas: 4\n    restart: {delay: 5s}"
+    )
+    [radius] = blast_radius(make_plan(load_experiment(experiment_file(text))))
+    assert (radius.at_most, radius.of, radius.at, radius.faults) == (4, 4, 8, (1,))
+    quick = text.replace("delay: 5s", "delay: 1s")
+    [radius] = blast_radius(make_plan(load_experiment(experiment_file(quick))))
+    assert (radius.at_most, radius.at, radius.faults) == (3, 12, (1, 2))  # both faults fire at +12 s
+
+
+def test_a_plan_over_max_share_is_refused_before_anything_starts(experiment_file):
+    port = free_port_block(4)
+    text = WITH_FAULTS.replace("PORT", str(port)).replace(
+        "title: minimal", "title: m\ntarget: {max_share: 60%}"
+    )
+    path = experiment_file(text)
+    for command in ("validate", "plan", "run"):
+        refused = gameday(command, str(path))
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            "over target.max_share 60%" in refused.stderr and ":3:" in refused.stderr
+        )  # the line of max_share
+    assert not any(listening(port + i) for i in range(4))
+    assert gameday("validate", str(experiment_file(text.replace("60%", "75%")))).returncode == 0
+
+
+def test_faults_on_a_service_outside_the_allowlist_are_refused(experiment_file):
+    text = WITH_FAULTS.replace("PORT", "18400").replace(
+        "title: minimal", "title: m\ntarget: {allow: {services: [frontend]}}"
+    )
+    refused = gameday("validate", str(experiment_file(text)))
+    assert refused.returncode == 2
+    assert (
+        "faults[0]: pod-kill on service 'backend', which is outside target.allow.services" in refused.stderr
+    )

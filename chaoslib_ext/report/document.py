@@ -61,6 +61,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "variables": {k: v for k, v in experiment.variables.items()},
         },
         "status": run.status,
+        "dry_run": run.dry_run,
         "verdict": verdict_word(run),
         "exit_code": int(run.exit_code),
         "reasons": reasons,

@@ -18,6 +18,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"status **{report['status']}**, exit code **{report['exit_code']}**.",
         "",
     ]
+    if report["dry_run"]:
+        lines += [
+            "**Dry run:** no fault was injected; the fault timeline says what each would have done.",
+            "",
+        ]
     if report["reasons"]:
         lines += ["**Why:**", ""] + [f"- {reason}" for reason in report["reasons"]] + [""]
     lines += _guard(report)

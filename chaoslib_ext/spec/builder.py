@@ -16,6 +16,7 @@ from .model import (
     PHASES,
     ActivityProbe,
     Allowlist,
+    BlastLimit,
     ContainerFault,
     ContainerSelector,
     DnsFault,
@@ -84,6 +85,8 @@ class Builder:
                     f"{fault.kind} does not work with driver {driver}",
                     f"driver {driver} takes: " + ", ".join(sorted(FAMILIES_BY_DRIVER[driver])) + " faults",
                 )
+        allow = self.allowlist(data.get("target", {}))
+        self.check_allowed_services(allow, faults)
         guards = tuple(self.guard(i, item) for i, item in enumerate(data.get("guards", [])))
         planned = phases.warmup + sum(getattr(phases, name) for name in PHASES)
         for index, guard in enumerate(guards):
@@ -112,7 +115,8 @@ class Builder:
             title=data["title"],
             description=data.get("description", ""),
             driver=driver,
-            allow=self.allowlist(data.get("target", {})),
+            allow=allow,
+            blast_limit=self.blast_limit(data.get("target", {})),
             variables=self.variables,
             services=services,
             load=load,
@@ -414,7 +418,28 @@ class Builder:
         allow = target.get("allow")
         if allow is None:
             return None
-        return Allowlist(label_texts(allow.get("labels", {})), tuple(allow.get("names", ())))
+        return Allowlist(
+            label_texts(allow.get("labels", {})),
+            tuple(allow.get("names", ())),
+            tuple(allow.get("services", ())),
+        )
+
+    def check_allowed_services(self, allow: Allowlist | None, faults: tuple[FaultSpec, ...]) -> None:
+        if allow is None or not allow.services:
+            return
+        for index, fault in enumerate(faults):
+            service = fault.params.service if isinstance(fault.params, PodKill | NetworkFault) else ""
+            if service and service not in allow.services:
+                self.error(
+                    ("faults", index),
+                    f"{fault.kind} on service {service!r}, which is outside target.allow.services",
+                    "allowed: " + ", ".join(allow.services),
+                )
+
+    def blast_limit(self, target: dict[str, Any]) -> BlastLimit | None:
+        if "max_share" not in target:
+            return None
+        return BlastLimit(parse_percent(target["max_share"]), self.document.location(("target", "max_share")))
 
     def container_fault(self, spec: dict[str, Any]) -> ContainerFault:
         selector = spec["selector"]

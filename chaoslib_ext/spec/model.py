@@ -167,11 +167,19 @@ class DnsFault:
 
 
 @dataclass(frozen=True)
+class BlastLimit:
+    share: float  # the most of a group of targets that faults may hold at once
+    where: Location | None  # target.max_share in the experiment file, for the error
+
+
+@dataclass(frozen=True)
 class Allowlist:
-    """A container may be touched if it has all these labels, or its name matches one glob."""
+    """A container may be touched if it has all these labels, or its name matches one glob; a
+    local service if it is listed (an empty list: every service)."""
 
     labels: dict[str, str]
     names: tuple[str, ...]
+    services: tuple[str, ...] = ()
 
     def admits(self, name: str, labels: dict[str, str]) -> bool:
         by_label = bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
@@ -210,7 +218,8 @@ class Experiment:
     title: str
     description: str
     driver: str
-    allow: Allowlist | None  # docker: the containers faults may touch
+    allow: Allowlist | None  # the services (local) or containers (docker) faults may touch
+    blast_limit: BlastLimit | None  # target.max_share
     variables: dict[str, Any]
     services: dict[str, ServiceSpec]
     load: LoadSpec
