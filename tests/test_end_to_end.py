@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
 
+from chaoslib_ext.ledger import ledgers
 from chaoslib_ext.locks import TargetLock, target_key
 from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
@@ -325,3 +326,42 @@ def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
         in (refused.stderr)
     )
     assert f"pid {os.getpid()}" in refused.stderr and list(tmp_path.iterdir()) == []  # nothing started
+
+
+@pytest.mark.parametrize("moment", ["starting services", "starting load", "-- fault phase", "! interrupted"])
+def test_sigkill_at_any_moment_then_recover_leaves_nothing_and_the_next_run_waits_for_it(tmp_path, moment):
+    ports = demo_ports()
+    experiment = REPO / "experiments" / "demo-pod-kill.yaml"
+    process, lines = start_run(experiment, tmp_path / "reports", *SHORT, *ports)
+    try:
+        wait_for_line(lines, "-- fault phase" if moment == "! interrupted" else moment)
+        if moment == "! interrupted":  # in the middle of the clean-up that SIGINT started
+            process.send_signal(signal.SIGINT)
+            wait_for_line(lines, moment)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    pending = [(state.run_id, entry) for state in ledgers() for entry in state.pending]
+    groups = [entry["undo"]["pgid"] for _, entry in pending if entry["undo"]["kind"] == "process-group"]
+    if moment in ("starting load", "-- fault phase"):
+        assert groups, "a run killed with its services up left no record of them"
+    if pending:  # (killed before its ledger existed, or late in its clean-up, a run may leave none)
+        refused = gameday("run", str(experiment), *SHORT, *ports, "--report-dir", str(tmp_path / "again"))
+        assert refused.returncode == 3 and f"run {pending[0][0]}" in refused.stderr, refused.stderr
+        assert "gameday recover" in refused.stderr
+    recovered = gameday("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert all(not group_alive(pgid) for pgid in groups)
+    assert all(port_free(int(value.split("=")[1])) for value in ports[1::2])
+    assert ledgers() == [] and "nothing to recover" in gameday("recover").stdout
+
+
+def group_alive(pgid: int) -> bool:
+    deadline = time.monotonic() + 5  # SIGKILL is delivered at once; reaping takes a moment
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.05)
+    return True
