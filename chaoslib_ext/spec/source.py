@@ -70,7 +70,10 @@ def parse_document(raw: bytes, file: str) -> Document:
         raise SpecError(
             f"not UTF-8 text (byte {error.start})", where=file, hint="save the file as UTF-8"
         ) from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # reads the first characters: may already refuse them
+    except yaml.YAMLError as error:
+        raise SpecError(f"invalid YAML: {error}".replace("\n", " "), where=file) from None
     try:
         node = loader.get_single_node()
         document = Document(file, None)
@@ -83,7 +86,7 @@ def parse_document(raw: bytes, file: str) -> Document:
         problem = error.problem or error.context or "invalid YAML"
         raise SpecError(f"invalid YAML: {problem}", where=where, hint=_yaml_hint(problem)) from None
     except yaml.YAMLError as error:
-        raise SpecError(f"invalid YAML: {error}", where=file) from None
+        raise SpecError(f"invalid YAML: {error}".replace("\n", " "), where=file) from None
     except RecursionError:  # PyYAML's composer recurses before our own depth check can run
         raise SpecError(f"nested deeper than {MAX_DEPTH} levels", where=file) from None
     finally:
