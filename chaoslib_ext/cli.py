@@ -84,8 +84,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handlers[args.command](args))
     except GamedayError as error:
         for line in str(error).splitlines():
-            print(f"gameday: error: {line}", file=sys.stderr)
+            print(f"gameday: error: {masked(line)}", file=sys.stderr)
         return int(error.exit_code)
+
+
+_masks: list[Callable[[str], str]] = []  # the secrets of the experiments this command loaded
+
+
+def loaded(file: str, overrides: dict[str, Any]) -> Any:
+    """load_experiment, remembering its secrets so that nothing this command prints shows them."""
+    experiment = load_experiment(file, overrides)
+    _masks.append(experiment.secrets.mask)
+    return experiment
+
+
+def masked(text: str) -> str:
+    for mask in _masks:
+        text = mask(text)
+    return text
 
 
 def _validate(args: argparse.Namespace) -> ExitCode:
@@ -93,7 +109,7 @@ def _validate(args: argparse.Namespace) -> ExitCode:
     worst = ExitCode.HELD
     for file in args.files:
         try:
-            experiment = load_experiment(file, overrides)
+            experiment = loaded(file, overrides)
             if experiment.driver == "local":  # the docker driver needs the engine to know its targets
                 planned(experiment)
         except SpecErrors as errors:
@@ -104,15 +120,15 @@ def _validate(args: argparse.Namespace) -> ExitCode:
             print(f"gameday: error: {error}", file=sys.stderr)
             worst = ExitCode.INVALID_INPUT
         else:
-            print(f"ok  {file}: {experiment.title}")
+            print(masked(f"ok  {file}: {experiment.title}"))
     return worst
 
 
 def _plan(args: argparse.Namespace) -> ExitCode:
     from .plan import render_plan
 
-    experiment = load_experiment(args.file, parse_overrides(args.var))
-    print(render_plan(planned(experiment)))
+    experiment = loaded(args.file, parse_overrides(args.var))
+    print(masked(render_plan(planned(experiment))))
     return ExitCode.HELD
 
 
@@ -129,7 +145,7 @@ def planned(experiment: Any) -> Any:
 def _run(args: argparse.Namespace) -> ExitCode:
     from .engine import new_run_id
 
-    experiment = load_experiment(args.file, parse_overrides(args.var))
+    experiment = loaded(args.file, parse_overrides(args.var))
     plan = planned(experiment)
     left_behind = [state for state in ledgers() if not state.alive and state.pending]
     if left_behind:
@@ -161,7 +177,8 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
             where=str(report_dir),
             hint="choose another --report-dir",
         ) from None
-    engine = Engine(plan, run_id, report_dir, Progress(quiet=args.quiet), dry_run=args.dry_run)
+    progress = Progress(quiet=args.quiet, mask=masked)
+    engine = Engine(plan, run_id, report_dir, progress, dry_run=args.dry_run)
     interrupted: list[str] = []
     ignored: list[str] = []
 
@@ -187,7 +204,7 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(summary(report, written))
+    print(masked(summary(report, written)))
     return result.exit_code
 
 
@@ -196,7 +213,7 @@ def force_exit(signal_name: str, ledger: Ledger | None) -> NoReturn:
     pending = list(ledger.pending.values()) if ledger is not None else []
     print(f"gameday: {signal_name} again: forced exit, without finishing the clean-up", file=sys.stderr)
     for entry in pending:
-        print(f"gameday: may be left behind: {entry['what']}", file=sys.stderr)
+        print(f"gameday: may be left behind: {masked(entry['what'])}", file=sys.stderr)
     if ledger is not None and pending:
         print(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})", file=sys.stderr)
     sys.stderr.flush()

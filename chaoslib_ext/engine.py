@@ -143,6 +143,7 @@ class Engine:
             self.guards.stop,
             self._stop_load,
             self._stop_target,
+            self._mask_logs,
             self._close_ledger,
             self.progress.close,
         ):
@@ -244,6 +245,12 @@ class Engine:
     def _stop_target(self) -> None:
         if self.target is not None:
             self.target.stop()
+
+    def _mask_logs(self) -> None:
+        """The services and Locust wrote their logs themselves: mask the secrets there now."""
+        if self.logs.is_dir():
+            for path in self.logs.iterdir():
+                self.experiment.secrets.mask_file(path)
 
     def _close_ledger(self) -> None:
         if self.ledger is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from .units import format_clock, format_ms
@@ -14,9 +15,12 @@ NON_TTY_EVERY_SECONDS = 5.0
 class Progress:
     """On a terminal the status line redraws in place; in CI logs it is printed every few seconds."""
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, quiet: bool = False, mask: Callable[[str], str] | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.mask = mask or (lambda text: text)  # the experiment's secrets never reach the screen
         self.interactive = self.stream.isatty()
         self._last_printed = 0.0
         self._pending = False
@@ -25,7 +29,7 @@ class Progress:
         if self.quiet:
             return
         self._clear()
-        print(text, file=self.stream, flush=True)
+        print(self.mask(text), file=self.stream, flush=True)
 
     def status(
         self,

@@ -365,3 +365,33 @@ def group_alive(pgid: int) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, monkeypatch):
+    token, password = f"tok-{os.urandom(8).hex()}", f"pw-{os.urandom(8).hex()}"
+    monkeypatch.setenv("GAMEDAY_TEST_TOKEN", token)
+    text = (REPO / "tests" / "data" / "secrets.yaml").read_text()
+    experiment = tmp_path / "experiment" / "secrets.yaml"
+    experiment.parent.mkdir()
+    experiment.write_text(text.replace("../../loadtests", str(REPO / "loadtests")))
+    (experiment.parent / "password.txt").write_text(password + "\n")
+    port = free_port_block(2)
+    result, report = run_experiment(
+        experiment, tmp_path / "reports", "--var", f"port={port}", "--var", f"backend_port={port + 1}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = [path for path in (tmp_path / "reports").rglob("*") if path.is_file()]
+    assert {"report.json", "report.md", "junit.xml", "locust.log", "backend-0.log"} <= {
+        p.name for p in written
+    }
+    for output in [result.stdout, result.stderr, *(path.read_text(errors="replace") for path in written)]:
+        assert token not in output and password not in output
+    assert report["load"]["host"] == f"http://gameday:***@127.0.0.1:{port}"  # masked, not missing
+    assert "backend token ***" in next(p for p in written if p.name == "backend-0.log").read_text()
+    assert report["steady_state"]["before"][0]["name"].endswith("/healthz?token=***")
+    broken = experiment.read_text().replace("users: 2", "users: '${token}'")  # an error quoting it
+    experiment.write_text(broken)
+    refused = gameday("validate", str(experiment))
+    assert refused.returncode == 2 and "***" in refused.stderr and token not in refused.stderr
+    leaked = gameday("validate", str(experiment), "--var", f"token={token}")
+    assert leaked.returncode == 2 and "--var token: token is a secret" in leaked.stderr

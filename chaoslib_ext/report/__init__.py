@@ -41,8 +41,9 @@ def write_reports(run: RunResult) -> tuple[dict[str, Any], list[Path]]:
     }
     formats = ["json", *(f for f in run.plan.experiment.report_formats if f != "json")]
     written = []
+    mask = run.plan.experiment.secrets.mask
     for name in formats:
         path = run.report_dir / FILE_NAMES[name]
-        write_atomically(path, renderers[name]())
+        write_atomically(path, mask(renderers[name]()))
         written.append(path)
     return report, written

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SpecError
+from ..secrets import Secrets, read_secrets
 from .builder import Builder
 from .model import Experiment
 from .schema import schema_errors
@@ -29,12 +30,23 @@ class SpecErrors(SpecError):
 def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:
     """Load, substitute, validate and build; raise SpecErrors listing every problem found."""
     document = load_document(path)
-    variables = substitute(document, overrides or {})
-    errors = schema_errors(document)
-    if errors:
-        raise SpecErrors(errors)
-    builder = Builder(document, variables)
-    experiment = builder.build()
-    if builder.errors:
-        raise SpecErrors(builder.errors)
+    declared = document.data.get("secrets") if isinstance(document.data, dict) else None
+    secrets = read_secrets(declared, Path(document.file).resolve().parent, document.location)
+    try:
+        variables = substitute(document, overrides or {}, secrets.values())
+        errors = schema_errors(document)
+        if errors:
+            raise SpecErrors(errors)
+        builder = Builder(document, variables, secrets)
+        experiment = builder.build()
+        if builder.errors:
+            raise SpecErrors(builder.errors)
+    except SpecErrors as problems:  # an error may quote a value that holds a secret
+        raise SpecErrors([_masked(error, secrets) for error in problems.errors]) from None
+    except SpecError as error:
+        raise _masked(error, secrets) from None
     return experiment
+
+
+def _masked(error: SpecError, secrets: Secrets) -> SpecError:
+    return SpecError(secrets.mask(error.message), where=error.where, hint=secrets.mask(error.hint))

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..errors import SpecError
 from ..network.kernel import is_root, netem_available
+from ..secrets import NO_SECRETS, Secrets
 from ..units import format_duration, parse_duration, parse_percent, parse_rate
 from .model import (
     PHASES,
@@ -48,10 +49,11 @@ UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostar
 class Builder:
     """Turns schema-valid data into dataclasses and checks what a schema cannot express."""
 
-    def __init__(self, document: Document, variables: dict[str, Any]) -> None:
+    def __init__(self, document: Document, variables: dict[str, Any], secrets: Secrets = NO_SECRETS) -> None:
         self.document = document
         self.data: dict[str, Any] = document.data
         self.variables = variables
+        self.secrets = secrets
         self.errors: list[SpecError] = []
         self.base = Path(document.file).resolve().parent
         self.proxied: set[str] = set()  # services that callers reach through {proxied:SERVICE}
@@ -118,6 +120,7 @@ class Builder:
             allow=allow,
             blast_limit=self.blast_limit(data.get("target", {})),
             variables=self.variables,
+            secrets=self.secrets,
             services=services,
             load=load,
             slo=self.slo(data["slo"], phases),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Location
+from ..secrets import Secrets
 
 PHASES = ("baseline", "fault", "recovery")
 LATENCY_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
@@ -221,6 +222,7 @@ class Experiment:
     allow: Allowlist | None  # the services (local) or containers (docker) faults may touch
     blast_limit: BlastLimit | None  # target.max_share
     variables: dict[str, Any]
+    secrets: Secrets  # their values, and the masking of outputs
     services: dict[str, ServiceSpec]
     load: LoadSpec
     slo: SloSpec

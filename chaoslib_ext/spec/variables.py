@@ -29,13 +29,27 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return values
 
 
-def substitute(document: Document, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Replace placeholders in place in document.data; return the variables in force."""
+def substitute(document: Document, overrides: dict[str, Any], secrets: dict[str, str]) -> dict[str, Any]:
+    """Replace placeholders in place in document.data (secrets too); return the variables in force
+    (never the secrets)."""
     data = document.data
     declared = data.get("variables", {}) if isinstance(data, dict) else {}
     if not isinstance(declared, dict):
         return {}
+    for name in declared:
+        if name in secrets:
+            raise SpecError(
+                f"{name} is both a variable and a secret",
+                where=document.location(("variables", name), prefer_key=True),
+                hint="give one of them another name",
+            )
     for name in overrides:
+        if name in secrets:
+            raise SpecError(
+                f"--var {name}: {name} is a secret",
+                where=document.location(("secrets", name), prefer_key=True),
+                hint="set it where secrets.{name} says it comes from, never on the command line",
+            )
         if name not in declared:
             raise SpecError(
                 f"--var {name}: the experiment declares no variable {name!r}",
@@ -43,14 +57,16 @@ def substitute(document: Document, overrides: dict[str, Any]) -> dict[str, Any]:
                 hint=_suggest(name, list(declared)) or f"declare it under variables: ({name}: default)",
             )
     values = {**declared, **overrides}
-    document.data = _replace(document, data, (), values)
+    document.data = _replace(document, data, (), {**values, **secrets})
     return values
 
 
 def _replace(document: Document, value: Any, path: tuple[str | int, ...], values: dict[str, Any]) -> Any:
     if isinstance(value, dict):
         return {
-            key: item if path == () and key == "variables" else _replace(document, item, (*path, key), values)
+            key: item
+            if path == () and key in ("variables", "secrets")
+            else _replace(document, item, (*path, key), values)
             for key, item in value.items()
         }
     if isinstance(value, list):
