@@ -162,23 +162,41 @@ def test_a_container_that_exits_during_a_fault_aborts_the_run_and_the_report_say
     assert ledgers() == []  # nothing left to undo: the container is gone, not left paused
 
 
-def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
+def paused_run(tmp_path: Path, label: str):
+    """A run that pauses the back container for 30 s, stopped at its pause; and that container."""
     [front] = run_web_containers(CLIENT, 1, "front", label)
     [back] = run_web_containers(CLIENT, 1, "back", label)
-    host = f"http://{address(front)}:8080"
     process, lines = start_run(
         experiment_path(tmp_path, "container-pause", fault="30s"),
         tmp_path / "reports",
         "--var",
         f"label={label}",
         "--var",
-        f"host={host}",
+        f"host=http://{address(front)}:8080",
     )
+    wait_for_line(lines, "container-pause: pause")
+    return process, back
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_a_pause_unpauses_before_the_run_ends(tmp_path, label, sig):
+    process, back = paused_run(tmp_path, label)
     try:
-        wait_for_line(lines, "container-pause: pause")
+        assert (back.reload() or back.status) == "paused"
+        process.send_signal(sig)
+        assert process.wait(timeout=60) == 3
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        process.kill()
+    assert (back.reload() or back.status) == "running" and answers(address(back))
+    report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
+    assert report["status"] == "interrupted" and ledgers() == []
+    assert [a["action"] for a in report["faults"][0]["actions"]] == ["pause", "unpause"]
+
+
+def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
+    process, back = paused_run(tmp_path, label)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
     back.reload()
     assert back.status == "paused"
     [state] = ledgers()
