@@ -184,7 +184,7 @@ class Engine:
             self.load_entry = ledger.record("the Locust load generator", undo)
 
         self.load.start(on_spawn=remember_load)
-        self.guards.start_probes()
+        self.guards.start_watching()
         # Phases start on a whole second, so that each per-second sample falls in one phase.
         origin = float(math.ceil(time.time()))
         time.sleep(max(0.0, origin - time.time()))

@@ -4,8 +4,10 @@ from the breach to the revert being complete.
 
 Metric guards (error rate, a latency percentile) judge whole seconds as the recorder delivers
 them: the condition must hold in each of the last `seconds` complete seconds. A second with no
-completed request proves nothing either way, so it does not count as a breach. Probe guards run
-their probe on a thread of their own, so a slow probe never delays the engine.
+completed request proves nothing either way, so it does not count as a breach. Probe and
+Prometheus guards run on threads of their own, so a slow probe or query never delays the engine.
+A Prometheus guard that cannot read its query counts that as a breach: a guard that cannot see
+stops the run rather than let it go on blind.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from .errors import RunAborted
 from .probes import run_probe
+from .prometheus import QueryFailed, instant_query
 from .samples import FLUSH_LAG_SECONDS, SampleStore
 from .slo import measure
 from .spec.model import Guard
@@ -43,6 +46,9 @@ def describe(guard: Guard) -> str:
         return f"error rate above {format_percent(guard.limit)}{lasting}"
     if guard.kind == "latency":
         return f"{guard.percentile} latency above {format_duration(guard.limit)}{lasting}"
+    if guard.kind == "prometheus":
+        side = "below" if guard.below else "above"
+        return f"prometheus {guard.query} {side} {guard.limit:g}{lasting}"
     if guard.kind == "probe":
         assert guard.probe is not None
         times = "once" if guard.failures == 1 else f"{guard.failures} times in a row"
@@ -57,16 +63,18 @@ class GuardWatch:
         self.guards = guards
         self.samples = samples
         self.started_at = started_at
-        self._probe_trip: GuardTrip | None = None
+        self._watched_trip: GuardTrip | None = None  # set by a probe or Prometheus guard's thread
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start_probes(self) -> None:
+    def start_watching(self) -> None:
+        """Start the threads of the guards that poll something: probes, Prometheus queries."""
+        watchers = {"probe": self._watch_probe, "prometheus": self._watch_prometheus}
         for guard in self.guards:
-            if guard.kind == "probe":
+            if guard.kind in watchers:
                 thread = threading.Thread(
-                    target=self._watch_probe, args=(guard,), name="guard-probe", daemon=True
+                    target=watchers[guard.kind], args=(guard,), name=f"guard-{guard.kind}", daemon=True
                 )
                 thread.start()
                 self._threads.append(thread)
@@ -79,9 +87,9 @@ class GuardWatch:
     def check(self, now: float, since: float) -> GuardTrip | None:
         """The first guard that has tripped, judging the seconds from `since` (the load's start)."""
         with self._lock:
-            if self._probe_trip is not None:
-                self._probe_trip.detected_at = max(self._probe_trip.detected_at, now)
-                return self._probe_trip
+            if self._watched_trip is not None:
+                self._watched_trip.detected_at = max(self._watched_trip.detected_at, now)
+                return self._watched_trip
         for guard in self.guards:
             if guard.kind == "deadline" and now >= self.started_at + guard.limit:
                 return GuardTrip(
@@ -127,8 +135,27 @@ class GuardWatch:
             outcome = run_probe(guard.probe)
             failed_in_a_row = 0 if outcome.ok else failed_in_a_row + 1
             if failed_in_a_row >= guard.failures:
-                ended = time.time()
-                with self._lock:
-                    self._probe_trip = GuardTrip(describe(guard), outcome.detail, ended, ended)
+                self._tripped(guard, outcome.detail)
                 return
             self._stopping.wait(guard.every)
+
+    def _watch_prometheus(self, guard: Guard) -> None:
+        bad_since: float | None = None
+        while not self._stopping.is_set():
+            asked = time.time()
+            try:
+                values = instant_query(guard.url, guard.query, timeout=min(5.0, max(1.0, guard.every)))
+                bad = [v for v in values if (v < guard.limit if guard.below else v > guard.limit)]
+                seen = f"{guard.query} = {', '.join(f'{v:g}' for v in bad or values) or 'no series'}"
+            except QueryFailed as error:
+                bad, seen = [float("nan")], str(error)
+            bad_since = (bad_since or asked) if bad else None
+            if bad_since is not None and time.time() - bad_since >= guard.seconds:
+                self._tripped(guard, seen)
+                return
+            self._stopping.wait(guard.every)
+
+    def _tripped(self, guard: Guard, observed: str) -> None:
+        now = time.time()
+        with self._lock:
+            self._watched_trip = GuardTrip(describe(guard), observed, now, now)

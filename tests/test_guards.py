@@ -3,13 +3,17 @@ whole-run behaviour is in test_end_to_end.py)."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from conftest import free_port
 
 from chaoslib_ext.guards import GuardWatch
+from chaoslib_ext.prometheus import QueryFailed, instant_query
 from chaoslib_ext.samples import Aggregate, EndpointSample, SampleStore
 from chaoslib_ext.spec.model import Guard, HttpProbe
 
@@ -91,7 +95,7 @@ def test_a_probe_guard_needs_its_failures_in_a_row():
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     guard = Guard("probe", probe=HttpProbe(url=url, timeout=1.0), every=0.02, failures=2)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_probes()
+    watch.start_watching()
     try:
         deadline = time.monotonic() + 20
         while Flaky.served < 20:
@@ -108,7 +112,7 @@ def test_a_probe_guard_trips_after_its_failures_in_a_row():
     closed = f"http://127.0.0.1:{free_port()}/"  # nothing listens: every probe fails at once
     guard = Guard("probe", probe=HttpProbe(url=closed, timeout=1.0), every=0.05, failures=3)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_probes()
+    watch.start_watching()
     try:
         deadline = time.monotonic() + 10
         while (trip := watch.check(time.time(), since=0)) is None:
@@ -118,3 +122,106 @@ def test_a_probe_guard_trips_after_its_failures_in_a_row():
         assert trip.detected_at >= trip.breach_at
     finally:
         watch.stop()
+
+
+class Exporter(BaseHTTPRequestHandler):
+    """/metrics with one gauge whose value the test sets; counts Prometheus's scrapes."""
+
+    value = 1.0
+    scrapes = 0
+
+    def do_GET(self) -> None:
+        Exporter.scrapes += 1
+        body = f"gameday_test_errors {Exporter.value}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A real Prometheus on 127.0.0.1, scraping a test exporter every second."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), Exporter)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n  - job_name: test\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.server_address[1]}']}}]\n"
+    )
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # ready, and the gauge scraped at least once
+            try:
+                if instant_query(url, "gameday_test_errors", timeout=1):
+                    break
+            except QueryFailed:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "Prometheus did not come up"
+            time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        exporter.shutdown()
+
+
+def test_a_prometheus_guard_trips_only_once_its_query_has_been_over_the_limit_long_enough(prometheus):
+    Exporter.value = 1.0
+    guard = Guard("prometheus", limit=5.0, seconds=2, every=0.2, url=prometheus, query="gameday_test_errors")
+    watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
+    watch.start_watching()
+    try:
+        seen = Exporter.scrapes
+        deadline = time.monotonic() + 30
+        while Exporter.scrapes < seen + 3:  # three scrapes of a value under the limit, watched
+            assert watch.check(time.time(), since=0) is None
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        Exporter.value, raised = 10.0, time.time()
+        while (trip := watch.check(time.time(), since=0)) is None:
+            assert time.monotonic() < deadline + 30, "the guard never tripped"
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+    assert trip.guard == "prometheus gameday_test_errors above 5 for 2s"
+    assert trip.observed == "gameday_test_errors = 10"
+    assert trip.breach_at >= raised + 2  # over the limit for its 2 s, not before
+
+
+def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus):
+    with pytest.raises(QueryFailed, match=r"Prometheus refused the query: .*parse error"):
+        instant_query(prometheus, "sum(", timeout=5)
+    closed = f"http://127.0.0.1:{free_port()}"
+    guard = Guard("prometheus", limit=5.0, seconds=1, every=0.2, url=closed, query="up")
+    watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
+    watch.start_watching()
+    try:
+        deadline = time.monotonic() + 20
+        while (trip := watch.check(time.time(), since=0)) is None:
+            assert time.monotonic() < deadline, "the blind guard never tripped"
+            time.sleep(0.05)
+    finally:
+        watch.stop()
+    assert trip.observed.startswith(f"cannot query Prometheus at {closed}")

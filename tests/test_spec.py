@@ -309,3 +309,20 @@ def test_guards_are_read_with_their_defaults(experiment_file):
         "http://127.0.0.1:9/",
     )
     assert (deadline.kind, deadline.limit) == ("deadline", 60.0)
+
+
+def test_a_prometheus_guard_needs_a_bound(experiment_file):
+    guard = "guards:\n  - abort_if: {prometheus: {url: 'http://127.0.0.1:9090', query: up}}\n"
+    errors = errors_of(experiment_file(MINIMAL + guard))
+    assert any(
+        "guards[0].abort_if.prometheus: expected {url, query, and above: N or below: N}" in e for e in errors
+    )
+    fixed = guard.replace("query: up}", "query: up, below: 1}, for: 3s, every: 500ms")
+    [prometheus] = load_experiment(experiment_file(MINIMAL + fixed)).guards
+    assert (prometheus.kind, prometheus.limit, prometheus.below, prometheus.seconds) == (
+        "prometheus",
+        1.0,
+        True,
+        3,
+    )
+    assert (prometheus.url, prometheus.query, prometheus.every) == ("http://127.0.0.1:9090", "up", 0.5)

@@ -305,6 +305,17 @@ class Builder:
         if "latency" in spec:
             [(percentile, bound)] = spec["latency"].items()
             return Guard("latency", limit=parse_duration(bound), percentile=percentile, seconds=int(window))
+        if "prometheus" in spec:
+            query = spec["prometheus"]
+            return Guard(
+                "prometheus",
+                limit=float(query.get("above", query.get("below", 0))),
+                seconds=int(window),
+                every=parse_duration(spec.get("every", "1s")),
+                url=query["url"],
+                query=query["query"],
+                below="below" in query,
+            )
         return Guard(
             "probe",
             probe=self.probe(("guards", index, "abort_if", "probe"), spec["probe"]),

@@ -97,13 +97,16 @@ Probe = HttpProbe | ActivityProbe
 class Guard:
     """A stop condition: the run aborts, and reverts at once, when it trips."""
 
-    kind: str  # error_rate | latency | probe | deadline
-    limit: float = 0.0  # error_rate: a share; latency and deadline: seconds
+    kind: str  # error_rate | latency | probe | prometheus | deadline
+    limit: float = 0.0  # error_rate: a share; latency and deadline: seconds; prometheus: a value
     percentile: str = ""  # latency: p50 ... max
     seconds: int = 1  # error_rate, latency: for how many whole seconds in a row
     probe: Probe | None = None
     every: float = 1.0  # probe: seconds between runs
     failures: int = 1  # probe: failures in a row that trip it
+    url: str = ""  # prometheus: its base URL
+    query: str = ""  # prometheus: PromQL
+    below: bool = False  # prometheus: trip under the limit instead of over it
 
 
 @dataclass(frozen=True)
