@@ -114,8 +114,7 @@ def _fault_plan(
 ) -> FaultPlan:
     params = spec.params
     if isinstance(params, DnsFault) and params.selector is not None:
-        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
-        size = selection_size(params.count, params.percent, len(names), default=len(names))
+        names, size = _selected(containers, params.selector, spec, params.count, params.percent, every=True)
         text = (
             f"{describe_dns(spec.kind, params)} for the UDP lookups of {size} of {len(names)} running "
             f"container(s) matching {params.selector.describe()} (a redirect in their network namespaces "
@@ -125,8 +124,7 @@ def _fault_plan(
     if isinstance(params, DnsFault):
         return FaultPlan(index, spec, seed, (), 0, f"{spec.kind}: {describe_dns(spec.kind, params)}")
     if isinstance(params, ContainerFault):
-        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
-        size = selection_size(params.count, params.percent, len(names), default=1)
+        names, size = _selected(containers, params.selector, spec, params.count, params.percent, every=False)
         what = {
             "container-kill": f"{params.signal} to",
             "container-stop": "stop, then start again",
@@ -139,8 +137,7 @@ def _fault_plan(
         )
         return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     if isinstance(params, NetworkFault) and params.selector is not None:
-        names = tuple(containers(params.selector, str(spec.where))) if containers else ()
-        size = selection_size(params.count, params.percent, len(names), default=len(names))
+        names, size = _selected(containers, params.selector, spec, params.count, params.percent, every=True)
         text = (
             f"{describe_network(spec.kind, params)} on all TCP traffic of {size} of {len(names)} running "
             f"container(s) matching {params.selector.describe()}, in their network namespaces "
@@ -175,6 +172,20 @@ def _fault_plan(
             + (f" (chosen with seed {seed})" if per_injection < len(candidates) else "")
         )
     return FaultPlan(index, spec, seed, candidates, per_injection, f"{spec.kind}: {text}")
+
+
+def _selected(
+    containers: Callable[[ContainerSelector, str], list[str]] | None,
+    selector: ContainerSelector,
+    spec: FaultSpec,
+    count: int | None,
+    percent: float | None,
+    every: bool,
+) -> tuple[tuple[str, ...], int]:
+    """The running containers a selector matches, and how many one injection hits (without count
+    or percent: all of them if `every`, else one)."""
+    names = tuple(containers(selector, str(spec.where))) if containers else ()
+    return names, selection_size(count, percent, len(names), default=len(names) if every else 1)
 
 
 def describe_network(kind: str, fault: NetworkFault) -> str:

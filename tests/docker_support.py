@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import queue
+import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+
+from conftest import start_run
 
 from chaoslib_ext.demo.docker_image import ensure_base_image
 
@@ -73,3 +78,10 @@ def wait_until(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def start_labelled_run(
+    path: Path, reports: Path, label: str, front
+) -> tuple[subprocess.Popen[str], queue.Queue[str]]:
+    """`gameday run` of a test experiment (variables label and host) against the front container."""
+    return start_run(path, reports, "--var", f"label={label}", "--var", f"host=http://{address(front)}:8080")

@@ -15,8 +15,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import LOCUSTFILE, gameday, start_run, wait_for_line
-from docker_support import address, answers, docker_client_or_reason, labelled, run_web_containers, wait_until
+from conftest import LOCUSTFILE, gameday, wait_for_line
+from docker_support import (
+    address,
+    answers,
+    docker_client_or_reason,
+    labelled,
+    run_web_containers,
+    start_labelled_run,
+    wait_until,
+)
 
 from chaoslib_ext.docker_target import DockerTarget
 from chaoslib_ext.errors import RunAborted
@@ -264,13 +272,8 @@ def test_sigkill_during_a_dns_fault_then_recover_gives_the_container_its_resolve
     front, back = stack
     client = Client(front)
     assert client.lookups(back.name, 1)[0] == {f"NOERROR={address(back)}": 1}
-    process, lines = start_run(
-        experiment_path(tmp_path, "dns-error", fault="30s"),
-        tmp_path / "reports",
-        "--var",
-        f"label={label}",
-        "--var",
-        f"host=http://{address(front)}:8080",
+    process, lines = start_labelled_run(
+        experiment_path(tmp_path, "dns-error", fault="30s"), tmp_path / "reports", label, front
     )
     try:
         wait_for_line(lines, "dns-error: inject")

@@ -12,8 +12,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import LOCUSTFILE, connects, gameday, start_run, wait_for_line
-from docker_support import address, answers, docker_client_or_reason, labelled, run_web_containers, wait_until
+from conftest import LOCUSTFILE, connects, gameday, wait_for_line
+from docker_support import (
+    address,
+    answers,
+    docker_client_or_reason,
+    labelled,
+    run_web_containers,
+    start_labelled_run,
+    wait_until,
+)
 
 from chaoslib_ext.docker_target import DockerTarget
 from chaoslib_ext.faults import build_fault
@@ -137,18 +145,8 @@ def test_a_run_stops_a_backend_holds_the_front_and_leaves_all_running(tmp_path, 
 
 
 def test_a_container_that_exits_during_a_fault_aborts_the_run_and_the_report_says_how(tmp_path, label):
-    [front] = run_web_containers(CLIENT, 1, "front", label)
-    [back] = run_web_containers(CLIENT, 1, "back", label)
-    process, lines = start_run(
-        experiment_path(tmp_path, "container-pause", fault="4s"),
-        tmp_path / "reports",
-        "--var",
-        f"label={label}",
-        "--var",
-        f"host=http://{address(front)}:8080",
-    )
+    process, lines, back = paused_run(tmp_path, label, fault="4s")
     try:
-        wait_for_line(lines, "container-pause: pause")
         back.kill()  # SIGKILL while paused: it exits with 137 and cannot be unpaused
         assert process.wait(timeout=60) == 3
     finally:
@@ -162,25 +160,20 @@ def test_a_container_that_exits_during_a_fault_aborts_the_run_and_the_report_say
     assert ledgers() == []  # nothing left to undo: the container is gone, not left paused
 
 
-def paused_run(tmp_path: Path, label: str):
-    """A run that pauses the back container for 30 s, stopped at its pause; and that container."""
+def paused_run(tmp_path: Path, label: str, fault: str = "30s"):
+    """A run that pauses the back container for `fault`, caught at its pause: the process, its
+    output lines, and that container."""
     [front] = run_web_containers(CLIENT, 1, "front", label)
     [back] = run_web_containers(CLIENT, 1, "back", label)
-    process, lines = start_run(
-        experiment_path(tmp_path, "container-pause", fault="30s"),
-        tmp_path / "reports",
-        "--var",
-        f"label={label}",
-        "--var",
-        f"host=http://{address(front)}:8080",
-    )
+    path = experiment_path(tmp_path, "container-pause", fault=fault)
+    process, lines = start_labelled_run(path, tmp_path / "reports", label, front)
     wait_for_line(lines, "container-pause: pause")
-    return process, back
+    return process, lines, back
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_a_pause_unpauses_before_the_run_ends(tmp_path, label, sig):
-    process, back = paused_run(tmp_path, label)
+    process, _, back = paused_run(tmp_path, label)
     try:
         assert (back.reload() or back.status) == "paused"
         process.send_signal(sig)
@@ -194,7 +187,7 @@ def test_a_signal_during_a_pause_unpauses_before_the_run_ends(tmp_path, label, s
 
 
 def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):
-    process, back = paused_run(tmp_path, label)
+    process, _, back = paused_run(tmp_path, label)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
     back.reload()
