@@ -376,10 +376,14 @@ def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, mo
     experiment.write_text(text.replace("../../loadtests", str(REPO / "loadtests")))
     (experiment.parent / "password.txt").write_text(password + "\n")
     port = free_port_block(2)
-    result, report = run_experiment(
-        experiment, tmp_path / "reports", "--var", f"port={port}", "--var", f"backend_port={port + 1}"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    ports = ["--var", f"port={port}", "--var", f"backend_port={port + 1}"]
+    process, lines = start_run(experiment, tmp_path / "reports", *ports)
+    wait_for_line(lines, "-- baseline phase")  # Locust runs: its command line shows no secret
+    assert not [pid for pid in Path("/proc").iterdir() if password.encode() in _cmdline_bytes(pid)]
+    report = finished_report(process, tmp_path / "reports")
+    output = "".join(lines.queue)
+    assert process.returncode == 0, output
+    result = subprocess.CompletedProcess(process.args, 0, output, "")
     written = [path for path in (tmp_path / "reports").rglob("*") if path.is_file()]
     assert {"report.json", "report.md", "junit.xml", "locust.log", "backend-0.log"} <= {
         p.name for p in written
@@ -395,3 +399,10 @@ def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, mo
     assert refused.returncode == 2 and "***" in refused.stderr and token not in refused.stderr
     leaked = gameday("validate", str(experiment), "--var", f"token={token}")
     assert leaked.returncode == 2 and "--var token: token is a secret" in leaked.stderr
+
+
+def _cmdline_bytes(pid: Path) -> bytes:
+    try:
+        return (pid / "cmdline").read_bytes()
+    except OSError:  # not a process, or it just ended
+        return b""

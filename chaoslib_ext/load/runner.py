@@ -47,8 +47,6 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
         str(load.users),
         "--spawn-rate",
         f"{load.spawn_rate:g}",
-        "--host",
-        load.host,
         "--run-time",
         f"{round(ramp_seconds(load) + run_time_limit + RUN_TIME_MARGIN_SECONDS)}s",
         "--stop-timeout",
@@ -89,7 +87,8 @@ class LoadRunner:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, FD_VARIABLE: str(write_fd)},
+                # the host through the environment, not argv: `ps` shows argv, and it may hold a secret
+                env={**os.environ, FD_VARIABLE: str(write_fd), "LOCUST_HOST": self.load.host},
                 pass_fds=(write_fd,),
                 start_new_session=True,
             )
