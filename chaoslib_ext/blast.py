@@ -2,11 +2,12 @@
 matches) the plan's faults hold at the same moment, against `target.max_share`.
 
 A lasting fault holds its targets from its apply to its revert. A pod-kill holds its victims
-until the restart policy brings them back, counted as the restart delay (for `never`, to the end
-of the fault phase); a container kill or restart counts at its instant only, since how long the
-container stays down is up to its own restart policy. Faults on the same group add up, even if
-they might pick the same targets: the figure is an upper bound. DNS faults of the local driver
-act on names, not on replicas, and have no radius.
+until the restart policy brings them back, counted as the restart delay; for `never`, or for
+`on-failure` with a signal a replica may exit cleanly on, to the end of the fault phase (the time
+a restarted replica takes to get ready cannot be known in advance). A container kill or restart
+counts at its instant only, since how long the container stays down is up to its own restart
+policy. Faults on the same group add up, even if they might pick the same targets. DNS faults
+of the local driver act on names, not on replicas, and have no radius.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ def _downtime(plan: Plan, index: int, rest_of_phase: float) -> float:
     if not isinstance(params, PodKill):
         return 0.0
     restart = plan.experiment.services[params.service].restart
-    return rest_of_phase if restart.policy == "never" else restart.delay
+    # on-failure brings back only a replica that failed: one that exits cleanly on a catchable
+    # signal stays down, as with never
+    stays_down = restart.policy == "never" or (restart.policy == "on-failure" and params.signal != "SIGKILL")
+    return rest_of_phase if stays_down else restart.delay
 
 
 def _group_name(params: PodKill | NetworkFault | DnsFault | ContainerFault) -> str:

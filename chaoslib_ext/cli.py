@@ -147,20 +147,32 @@ def _run(args: argparse.Namespace) -> ExitCode:
 
     experiment = loaded(args.file, parse_overrides(args.var))
     plan = planned(experiment)
-    left_behind = [state for state in ledgers() if not state.alive and state.pending]
-    if left_behind:
-        raise RunAborted(
-            f"run {left_behind[0].run_id} (pid {left_behind[0].pid}) died and left "
-            f"{len(left_behind[0].pending)} change(s) behind",
-            where=str(left_behind[0].path),
-            hint="run `gameday recover` first",
-        )
-    run_id = new_run_id(experiment.title)
-    lock = TargetLock.acquire(target_key(experiment), run_id, experiment.path)
+    run_id = new_run_id(experiment.secrets.mask(experiment.title))  # it names files and rules
+    lock = TargetLock.acquire(target_key(experiment, docker_engine_id(experiment)), run_id, experiment.path)
     try:
+        left_behind = [state for state in ledgers() if not state.alive and state.pending]
+        if left_behind:  # checked holding the lock: no other run can be leaving some right now
+            raise RunAborted(
+                f"run {left_behind[0].run_id} (pid {left_behind[0].pid}) died and left "
+                f"{len(left_behind[0].pending)} change(s) behind",
+                where=str(left_behind[0].path),
+                hint="run `gameday recover` first",
+            )
         return _run_locked(args, plan, run_id)
     finally:
         lock.release()
+
+
+def docker_engine_id(experiment: Any) -> str:
+    if experiment.driver != "docker":
+        return ""
+    from .docker_target import connect
+
+    client = connect()
+    try:
+        return str(client.info().get("ID", ""))
+    finally:
+        client.close()
 
 
 def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
@@ -179,20 +191,19 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
         ) from None
     progress = Progress(quiet=args.quiet, mask=masked)
     engine = Engine(plan, run_id, report_dir, progress, dry_run=args.dry_run)
-    interrupted: list[str] = []
-    ignored: list[str] = []
+    received: list[str] = []
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
+        """The first signal stops the run (clean-up included); the second is acknowledged; the
+        third forces the exit."""
         name = signal.Signals(number).name
-        if not interrupted and engine.cancellable:
-            interrupted.append(name)
+        received.append(name)
+        if len(received) == 1 and engine.cancellable:
             raise Interrupted(name)
-        ignored.append(name)
-        if len(ignored) == 1:
-            print(
+        if len(received) < 3:
+            say(
                 f"gameday: {name}: already stopping: reverting, stopping services and writing the report "
-                "(send it once more to force an exit, which may leave faults behind)",
-                file=sys.stderr,
+                f"(send it {3 - len(received)} more time(s) to force an exit, which may leave faults behind)"
             )
             return
         force_exit(name, engine.ledger)
@@ -211,13 +222,22 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
 def force_exit(signal_name: str, ledger: Ledger | None) -> NoReturn:
     """Leave now, saying what may be left behind: the ledger keeps it for `gameday recover`."""
     pending = list(ledger.pending.values()) if ledger is not None else []
-    print(f"gameday: {signal_name} again: forced exit, without finishing the clean-up", file=sys.stderr)
-    for entry in pending:
-        print(f"gameday: may be left behind: {masked(entry['what'])}", file=sys.stderr)
+    lines = [f"gameday: {signal_name} again: forced exit, without finishing the clean-up"]
+    lines += [f"gameday: may be left behind: {masked(entry['what'])}" for entry in pending]
     if ledger is not None and pending:
-        print(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})", file=sys.stderr)
-    sys.stderr.flush()
+        lines.append(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})")
+    say(*lines)
     os._exit(int(ExitCode.ABORTED))
+
+
+def say(*lines: str) -> None:
+    """To stderr, best effort: a closed pipe must not keep a signal handler from its work."""
+    try:
+        for line in lines:
+            print(line, file=sys.stderr)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | None:

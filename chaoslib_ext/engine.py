@@ -67,6 +67,7 @@ class RunResult:
     verdict: Verdict | None = None
     guard_trip: GuardTrip | None = None
     dry_run: bool = False
+    cleanup_problems: list[str] = field(default_factory=list)  # for the report's reasons
 
     @property
     def exit_code(self) -> ExitCode:
@@ -151,6 +152,7 @@ class Engine:
                 step()
             except Exception as error:  # keep going: the next step may be the one that matters
                 self.timeline.add("engine", "cleanup-failed", step.__name__, error=repr(error))
+                self.result.cleanup_problems.append(f"clean-up step {step.__name__} failed: {error}")
                 if self.result.status not in ("aborted", "interrupted"):
                     self._stop_with("aborted", f"clean-up step {step.__name__} failed: {error}")
 
@@ -299,14 +301,14 @@ class Engine:
         self._record(records)
 
     def _revert_all(self) -> None:
-        failures = []
+        failures: list[Exception] = []
         for index in sorted(self.applied):
             try:
                 self._revert(index)
-            except RunAborted as error:
+            except Exception as error:  # the next fault still gets its revert
                 failures.append(error)
         trip = self.result.guard_trip
-        if trip is not None and trip.reverted_at is None:
+        if trip is not None and trip.reverted_at is None and not self.applied:  # all of them, done
             trip.reverted_at = time.time()
             self.timeline.add(
                 "guard", "reverted", trip.guard, after_breach_s=trip.reverted_at - trip.breach_at
@@ -352,4 +354,5 @@ class Engine:
 
     def _fault_ended(self) -> float | None:
         """When the last fault action took effect; None (the fault phase's end) if none did."""
-        return max((record.at for record in self.result.fault_records), default=None)
+        acted = [record.at for record in self.result.fault_records if record.action != "dry-run"]
+        return max(acted, default=None)

@@ -12,6 +12,7 @@ stops the run rather than let it go on blind.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -145,10 +146,12 @@ class GuardWatch:
             asked = time.time()
             try:
                 values = instant_query(guard.url, guard.query, timeout=min(5.0, max(1.0, guard.every)))
-                bad = [v for v in values if (v < guard.limit if guard.below else v > guard.limit)]
+                bad = [v for v in values if _beyond(guard, v)]
+                if guard.below and not values:
+                    bad = [float("nan")]  # nothing at all is under any floor
                 seen = f"{guard.query} = {', '.join(f'{v:g}' for v in bad or values) or 'no series'}"
-            except QueryFailed as error:
-                bad, seen = [float("nan")], str(error)
+            except Exception as error:  # whatever went wrong, the guard is blind: that is a breach
+                bad, seen = [float("nan")], str(error) if isinstance(error, QueryFailed) else repr(error)
             bad_since = (bad_since or asked) if bad else None
             if bad_since is not None and time.time() - bad_since >= guard.seconds:
                 self._tripped(guard, seen)
@@ -158,4 +161,12 @@ class GuardWatch:
     def _tripped(self, guard: Guard, observed: str) -> None:
         now = time.time()
         with self._lock:
-            self._watched_trip = GuardTrip(describe(guard), observed, now, now)
+            if self._watched_trip is None:  # the first trip is the one that stops the run
+                self._watched_trip = GuardTrip(describe(guard), observed, now, now)
+
+
+def _beyond(guard: Guard, value: float) -> bool:
+    """Over the limit (under it, for `below`); not a number (0/0, say) always counts."""
+    if math.isnan(value):
+        return True
+    return value < guard.limit if guard.below else value > guard.limit

@@ -1,18 +1,21 @@
 """One experiment at a time per target.
 
 A target is what the faults would touch: for the local driver, the system behind the load's host
-(host and port); for the docker driver, the Docker engine. The lock is an flock(2) on a file in
-the state directory's `locks/`, which also says who holds it. The kernel drops an flock when its
+(address and port); for the docker driver, the Docker engine. The lock is an flock(2) on a file
+in the state directory's `locks/`, which also says who holds it. Runs with different state
+directories (by default, different users) do not see each other's locks. The kernel drops an flock when its
 holder dies, even by SIGKILL, so a lock is never stale; what a dead run left behind is the
 ledger's business (`gameday recover`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import IO
@@ -23,11 +26,16 @@ from .ledger import state_dir
 from .spec.model import Experiment
 
 
-def target_key(experiment: Experiment) -> str:
+def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:
+    """The docker driver: the engine (by its ID, however it is reached). The local driver: the
+    load's host (by address, so that localhost and 127.0.0.1 are one target) and port."""
     if experiment.driver == "docker":
-        return f"docker engine {os.environ.get('DOCKER_HOST', 'unix:///var/run/docker.sock')}"
+        return f"docker engine {docker_engine_id}"
     parts = urlsplit(experiment.load.host)
-    return f"local {parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    host = parts.hostname or ""
+    with contextlib.suppress(OSError):  # unresolvable now: its name is the best key there is
+        host = socket.gethostbyname(host)
+    return f"local {host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 class TargetLock:
@@ -39,9 +47,15 @@ class TargetLock:
     def acquire(cls, key: str, run_id: str, experiment: Path, directory: Path | None = None) -> TargetLock:
         """Take the target's lock, or say who holds it (exit code 3)."""
         locks = (directory or state_dir()) / "locks"
-        locks.mkdir(parents=True, exist_ok=True)
         path = locks / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock")
-        stream = path.open("a+", encoding="utf-8")
+        try:
+            locks.mkdir(parents=True, exist_ok=True)
+            stream = path.open("a+", encoding="utf-8")
+        except OSError as error:
+            raise RunAborted(
+                f"cannot use the state directory {locks.parent}: {error.strerror or error}",
+                hint="set GAMEDAY_STATE_DIR to a directory gameday may write",
+            ) from None
         try:
             fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,9 @@ def run_probe(probe: Probe) -> ProbeResult:
 
 
 def _http(probe: HttpProbe) -> tuple[bool, str]:
-    request = urllib.request.Request(probe.url, method=probe.method)
+    # an IRI (non-ASCII, spaces) as the URI a browser would send; what is already escaped stays
+    url = urllib.parse.quote(probe.url, safe=":/?#[]@!$&'()*+,;=%")
+    request = urllib.request.Request(url, method=probe.method)
     started = time.monotonic()
     try:
         with urllib.request.urlopen(request, timeout=probe.timeout) as response:

@@ -28,8 +28,7 @@ class Progress:
     def event(self, text: str) -> None:
         if self.quiet:
             return
-        self._clear()
-        print(self.mask(text), file=self.stream, flush=True)
+        self._write(self.mask(text) + "\n")
 
     def status(
         self,
@@ -52,20 +51,23 @@ class Progress:
         )
         now = time.monotonic()
         if self.interactive:
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-            self._pending = True
+            self._write("\r\033[K" + text, pending=True)
         elif now - self._last_printed >= NON_TTY_EVERY_SECONDS:
-            print(text, file=self.stream, flush=True)
+            self._write(text + "\n")
             self._last_printed = now
-
-    def _clear(self) -> None:
-        if self._pending:
-            self.stream.write("\r\033[K")
-            self._pending = False
 
     def close(self) -> None:
         if self._pending:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str, pending: bool = False) -> None:
+        """Write, clearing a status line first. A closed output (a pipe whose reader was stopped by
+        the same Ctrl-C) must not stop a run from reverting its faults: output is best effort."""
+        try:
+            if self._pending:
+                self.stream.write("\r\033[K")
+            self.stream.write(text)
             self.stream.flush()
-            self._pending = False
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            pass
+        self._pending = pending

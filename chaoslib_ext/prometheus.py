@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -19,22 +20,27 @@ def instant_query(base_url: str, query: str, timeout: float) -> list[float]:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             body = json.load(response)
     except urllib.error.HTTPError as error:  # Prometheus explains a bad query in the body
-        try:
-            reason = json.load(error).get("error", error.reason)
-        except ValueError:
-            reason = error.reason
-        raise QueryFailed(f"Prometheus refused the query: {reason}") from None
-    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise QueryFailed(f"Prometheus refused the query: {_reason(error)}") from None
+    except (OSError, ValueError, http.client.HTTPException) as error:  # URLError is an OSError
         raise QueryFailed(
             f"cannot query Prometheus at {base_url}: {getattr(error, 'reason', error)}"
         ) from None
-    data = body.get("data", {}) if isinstance(body, dict) else {}
-    kind, result = data.get("resultType"), data.get("result")
+    data = body.get("data") if isinstance(body, dict) else None
+    if isinstance(data, dict):
+        kind, result = data.get("resultType"), data.get("result")
+        try:
+            if kind == "vector":
+                return [float(sample["value"][1]) for sample in result]
+            if kind == "scalar":
+                return [float(result[1])]
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
+    raise QueryFailed("Prometheus answered something other than a vector or a scalar of numbers")
+
+
+def _reason(error: urllib.error.HTTPError) -> str:
     try:
-        if kind == "vector":
-            return [float(sample["value"][1]) for sample in result]
-        if kind == "scalar":
-            return [float(result[1])]
-    except (KeyError, IndexError, TypeError, ValueError):
-        pass
-    raise QueryFailed(f"Prometheus answered {kind or 'nothing'} where numbers were expected")
+        body = json.load(error)
+    except (OSError, ValueError, http.client.HTTPException):
+        body = None
+    return str(body["error"]) if isinstance(body, dict) and "error" in body else str(error.reason)

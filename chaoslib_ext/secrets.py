@@ -9,15 +9,18 @@ and service logs (which those programs write themselves while the run lasts).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+from xml.sax.saxutils import escape
 
 from .errors import Location, SpecError
 
 MASK = "***"
 MIN_LENGTH = 6  # shorter values could not be told apart from ordinary text in the outputs
+MAX_FILE_BYTES = 64 * 1024
 
 
 class Secrets:
@@ -25,7 +28,7 @@ class Secrets:
 
     def __init__(self, values: dict[str, str]) -> None:
         self._values = values
-        forms = {form for value in values.values() for form in (value, quote(value, safe=""))}
+        forms = {form for value in values.values() for form in _written_forms(value)}
         self._forms = sorted(forms, key=len, reverse=True)  # the longest first: no partial masking
 
     @property
@@ -36,9 +39,32 @@ class Secrets:
         return dict(self._values)
 
     def mask(self, text: str) -> str:
+        """Every written form of every secret, and the fragments that shortening text leaves: a
+        secret's start just before "..." or "…" or at the very end, its end at the very start."""
         for form in self._forms:
             text = text.replace(form, MASK)
+        for form in self._forms:
+            for size in range(len(form) - 1, FRAGMENT - 1, -1):
+                head, tail = form[:size], form[-size:]
+                for cut in ("...", "…"):
+                    text = text.replace(head + cut, MASK + cut)
+                if text.endswith(head):
+                    text = text[: -len(head)] + MASK
+                if text.startswith(tail):
+                    text = MASK + text[len(tail) :]
         return text
+
+    def mask_data(self, value: Any) -> Any:
+        """The same, on every string of a JSON-like value (before it is written, and escaped)."""
+        if not self._forms:
+            return value
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {self.mask_data(key): self.mask_data(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_data(item) for item in value]
+        return value
 
     def mask_file(self, path: Path) -> None:
         """Rewrite a log file with its secrets masked (in place: it is gameday's own output)."""
@@ -54,6 +80,22 @@ class Secrets:
 
 
 NO_SECRETS = Secrets({})
+FRAGMENT = 4  # the shortest piece of a secret masked where text was cut
+
+
+def _written_forms(value: str) -> set[str]:
+    """How a value may appear in text gameday writes: as it is, URL-encoded, escaped by JSON,
+    by repr() and by XML."""
+    return {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        escape(value),
+        escape(value, {'"': "&quot;", "'": "&apos;"}),
+    }
 
 
 def read_secrets(declared: Any, base: Path, where: Any) -> Secrets:
@@ -75,16 +117,7 @@ def read_secrets(declared: Any, base: Path, where: Any) -> Secrets:
                     hint=f"export {reference}=... before running gameday",
                 )
         else:
-            path = Path(str(reference)).expanduser()
-            path = path if path.is_absolute() else base / path
-            try:
-                value = path.read_text(encoding="utf-8").rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as error:
-                raise SpecError(
-                    f"secret {name}: cannot read {path}: {getattr(error, 'strerror', None) or error}",
-                    where=location,
-                    hint="the file must exist, be readable and hold UTF-8 text",
-                ) from None
+            value = _read_secret_file(name, str(reference), base, location)
         if len(value) < MIN_LENGTH:
             raise SpecError(
                 f"secret {name} is shorter than {MIN_LENGTH} characters",
@@ -93,3 +126,24 @@ def read_secrets(declared: Any, base: Path, where: Any) -> Secrets:
             )
         values[str(name)] = value
     return Secrets(values)
+
+
+def _read_secret_file(name: str, reference: str, base: Path, location: Location) -> str:
+    """A regular file's text, one trailing newline dropped; never a device or a pipe, which
+    could be endless or block."""
+    try:
+        path = Path(reference).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            raise OSError(f"{path} is not a regular file")
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise OSError(f"{path} is larger than {MAX_FILE_BYTES} bytes")
+        return data.decode("utf-8").rstrip("\r\n")
+    except (OSError, ValueError) as error:  # ValueError: a NUL in the path, bytes that are not UTF-8
+        raise SpecError(
+            f"secret {name}: cannot read {reference}: {getattr(error, 'strerror', None) or error}",
+            where=location,
+            hint="a regular file of UTF-8 text, at most 64 KiB",
+        ) from None

@@ -7,9 +7,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import quote
+from xml.sax.saxutils import escape as xml_escape
 
 import jsonschema
 import pytest
@@ -296,7 +300,7 @@ def test_a_third_signal_forces_the_exit_and_says_what_may_be_left(tmp_path, expe
         process.send_signal(signal.SIGINT)  # 1: stop; stopping the stubborn service takes 5 s
         wait_for_line(lines, "! interrupted")
         process.send_signal(signal.SIGINT)  # 2: acknowledged, the clean-up goes on
-        wait_for_line(lines, "send it once more to force an exit")
+        wait_for_line(lines, "send it 1 more time(s) to force an exit")
         process.send_signal(signal.SIGINT)  # 3: out now
         said = wait_for_line(lines, "gameday recover")
         assert process.wait(timeout=10) == 3
@@ -315,7 +319,9 @@ def test_a_third_signal_forces_the_exit_and_says_what_may_be_left(tmp_path, expe
 def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
     ports = demo_ports()
     experiment = load_experiment(REPO / "experiments" / "demo-pod-kill.yaml", parse_overrides(ports[1::2]))
-    lock = TargetLock.acquire(target_key(experiment), "the-holding-run", experiment.path)
+    port = ports[1].split("=")[1]
+    same_target = replace(experiment, load=replace(experiment.load, host=f"http://localhost:{port}"))
+    lock = TargetLock.acquire(target_key(same_target), "the-holding-run", experiment.path)
     try:
         refused = gameday("run", str(experiment.path), *ports, "--report-dir", str(tmp_path))
     finally:
@@ -326,6 +332,24 @@ def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
         in (refused.stderr)
     )
     assert f"pid {os.getpid()}" in refused.stderr and list(tmp_path.iterdir()) == []  # nothing started
+    holder = subprocess.Popen(  # a holder that dies by SIGKILL: the kernel frees its lock
+        [sys.executable, "-c", HOLD_THE_LOCK, target_key(experiment), str(experiment.path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait(timeout=10)
+    TargetLock.acquire(target_key(experiment), "the-next-run", experiment.path).release()
+
+
+HOLD_THE_LOCK = """
+import sys, time
+from chaoslib_ext.locks import TargetLock
+TargetLock.acquire(sys.argv[1], "a-doomed-run", sys.argv[2])
+print("held", flush=True)
+time.sleep(60)
+"""
 
 
 @pytest.mark.parametrize("moment", ["starting services", "starting load", "-- fault phase", "! interrupted"])
@@ -368,7 +392,8 @@ def group_alive(pgid: int) -> bool:
 
 
 def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, monkeypatch):
-    token, password = f"tok-{os.urandom(8).hex()}", f"pw-{os.urandom(8).hex()}"
+    # escaped differently by JSON, XML, repr() and URLs: every written form must be masked
+    token, password = f"t'o\"k&<{os.urandom(6).hex()}>ö", f"pw-{os.urandom(8).hex()}"
     monkeypatch.setenv("GAMEDAY_TEST_TOKEN", token)
     text = (REPO / "tests" / "data" / "secrets.yaml").read_text()
     experiment = tmp_path / "experiment" / "secrets.yaml"
@@ -379,7 +404,8 @@ def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, mo
     ports = ["--var", f"port={port}", "--var", f"backend_port={port + 1}"]
     process, lines = start_run(experiment, tmp_path / "reports", *ports)
     wait_for_line(lines, "-- baseline phase")  # Locust runs: its command line shows no secret
-    assert not [pid for pid in Path("/proc").iterdir() if password.encode() in _cmdline_bytes(pid)]
+    secret_bytes = (token.encode(), password.encode())
+    assert not [pid for pid in Path("/proc").iterdir() if any(s in _cmdline_bytes(pid) for s in secret_bytes)]
     report = finished_report(process, tmp_path / "reports")
     output = "".join(lines.queue)
     assert process.returncode == 0, output
@@ -389,7 +415,8 @@ def test_secrets_never_appear_in_the_output_the_reports_or_the_logs(tmp_path, mo
         p.name for p in written
     }
     for output in [result.stdout, result.stderr, *(path.read_text(errors="replace") for path in written)]:
-        assert token not in output and password not in output
+        for secret in (token, password):
+            assert not any(form in output for form in written_forms(secret)), output[:2000]
     assert report["load"]["host"] == f"http://gameday:***@127.0.0.1:{port}"  # masked, not missing
     assert "backend token ***" in next(p for p in written if p.name == "backend-0.log").read_text()
     assert report["steady_state"]["before"][0]["name"].endswith("/healthz?token=***")
@@ -406,3 +433,15 @@ def _cmdline_bytes(pid: Path) -> bytes:
         return (pid / "cmdline").read_bytes()
     except OSError:  # not a process, or it just ended
         return b""
+
+
+def written_forms(secret: str) -> list[str]:
+    """The secret as it is, and as JSON, XML and URLs would escape it, and its first 8 characters."""
+    return [
+        secret,
+        json.dumps(secret)[1:-1],
+        xml_escape(secret),
+        xml_escape(secret, {'"': "&quot;"}),
+        quote(secret, safe=""),
+        secret[:8],
+    ]

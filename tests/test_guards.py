@@ -4,6 +4,7 @@ whole-run behaviour is in test_end_to_end.py)."""
 from __future__ import annotations
 
 import shutil
+import socketserver
 import subprocess
 import threading
 import time
@@ -143,9 +144,10 @@ class Exporter(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def prometheus(tmp_path):
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
     """A real Prometheus on 127.0.0.1, scraping a test exporter every second."""
+    tmp_path = tmp_path_factory.mktemp("prometheus")
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("prometheus is not installed (Debian: apt-get install prometheus)")
@@ -210,11 +212,26 @@ def test_a_prometheus_guard_trips_only_once_its_query_has_been_over_the_limit_lo
     assert trip.breach_at >= raised + 2  # over the limit for its 2 s, not before
 
 
-def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus):
+class Garbage(socketserver.BaseRequestHandler):
+    """Speaks no HTTP at all."""
+
+    def handle(self) -> None:
+        self.request.sendall(b"\x00\xffnot http\r\n\r\n")
+
+
+@pytest.mark.parametrize("answer", ["refused query", "closed port", "not http", "no series under a floor"])
+def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus, answer):
     with pytest.raises(QueryFailed, match=r"Prometheus refused the query: .*parse error"):
         instant_query(prometheus, "sum(", timeout=5)
-    closed = f"http://127.0.0.1:{free_port()}"
-    guard = Guard("prometheus", limit=5.0, seconds=1, every=0.2, url=closed, query="up")
+    garbage = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=garbage.serve_forever, daemon=True).start()
+    url, query, below = {
+        "refused query": (prometheus, "sum(", False),
+        "closed port": (f"http://127.0.0.1:{free_port()}", "up", False),
+        "not http": (f"http://127.0.0.1:{garbage.server_address[1]}", "up", False),
+        "no series under a floor": (prometheus, "no_such_metric", True),
+    }[answer]
+    guard = Guard("prometheus", limit=5.0, seconds=1, every=0.2, url=url, query=query, below=below)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
     watch.start_watching()
     try:
@@ -224,4 +241,11 @@ def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus)
             time.sleep(0.05)
     finally:
         watch.stop()
-    assert trip.observed.startswith(f"cannot query Prometheus at {closed}")
+        garbage.shutdown()
+    expected = {
+        "refused query": "Prometheus refused the query",
+        "closed port": f"cannot query Prometheus at {url}",
+        "not http": f"cannot query Prometheus at {url}",
+        "no series under a floor": "no_such_metric = nan",
+    }[answer]
+    assert trip.observed.startswith(expected), trip.observed

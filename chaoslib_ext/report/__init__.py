@@ -33,7 +33,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 def write_reports(run: RunResult) -> tuple[dict[str, Any], list[Path]]:
     """Build the report and write every requested format; report.json is always written."""
-    report = build_report(run)
+    report = run.plan.experiment.secrets.mask_data(build_report(run))  # before any escaping
     renderers = {
         "json": lambda: json.dumps(report, indent=2) + "\n",
         "markdown": lambda: render_markdown(report),
@@ -41,9 +41,8 @@ def write_reports(run: RunResult) -> tuple[dict[str, Any], list[Path]]:
     }
     formats = ["json", *(f for f in run.plan.experiment.report_formats if f != "json")]
     written = []
-    mask = run.plan.experiment.secrets.mask
     for name in formats:
         path = run.report_dir / FILE_NAMES[name]
-        write_atomically(path, mask(renderers[name]()))
+        write_atomically(path, renderers[name]())
         written.append(path)
     return report, written

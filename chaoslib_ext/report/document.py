@@ -48,6 +48,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
     ]
     if run.error:
         reasons.insert(0, run.error)
+    reasons += [problem for problem in run.cleanup_problems if problem != run.error]
     slo = experiment.slo
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,

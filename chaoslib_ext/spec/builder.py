@@ -8,6 +8,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import SpecError
 from ..network.kernel import is_root, netem_available
@@ -215,6 +216,16 @@ class Builder:
                     f"Locust option {option} is not supported here",
                     "gameday runs one headless Locust process and reads its recorder stream",
                 )
+        try:
+            valid = urlsplit(spec["host"]).hostname is not None and urlsplit(spec["host"]).port != 0
+        except ValueError:  # a port out of range, or not a number
+            valid = False
+        if not valid:
+            self.error(
+                ("load", "host"),
+                "not a usable URL: it needs a host and a valid port",
+                "e.g. http://127.0.0.1:8080",
+            )
         return LoadSpec(
             locustfile=locustfile,
             host=spec["host"],
