@@ -7,6 +7,7 @@ only ever means a bug in gameday itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -215,7 +216,7 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(masked(summary(report, written)))
+    tell(masked(summary(report, written)))
     return result.exit_code
 
 
@@ -228,6 +229,15 @@ def force_exit(signal_name: str, ledger: Ledger | None) -> NoReturn:
         lines.append(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})")
     say(*lines)
     os._exit(int(ExitCode.ABORTED))
+
+
+def tell(text: str) -> None:
+    """To stdout, best effort: if nobody reads it any more, the exit code still tells."""
+    try:
+        print(text, flush=True)
+    except (OSError, ValueError):
+        with contextlib.suppress(OSError):  # and no "Exception ignored" when Python flushes it at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def say(*lines: str) -> None:

@@ -232,6 +232,39 @@ def test_a_signal_mid_fault_stops_everything_and_still_writes_the_report(tmp_pat
     assert all(port_free(port) for port in ports_of(report))
 
 
+def test_a_signal_after_the_output_pipe_closed_still_reverts_and_writes_the_report(tmp_path):
+    """`gameday run … | tee log`, and Ctrl-C stops tee first: writes to the pipe fail from then on."""
+    ports = demo_ports()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chaoslib_ext",
+            "run",
+            str(REPO / "experiments" / "demo-latency.yaml"),
+            "--report-dir",
+            str(tmp_path),
+            *SHORT,
+            *ports,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "network-latency: inject backend-2" in line:  # the last of the three
+            break
+    process.stdout.close()  # the reader is gone
+    process.send_signal(signal.SIGINT)
+    report = finished_report(process, tmp_path)
+    assert process.returncode == 3
+    assert report["status"] == "interrupted"
+    assert [a["action"] for a in report["faults"][0]["actions"]][-3:] == ["revert"] * 3
+    assert all(port_free(port) for port in ports_of(report))
+
+
 def test_a_signal_during_the_steady_state_probe_is_not_swallowed(tmp_path, experiment_file):
     port = free_port_block(1)
     text = (
