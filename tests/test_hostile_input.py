@@ -18,7 +18,10 @@ from conftest import MINIMAL, REPO, gameday
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chaoslib_ext.blast import check_blast_radius
 from chaoslib_ext.errors import SpecError
+from chaoslib_ext.locks import target_key
+from chaoslib_ext.plan import make_plan
 from chaoslib_ext.spec import load_experiment, parse_overrides
 
 # generous: a hang would take forever, a slow machine takes a little longer
@@ -29,9 +32,13 @@ SHIPPED = sorted((REPO / "experiments").glob("*.yaml"))
 
 
 def outcome(path: Path, overrides: dict[str, Any] | None = None) -> str:
-    """'ok' or 'refused'; anything else escapes and fails the test with its traceback."""
+    """'ok' or 'refused'; anything else escapes and fails the test with its traceback. What
+    loads is also planned, as `validate` and `run` do: plan, blast radius, lock key."""
     try:
-        load_experiment(path, overrides)
+        experiment = load_experiment(path, overrides)
+        if experiment.driver == "local":
+            check_blast_radius(make_plan(experiment))
+            target_key(experiment)
     except SpecError as error:
         assert str(error).strip(), "an error with no message"
         return "refused"
@@ -75,6 +82,9 @@ FIELDS = [
     ("target",),
     ("services",),
     ("variables",),
+    ("secrets",),
+    ("secrets", "token"),
+    ("target", "max_share"),
     ("steady_state",),
 ]
 
