@@ -183,18 +183,18 @@ class DockerTarget:
 
     def stop(self) -> None:
         """Close what DNS faults left open (a run that stopped mid-fault), then the client."""
-        problems = []
+        problems: list[str] = []
         for resolver, _ in self.resolvers.values():
             try:
                 resolver.close()
             except Exception as error:  # keep going: every other container still needs its resolver back
-                problems.append(RunAborted(str(error)))
+                problems.append(str(error))
         self.resolvers.clear()
         if self.hub is not None:
             self.hub.stop()
         self.client.close()
         if problems:
-            raise RunAborted(problems[0].message, hint="run `gameday recover` as root")
+            raise RunAborted(problems[0], hint="run `gameday recover` as root")
 
 
 def ending(state: dict[str, Any]) -> dict[str, Any]:

@@ -43,10 +43,11 @@ class Secrets:
         secret's start just before "..." or "…" or at the very end, its end at the very start."""
         for form in self._forms:
             text = text.replace(form, MASK)
+        cuts = [cut for cut in ("...", "…") if cut in text]  # most text was never shortened
         for form in self._forms:
             for size in range(len(form) - 1, FRAGMENT - 1, -1):
                 head, tail = form[:size], form[-size:]
-                for cut in ("...", "…"):
+                for cut in cuts:
                     text = text.replace(head + cut, MASK + cut)
                 if text.endswith(head):
                     text = text[: -len(head)] + MASK

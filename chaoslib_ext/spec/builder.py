@@ -217,7 +217,8 @@ class Builder:
                     "gameday runs one headless Locust process and reads its recorder stream",
                 )
         try:
-            valid = urlsplit(spec["host"]).hostname is not None and urlsplit(spec["host"]).port != 0
+            parts = urlsplit(spec["host"])
+            valid = parts.hostname is not None and parts.port != 0
         except ValueError:  # a port out of range, or not a number
             valid = False
         if not valid:
