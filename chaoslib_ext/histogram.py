@@ -4,17 +4,24 @@ Values are whole microseconds. Below 2**PRECISION_BITS each value has its own bu
 every power of two is split into 2**(PRECISION_BITS - 1) equal buckets, so a bucket is never
 wider than 1/64 of its lower bound and its midpoint is within 1/128 (0.78%) of any value in it.
 Locust's own percentiles are rounded to two significant digits; these are not.
+
+A histogram can also count, exactly, the values above a few limits given when it is made (the
+SLO's latency objectives): whether "p95 <= 250ms" holds is then decided on exact counts, never on
+a bucket's midpoint.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from fractions import Fraction
 from typing import Any
 
 PRECISION_BITS = 7
 _HALF = 1 << (PRECISION_BITS - 1)
 MAX_RELATIVE_ERROR = 1 / (1 << PRECISION_BITS)
+
+Quantile = float | Fraction
 
 
 def bucket_index(micros: int) -> int:
@@ -34,17 +41,24 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return mantissa << shift, (mantissa + 1) << shift
 
 
+def rank(quantile: Quantile, count: int) -> int:
+    """The 1-based nearest rank of a quantile: ceil(q * n), at least 1 (exact for Fractions)."""
+    return max(1, math.ceil(quantile * count))
+
+
 class Histogram:
-    """Counts of latencies per bucket, plus the exact count, sum, minimum and maximum."""
+    """Counts of latencies per bucket, the exact count, sum, minimum and maximum, and the exact
+    number of values above each tracked limit (`over`)."""
 
-    __slots__ = ("buckets", "count", "max_us", "min_us", "total_us")
+    __slots__ = ("buckets", "count", "max_us", "min_us", "over", "total_us")
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Iterable[int] = ()) -> None:
         self.buckets: dict[int, int] = {}
         self.count = 0
         self.total_us = 0
         self.min_us: int | None = None
         self.max_us: int | None = None
+        self.over: dict[int, int] = dict.fromkeys(limits, 0)
 
     def record_ms(self, milliseconds: float) -> None:
         """Record one latency given in (fractional) milliseconds, as Locust reports them."""
@@ -59,8 +73,42 @@ class Histogram:
             self.min_us = micros
         if self.max_us is None or micros > self.max_us:
             self.max_us = micros
+        for limit in self.over:
+            if micros > limit:
+                self.over[limit] += 1
+
+    def record_descending(self, first_us: int, step_us: int, count: int) -> None:
+        """Record first, first - step, first - 2 step, ... (`count` values, all >= 0) in as many
+        steps as buckets they cover, not one per value."""
+        if count <= 0:
+            return
+        assert step_us > 0 and first_us - (count - 1) * step_us >= 0
+        done = 0
+        while done < count:
+            value = first_us - done * step_us
+            index = bucket_index(value)
+            low = bucket_bounds(index)[0]
+            in_bucket = min(count, (first_us - low) // step_us + 1) - done
+            self.buckets[index] = self.buckets.get(index, 0) + in_bucket
+            done += in_bucket
+        last = first_us - (count - 1) * step_us
+        self.count += count
+        self.total_us += (first_us + last) * count // 2
+        self.min_us = last if self.min_us is None else min(self.min_us, last)
+        self.max_us = first_us if self.max_us is None else max(self.max_us, first_us)
+        for limit in self.over:
+            if first_us > limit:
+                self.over[limit] += min(count, (first_us - limit - 1) // step_us + 1)
 
     def merge(self, other: Histogram) -> None:
+        if other.count == 0:
+            return
+        if self.count == 0:
+            self.over = dict(other.over)
+        else:  # an exact count survives only where both sides kept it
+            self.over = {
+                limit: n + other.over[limit] for limit, n in self.over.items() if limit in other.over
+            }
         for index, count in other.buckets.items():
             self.buckets[index] = self.buckets.get(index, 0) + count
         self.count += other.count
@@ -70,24 +118,49 @@ class Histogram:
         if other.max_us is not None and (self.max_us is None or other.max_us > self.max_us):
             self.max_us = other.max_us
 
-    def percentile_ms(self, quantile: float) -> float | None:
+    def above(self, limit_us: int) -> int:
+        """How many values are greater than `limit_us`: exact when the limit was tracked, or when
+        no bucket straddles it; otherwise counted by bucket midpoints (within the error bound)."""
+        if limit_us in self.over or self.count == 0:
+            return self.over.get(limit_us, 0)
+        assert self.min_us is not None and self.max_us is not None
+        if limit_us >= self.max_us or limit_us < self.min_us:
+            return 0 if limit_us >= self.max_us else self.count
+        total = 0
+        for index, count in self.buckets.items():
+            low, high = bucket_bounds(index)
+            if low > limit_us or (high - 1 > limit_us and (low + high - 1) / 2 > limit_us):
+                total += count
+        return total
+
+    def within(self, quantile: Quantile, limit_us: int) -> bool:
+        """Whether the nearest-rank percentile is at most `limit_us`: at least rank(q, n) values
+        are <= the limit, i.e. above(limit) <= n - rank(q, n)."""
+        return self.count > 0 and self.above(limit_us) <= self.count - rank(quantile, self.count)
+
+    def percentile_ms(self, quantile: Quantile) -> float | None:
         """Nearest-rank percentile (quantile in [0, 1]) in milliseconds; None when empty.
 
         The answer is the midpoint of the bucket holding the value of rank ceil(q * n),
         clamped to the exact minimum and maximum, so it lies within MAX_RELATIVE_ERROR of the
-        exact nearest-rank value.
+        exact nearest-rank value; it is also put on the right side of every tracked limit.
         """
         if self.count == 0:
             return None
-        rank = max(1, math.ceil(quantile * self.count))
+        wanted = rank(quantile, self.count)
         seen = 0
         for index in sorted(self.buckets):
             seen += self.buckets[index]
-            if seen >= rank:
+            if seen >= wanted:
                 low, high = bucket_bounds(index)
                 middle = low if high - low == 1 else (low + high - 1) / 2
                 assert self.min_us is not None and self.max_us is not None
-                return min(max(middle, self.min_us), self.max_us) / 1000
+                value = min(max(middle, self.min_us), self.max_us)
+                for limit, above in self.over.items():
+                    at_most = above <= self.count - wanted
+                    if low <= limit < high:  # the true value and the limit share this bucket
+                        value = min(value, limit) if at_most else max(value, limit + 1)
+                return value / 1000
         raise AssertionError("bucket counts do not add up to the histogram count")
 
     def mean_ms(self) -> float | None:
@@ -97,22 +170,26 @@ class Histogram:
         return None if self.max_us is None else self.max_us / 1000
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "n": self.count,
             "sum": self.total_us,
             "min": self.min_us,
             "max": self.max_us,
             "b": [[index, count] for index, count in sorted(self.buckets.items())],
         }
+        if self.over:
+            data["over"] = [[limit, count] for limit, count in sorted(self.over.items())]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Histogram:
-        histogram = cls()
+        histogram = cls((int(limit) for limit, _ in data.get("over", ())))
         histogram.buckets = {int(index): int(count) for index, count in data["b"]}
         histogram.count = int(data["n"])
         histogram.total_us = int(data["sum"])
         histogram.min_us = data["min"]
         histogram.max_us = data["max"]
+        histogram.over = {int(limit): int(count) for limit, count in data.get("over", ())}
         return histogram
 
     @classmethod

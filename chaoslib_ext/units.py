@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|s|m|h)")
 _UNIT_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -60,7 +62,14 @@ def parse_percent(text: str | int | float) -> float:
         number = float(value[:-1])
     if not 0.0 <= number <= 100.0:
         raise ValueError(f"a percentage must be between 0% and 100%, got {text!r}")
-    return number / 100.0
+    # in decimal: 99.9 / 100 in binary floating point is 0.9990000000000001, not the 0.999 written
+    return float(Decimal(repr(number)) / 100)
+
+
+def exactly(value: float) -> Fraction:
+    """The decimal a user wrote (0.999 for "99.9%", 0.25 for "250ms"), as an exact fraction: the
+    shortest repr of a float is the decimal it was parsed from."""
+    return Fraction(repr(value))
 
 
 def parse_rate(text: str) -> float:
