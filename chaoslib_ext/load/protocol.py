@@ -1,3 +1,7 @@
 """What the recorder plugin and the runner agree on. Imports nothing from Locust (or gevent)."""
 
-FD_VARIABLE = "GAMEDAY_RECORDER_FD"
+FD_VARIABLE = "GAMEDAY_RECORDER_FD"  # the pipe the recorder writes its lines to
+TIMEOUT_VARIABLE = "GAMEDAY_REQUEST_TIMEOUT"  # seconds; applied where the locustfile sets none
+LIMITS_VARIABLE = "GAMEDAY_LATENCY_LIMITS_US"  # comma-separated: counted exactly above each
+PACING_VARIABLE = "GAMEDAY_PACING"  # open model: every user runs a task every this many seconds
+REQUEST_LOG_VARIABLE = "GAMEDAY_REQUEST_LOG"  # test-only: a file for one JSON line per request

@@ -1,9 +1,16 @@
-"""Locust plugin that records every request into per-second histograms and streams them out.
+"""Locust plugin that records every request and streams one JSON line per second of the run.
 
-Runs inside the Locust process (gevent). Each completed second is written as one JSON line to
-the file descriptor named by GAMEDAY_RECORDER_FD: {"type": "second", "t": <epoch second>,
-"endpoints": {"GET /x": {"ok": <histogram>, "failed": <histogram>}}, "errors": {...}}.
-Lifecycle lines ("started", "spawned", "stopped") let the runner follow the test.
+Runs inside the Locust process (gevent). A request is filed under the second it was *sent*, so
+that a phase's evidence is what was asked of the system during it; the line for a second of the
+run carries the requests that *finished* during it (grouped by the second they were sent) and how
+many were still waiting at its end, with the oldest one's send time, so that a hang is seen
+while it lasts. Lines:
+
+    {"type": "second", "t": <epoch second>, "waiting": n, "oldest": <epoch>|null,
+     "sent": [[<epoch second>, {"endpoints": {...}, "errors": [[kind, message, n]]}], ...]}
+
+and the lifecycle lines "started", "spawned", "stopped". When the test stops, requests still
+waiting are filed as unfinished with how long they waited (as failures once past the timeout).
 """
 
 from __future__ import annotations
@@ -11,24 +18,66 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import Counter
-from typing import Any
+from collections import deque
+from dataclasses import dataclass
+from typing import IO, Any
 
 import gevent
-from locust import events
-from locust.env import Environment
 
 from ..histogram import Histogram
+from ..samples import Aggregate, EndpointSample
 
 FLUSH_SECONDS = 0.2
 MAX_ERROR_KINDS = 20
+RECENT_SECONDS = 3.0  # how long finished requests are kept to count who was waiting at a second's end
+
+
+@dataclass(eq=False)
+class Pending:
+    """A request on its way: known from the moment a client sends it until Locust reports it."""
+
+    sent: float  # epoch seconds
+    endpoint: str  # "GET /checkout", as far as it is known before the request ends
+    interval_us: int | None  # its user's pacing, for the coordinated-omission correction
+
+
+def error_kind(exception: BaseException, response: Any = None) -> str:
+    """timeout, connection refused, connection reset, HTTP <status>, or the exception's type."""
+    names = {cls.__name__ for cls in type(exception).__mro__}
+    text = str(exception).lower()
+    if isinstance(exception, TimeoutError) or any("Timeout" in name for name in names) or "timed out" in text:
+        return "timeout"
+    if isinstance(exception, ConnectionRefusedError) or "refused" in text:
+        return "connection refused"
+    if isinstance(exception, ConnectionResetError) or "reset by peer" in text:
+        return "connection reset"
+    status = getattr(response, "status_code", None)
+    if isinstance(status, int) and status >= 400:
+        return f"HTTP {status}"
+    return type(exception).__name__
 
 
 class Recorder:
-    def __init__(self, fd: int) -> None:
+    """Files requests by send second, per second of the run, and writes each second out once over."""
+
+    def __init__(
+        self, fd: int, limits_us: tuple[int, ...], timeout: float, log: IO[str] | None = None
+    ) -> None:
         self.fd = fd
-        self.seconds: dict[int, dict[str, tuple[Histogram, Histogram]]] = {}
-        self.errors: dict[int, Counter[str]] = {}
+        self.limits = limits_us  # latency objectives: counted exactly above each
+        self.timeout = timeout  # the load's request timeout: unfinished past it is a failure
+        self.log = log  # test-only: one JSON line per request, for an exact offline judgement
+        self.pending: dict[Any, list[Pending]] = {}  # by greenlet: each sends one request at a time
+        self.seconds: dict[int, dict[int, Aggregate]] = {}  # second of the run -> send second -> requests
+        self.recent: deque[tuple[float, float]] = deque()  # (sent, finished) of the last seconds
+        self.next_second = int(time.time())  # the first second not written out yet
+
+    # -- a client sends, Locust reports -------------------------------------------------------
+
+    def sending(self, endpoint: str, interval: float | None) -> Pending:
+        pending = Pending(time.time(), endpoint, None if interval is None else max(1, round(interval * 1e6)))
+        self.pending.setdefault(gevent.getcurrent(), []).append(pending)
+        return pending
 
     def on_request(
         self,
@@ -36,38 +85,157 @@ class Recorder:
         name: str,
         response_time: float | None,
         exception: BaseException | None = None,
+        start_time: float | None = None,
+        response: Any = None,
         **_: Any,
     ) -> None:
-        second = int(time.time())
-        endpoints = self.seconds.get(second)
-        if endpoints is None:
-            endpoints = self.seconds[second] = {}
-        key = f"{request_type} {name}"
-        pair = endpoints.get(key)
-        if pair is None:
-            pair = endpoints[key] = (Histogram(), Histogram())
-        pair[1 if exception else 0].record_ms(response_time or 0.0)
-        if exception is not None:
-            errors = self.errors.setdefault(second, Counter())
-            text = f"{key}: {type(exception).__name__}: {exception}"[:200]
-            if text in errors or len(errors) < MAX_ERROR_KINDS:
-                errors[text] += 1
+        now = time.time()
+        pending = self._take(start_time)
+        if pending is not None:
+            sent, interval = pending.sent, pending.interval_us
+        else:  # a request no tracked client sent (a custom client firing the event itself)
+            sent = start_time if start_time else now - (response_time or 0.0) / 1000
+            interval = None
+        endpoint = f"{request_type} {name}"
+        sample = self._sample(now, sent, endpoint)
+        micros = None if response_time is None else max(0, round(response_time * 1000))
+        if interval is not None:
+            sample.paced += 1
+        if exception is None:
+            if micros is None:
+                sample.ok_untimed += 1
+            else:
+                sample.ok.record_us(micros)
+                if interval is not None:
+                    self._omitted(now, sent, endpoint, micros, interval)
+        else:
+            kind = error_kind(exception, response)
+            self._failed(
+                now, sent, endpoint, micros, kind, f"{endpoint}: {type(exception).__name__}: {exception}"
+            )
+        self.recent.append((sent, now))
+        self._log(
+            sent, now, endpoint, exception is None, micros, interval, kind=None if exception is None else kind
+        )
+
+    def gave_up(self, pending: Pending, error: BaseException | None) -> None:
+        """A request that will never be reported: its user was stopped mid-request (None), or it
+        raised before Locust could report it (a failure)."""
+        if not self._forget(pending):
+            return  # Locust reported it after all
+        now = time.time()
+        if error is None:
+            self._unfinished(now, pending)
+        else:
+            kind = error_kind(error)
+            text = f"{pending.endpoint}: {type(error).__name__}: {error}"
+            self._failed(now, pending.sent, pending.endpoint, round((now - pending.sent) * 1e6), kind, text)
+            self._log(pending.sent, now, pending.endpoint, False, None, pending.interval_us, kind=kind)
+
+    def _take(self, start_time: float | None) -> Pending | None:
+        """The pending request this report is about: of this greenlet's, the latest one sent
+        before Locust's own start time (nested catch_response blocks report inner ones first)."""
+        mine = self.pending.get(gevent.getcurrent())
+        if not mine:
+            return None
+        candidates = [p for p in mine if start_time is None or p.sent <= start_time + 0.001] or mine
+        pending = max(candidates, key=lambda p: p.sent)
+        self._forget(pending)
+        return pending
+
+    def _forget(self, pending: Pending) -> bool:
+        for greenlet, mine in list(self.pending.items()):
+            if pending in mine:
+                mine.remove(pending)
+                if not mine:
+                    del self.pending[greenlet]
+                return True
+        return False
+
+    # -- filing -------------------------------------------------------------------------------
+
+    def _sample(self, now: float, sent: float, endpoint: str) -> EndpointSample:
+        by_sent = self.seconds.setdefault(max(int(now), self.next_second), {})
+        aggregate = by_sent.setdefault(int(sent), Aggregate())
+        sample = aggregate.endpoints.get(endpoint)
+        if sample is None:
+            sample = aggregate.endpoints[endpoint] = EndpointSample(
+                *(Histogram(self.limits) for _ in range(4))
+            )
+        return sample
+
+    def _failed(
+        self, now: float, sent: float, endpoint: str, micros: int | None, kind: str, text: str
+    ) -> None:
+        sample = self._sample(now, sent, endpoint)
+        if micros is None:
+            sample.failed_untimed += 1
+        else:
+            sample.failed.record_us(micros)
+        if kind == "timeout":
+            sample.timeouts += 1
+        errors = self.seconds[max(int(now), self.next_second)][int(sent)].errors
+        key = (kind, text[:200])
+        if key in errors or len(errors) < MAX_ERROR_KINDS:
+            errors[key] += 1
+
+    def _unfinished(self, now: float, pending: Pending) -> None:
+        """Still waiting when last seen: a failure once past the timeout, else a latency at least
+        as long as it has lasted so far (and no outcome)."""
+        waited = round((now - pending.sent) * 1e6)
+        if waited >= self.timeout * 1e6:
+            text = f"{pending.endpoint}: still waiting after {self.timeout:g}s when the load stopped"
+            self._failed(now, pending.sent, pending.endpoint, waited, "timeout", text)
+            self._log(pending.sent, now, pending.endpoint, False, waited, pending.interval_us, kind="timeout")
+        else:
+            self._sample(now, pending.sent, pending.endpoint).unfinished.record_us(waited)
+            self._log(pending.sent, now, pending.endpoint, None, waited, pending.interval_us)
+
+    def _omitted(self, now: float, sent: float, endpoint: str, micros: int, interval: int) -> None:
+        """HdrHistogram's expected-interval correction: a user paced every `interval` that waited
+        `micros` did not send the requests due meanwhile; they would have waited micros - k *
+        interval (k = 1, 2, ... while that is at least one interval). Each is filed under the second
+        it was due in."""
+        count = (micros - interval) // interval
+        sent_us = round(sent * 1e6)
+        k = 1
+        while k <= count:
+            second = (sent_us + k * interval) // 1_000_000
+            last = min(count, ((second + 1) * 1_000_000 - 1 - sent_us) // interval)
+            self._sample(now, second, endpoint).omitted.record_descending(
+                micros - k * interval, interval, last - k + 1
+            )
+            k = last + 1
+
+    # -- writing out --------------------------------------------------------------------------
 
     def flush(self, everything: bool = False) -> None:
-        """Write out each second that is over (or all of them when the test stops)."""
-        now = int(time.time())
-        for second in sorted(s for s in self.seconds if everything or s < now):
-            endpoints = self.seconds.pop(second)
+        """Write out each second of the run that is over (all of them when the test stops)."""
+        now = time.time()
+        if everything:
+            for mine in list(self.pending.values()):
+                for pending in list(mine):
+                    self._forget(pending)
+                    self._unfinished(now, pending)
+        last = int(now) if everything else int(now) - 1
+        for second in range(self.next_second, last + 1):
+            waiting = [p.sent for mine in self.pending.values() for p in mine if p.sent < second + 1]
+            waiting += [sent for sent, finished in self.recent if sent < second + 1 <= finished]
+            by_sent = self.seconds.pop(second, {})
             self.emit(
                 {
                     "type": "second",
                     "t": second,
-                    "endpoints": {
-                        k: {"ok": ok.to_dict(), "failed": bad.to_dict()} for k, (ok, bad) in endpoints.items()
-                    },
-                    "errors": dict(self.errors.pop(second, {})),
+                    "waiting": len(waiting),
+                    "oldest": min(waiting, default=None),
+                    "sent": [[s, aggregate.to_dict()] for s, aggregate in sorted(by_sent.items())],
                 }
             )
+            self.next_second = second + 1
+        while self.recent and self.recent[0][1] < now - RECENT_SECONDS:
+            self.recent.popleft()
+        if everything and self.log is not None:
+            self.log.flush()
 
     def emit(self, message: dict[str, Any]) -> None:
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
@@ -79,31 +247,17 @@ class Recorder:
             gevent.sleep(FLUSH_SECONDS)
             self.flush()
 
-
-def install(fd: int) -> Recorder:
-    """Register the recorder on Locust's event hooks (before Locust parses its options)."""
-    recorder = Recorder(fd)
-
-    @events.init.add_listener
-    def _init(environment: Environment, **_: Any) -> None:
-        gevent.spawn(recorder.flush_forever)
-
-    @events.test_start.add_listener
-    def _started(**_: Any) -> None:
-        recorder.emit({"type": "started", "t": time.time()})
-
-    @events.spawning_complete.add_listener
-    def _spawned(user_count: int, **_: Any) -> None:
-        recorder.emit({"type": "spawned", "t": time.time(), "users": user_count})
-
-    @events.test_stop.add_listener
-    def _stopped(**_: Any) -> None:
-        recorder.flush(everything=True)
-        recorder.emit({"type": "stopped", "t": time.time()})
-
-    @events.quit.add_listener
-    def _quit(**_: Any) -> None:  # requests that ended while users were being stopped
-        recorder.flush(everything=True)
-
-    events.request.add_listener(recorder.on_request)
-    return recorder
+    def _log(
+        self,
+        sent: float,
+        ended: float,
+        endpoint: str,
+        ok: bool | None,
+        micros: int | None,
+        interval: int | None,
+        kind: str | None = None,
+    ) -> None:
+        if self.log is not None:
+            record = {"sent": sent, "end": ended, "endpoint": endpoint, "ok": ok, "us": micros}
+            record.update({"interval_us": interval, "kind": kind})
+            self.log.write(json.dumps(record) + "\n")

@@ -15,10 +15,10 @@ from typing import Any
 
 from ..errors import RunAborted
 from ..ledger import process_start_ticks
-from ..samples import Aggregate, SampleStore
+from ..samples import Aggregate, LoadSecond, SampleStore
 from ..spec.model import LoadSpec
 from ..timeline import Timeline
-from .protocol import FD_VARIABLE
+from .protocol import FD_VARIABLE, LIMITS_VARIABLE, PACING_VARIABLE, REQUEST_LOG_VARIABLE, TIMEOUT_VARIABLE
 
 START_TIMEOUT_SECONDS = 60.0  # on top of the ramp-up (users / spawn rate)
 STOP_TIMEOUT_SECONDS = 20.0
@@ -61,11 +61,33 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
     return command + list(load.options) + list(load.user_classes)
 
 
+def store_second(samples: SampleStore, message: dict[str, Any]) -> None:
+    """Keep one "second" line of the recorder in both views of the store."""
+    finished = Aggregate()
+    for second, data in message["sent"]:
+        aggregate = Aggregate.from_dict(data)
+        samples.add_sent(int(second), aggregate)
+        finished.add(aggregate.finished_only())
+    oldest = message["oldest"]
+    samples.add_second(
+        int(message["t"]),
+        LoadSecond(finished, int(message["waiting"]), None if oldest is None else float(oldest)),
+    )
+
+
 class LoadRunner:
     """Owns the Locust child: start it, follow its recorder stream, stop it."""
 
-    def __init__(self, load: LoadSpec, run_time: float, log_path: Path, timeline: Timeline) -> None:
+    def __init__(
+        self,
+        load: LoadSpec,
+        run_time: float,
+        log_path: Path,
+        timeline: Timeline,
+        latency_limits_us: tuple[int, ...] = (),
+    ) -> None:
         self.load = load
+        self.latency_limits_us = latency_limits_us  # the recorder counts exactly above each
         self.run_time = run_time
         self.log_path = log_path
         self.timeline = timeline
@@ -88,7 +110,7 @@ class LoadRunner:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 # the host through the environment, not argv: `ps` shows argv, and it may hold a secret
-                env={**os.environ, FD_VARIABLE: str(write_fd), "LOCUST_HOST": self.load.host},
+                env=self.child_environment(write_fd),
                 pass_fds=(write_fd,),
                 start_new_session=True,
             )
@@ -113,6 +135,21 @@ class LoadRunner:
                     hint=f"see {self.log_path}",
                 )
 
+    def child_environment(self, write_fd: int) -> dict[str, str]:
+        """The host goes through the environment, not argv: `ps` shows argv, and it may hold a secret."""
+        env = {
+            **os.environ,
+            FD_VARIABLE: str(write_fd),
+            "LOCUST_HOST": self.load.host,
+            TIMEOUT_VARIABLE: repr(self.load.request_timeout),
+            LIMITS_VARIABLE: ",".join(map(str, self.latency_limits_us)),
+        }
+        if self.load.pacing is not None:
+            env[PACING_VARIABLE] = repr(self.load.pacing)
+        if REQUEST_LOG_VARIABLE in os.environ:  # a test's exact offline judgement of the same requests
+            env[REQUEST_LOG_VARIABLE] = os.environ[REQUEST_LOG_VARIABLE]
+        return env
+
     def _read(self, fd: int) -> None:
         """Drain the recorder's pipe to the end; a line that cannot be read is a problem for the
         engine to act on, but reading goes on (a full pipe would freeze Locust)."""
@@ -127,12 +164,27 @@ class LoadRunner:
     def _handle(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "second":
-            self.samples.add(int(message["t"]), Aggregate.from_message(message))
+            store_second(self.samples, message)
         elif kind == "spawned":
             self.timeline.add("load", "spawned", "locust", users=message["users"])
             self.spawned.set()
         elif kind == "stopped":
             self.stopped.set()
+
+    def wait_drained(self, sent_before: float, limit: float) -> bool:
+        """Wait (at most `limit` seconds) until no request sent before `sent_before` is still
+        waiting, so that every request of the judged phases has its outcome. False if some still
+        wait (they are then judged as unfinished)."""
+        deadline = time.monotonic() + limit
+        second = int(sent_before)
+        while time.monotonic() < deadline and self.running():
+            happened = self.samples.wait_for_second(second, timeout=0.2)
+            if happened is None:
+                continue
+            if happened.oldest_waiting_since is None or happened.oldest_waiting_since >= sent_before:
+                return True
+            second += 1
+        return False
 
     def undo_action(self) -> dict[str, Any]:
         """How `gameday recover` stops this Locust child if the runner dies."""

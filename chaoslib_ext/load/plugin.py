@@ -1,0 +1,107 @@
+"""Wires the recorder into Locust: its event hooks, its HTTP clients and its users' pacing.
+
+Both of Locust's HTTP clients are wrapped so that every request is known from the moment it is
+sent (a request that hangs is seen while it hangs) and gets the load's timeout where the
+locustfile sets none. Runs inside the Locust child only.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+from gevent import GreenletExit
+from locust import FastHttpUser, events
+from locust.clients import HttpSession
+from locust.contrib.fasthttp import FastHttpSession
+from locust.env import Environment
+from locust.user import wait_time
+
+from .recorder import Recorder
+
+_PACED = wait_time.constant_pacing(1).__code__  # constant_throughput is constant_pacing(1 / rate)
+_POISSON = wait_time.poisson(1).__code__
+
+
+def install(recorder: Recorder, pacing: float | None) -> None:
+    """Register the recorder (before Locust parses its options). `pacing`: the open model's
+    seconds between each user's tasks, set on every user class."""
+    for session_class, sets_timeout in ((HttpSession, True), (FastHttpSession, False)):
+        session_class.request = _tracked(session_class.request, recorder, sets_timeout)  # type: ignore[method-assign]
+
+    @events.init.add_listener
+    def _init(environment: Environment, **_: Any) -> None:
+        for user_class in environment.user_classes:
+            if pacing is not None:
+                user_class.wait_time = wait_time.constant_pacing(pacing)
+            if issubclass(user_class, FastHttpUser) and not _sets_own(user_class, FastHttpUser):
+                user_class.network_timeout = user_class.connection_timeout = recorder.timeout
+        gevent.spawn(recorder.flush_forever)
+
+    @events.test_start.add_listener
+    def _started(**_: Any) -> None:
+        recorder.emit({"type": "started"})
+
+    @events.spawning_complete.add_listener
+    def _spawned(user_count: int, **_: Any) -> None:
+        recorder.emit({"type": "spawned", "users": user_count})
+
+    @events.test_stop.add_listener
+    def _stopped(**_: Any) -> None:
+        recorder.flush(everything=True)
+        recorder.emit({"type": "stopped"})
+
+    @events.quit.add_listener
+    def _quit(**_: Any) -> None:  # requests that ended while users were being stopped
+        recorder.flush(everything=True)
+
+    events.request.add_listener(recorder.on_request)
+
+
+def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -> Callable[..., Any]:
+    @functools.wraps(send)
+    def request(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if sets_timeout:
+            kwargs.setdefault("timeout", recorder.timeout)
+        name = args[0] if args else kwargs.get("name")
+        endpoint = f"{method} {name or self.request_name or urlsplit(url).path or url}"
+        pending = recorder.sending(endpoint, pacing_of(type(self.user)) if self.user else None)
+        try:
+            return send(self, method, url, *args, **kwargs)
+        except GreenletExit:  # its user is being stopped
+            recorder.gave_up(pending, None)
+            raise
+        except BaseException as error:  # raised before Locust could report it (a bad URL, say)
+            recorder.gave_up(pending, error)
+            raise
+
+    return request
+
+
+@functools.cache
+def pacing_of(user_class: type) -> float | None:
+    """Seconds between a user's task runs, when its wait_time says (constant_pacing,
+    constant_throughput, poisson: the mean); None for any other wait_time."""
+    function = getattr(user_class, "wait_time", None)
+    function = getattr(function, "__func__", function)
+    code = getattr(function, "__code__", None)
+    if code not in (_PACED, _POISSON):
+        return None
+    assert function is not None and code is not None
+    cells = dict(
+        zip(code.co_freevars, (cell.cell_contents for cell in function.__closure__ or ()), strict=True)
+    )
+    return float(cells["wait_time"]) if code is _PACED else 1 / float(cells["rate"])
+
+
+def _sets_own(user_class: type, base: type) -> bool:
+    """Whether the locustfile set a FastHttpUser's timeouts itself."""
+    return any(
+        name in vars(cls)
+        for cls in user_class.__mro__
+        if cls is not base and issubclass(cls, base)
+        for name in ("network_timeout", "connection_timeout")
+    )
