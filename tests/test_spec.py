@@ -326,3 +326,66 @@ def test_a_prometheus_guard_needs_a_bound(experiment_file):
         3,
     )
     assert (prometheus.url, prometheus.query, prometheus.every) == ("http://127.0.0.1:9090", "up", 0.5)
+
+
+def test_the_load_always_has_a_request_timeout(experiment_file):
+    assert load_experiment(experiment_file(MINIMAL)).load.request_timeout == 10.0
+    slow_slo = MINIMAL.replace("slo: {availability: 99%}", "slo: {latency: {p99: 4s}}")
+    assert (
+        load_experiment(experiment_file(slow_slo)).load.request_timeout == 16.0
+    )  # 4 x the largest objective
+    own = MINIMAL.replace("users: 1}", "users: 1, request_timeout: 1500ms}")
+    assert load_experiment(experiment_file(own)).load.request_timeout == 1.5
+
+
+def test_an_open_model_load_is_sized_so_that_no_user_is_ever_late(experiment_file):
+    text = MINIMAL.replace("users: 1}", "arrival_rate: 20, request_timeout: 5s}")
+    load = load_experiment(experiment_file(text)).load
+    assert (load.arrival_rate, load.users, load.pacing, load.spawn_rate) == (20, 100, 5.0, 20.0)
+    both = errors_of(experiment_file(MINIMAL.replace("users: 1}", "users: 1, arrival_rate: 20}")))
+    assert "users: N (closed model) or arrival_rate: N per second (open model), not both" in both[0]
+    huge = errors_of(experiment_file(MINIMAL.replace("users: 1}", "arrival_rate: 5000}")))
+    assert "needs 50000 users, more than 10000" in huge[0] and "hint: lower arrival_rate" in huge[0]
+
+
+def test_per_endpoint_objectives_and_the_stall_allowance_are_read(experiment_file):
+    text = MINIMAL.replace(
+        "slo: {availability: 99%}",
+        'slo: {availability: 99%, endpoints: {"GET /pay": {latency: {p95: 300ms}}}}',
+    )
+    slo = load_experiment(experiment_file(text)).slo
+    assert slo.endpoints["GET /pay"].latency == {"p95": 0.3}
+    assert slo.max_stall == 1.0  # the largest latency objective, at least 1s
+    assert slo.latency_limits_us == (300_000,)
+    assert load_experiment(experiment_file(MINIMAL)).slo.max_stall == 2.0  # no latency objective
+    bad = errors_of(experiment_file(text.replace('"GET /pay"', '"/pay"')))
+    assert "an endpoint as Locust names it" in bad[0]
+
+
+def test_percentages_are_the_decimals_written(experiment_file):
+    slo = load_experiment(experiment_file(MINIMAL.replace("99%", "99.9%"))).slo
+    assert slo.availability == 0.999  # not 0.9990000000000001
+
+
+def test_a_recovery_window_longer_than_the_recovery_phase_is_refused_and_the_default_fits(experiment_file):
+    short = MINIMAL.replace("recovery: 1s", "recovery: 3s")
+    assert load_experiment(experiment_file(short)).slo.recovery_window == 3.0  # default 5s, cut to fit
+    errors = errors_of(experiment_file(short.replace("slo: {", "slo: {recovery_window: 5s, ")))
+    assert "recovery_window (5s) is longer than the recovery phase (3s)" in errors[0]
+
+
+def test_network_latency_adds_its_delay_once_per_exchange_by_default(experiment_file):
+    text = MINIMAL.replace(
+        "load: {",
+        """\
+services:
+  backend: {command: ["{python}", "-m", "chaoslib_ext.demo.backend", "--port", "{port}"], port: 18400}
+  frontend: {command: ["{python}", "-c", "pass", "{proxied:backend}"]}
+faults:
+  - network-latency: {to: backend, delay: 500ms}
+load: {""",
+    )
+    [fault] = load_experiment(experiment_file(text)).faults
+    assert fault.params.direction == "downstream"
+    both = load_experiment(experiment_file(text.replace("delay: 500ms", "delay: 500ms, direction: both")))
+    assert "(+1s per request/response exchange)" in make_plan(both).faults[0].description

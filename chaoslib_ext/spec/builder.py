@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import shutil
 from dataclasses import replace
@@ -28,6 +29,7 @@ from .model import (
     HttpProbe,
     LoadSpec,
     NetworkFault,
+    Objectives,
     Phases,
     PodKill,
     Probe,
@@ -41,6 +43,10 @@ from .source import Document
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
+DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds, or 4 times the largest latency objective if longer
+DEFAULT_RECOVERY_WINDOW = 5.0  # seconds, or the recovery phase if shorter
+DEFAULT_MAX_STALL = 2.0  # seconds, without latency objectives (else the largest one, at least 1s)
+MAX_USERS = 10_000
 SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
 FAMILIES_BY_DRIVER = {"local": {"pod", "network", "dns"}, "docker": {"container", "network", "dns"}}
@@ -78,8 +84,9 @@ class Builder:
             self.check_program(name, service)
             self.check_placeholders(name, service, services)
         driver = self.driver = data.get("target", {}).get("driver", "local")
-        load = self.load(data["load"])
         phases = self.phases(data["phases"])
+        slo = self.slo(data["slo"], phases)
+        load = self.load(data["load"], slo)
         faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
         for index, fault in enumerate(faults):
             if fault.family not in FAMILIES_BY_DRIVER[driver]:
@@ -124,7 +131,7 @@ class Builder:
             secrets=self.secrets,
             services=services,
             load=load,
-            slo=self.slo(data["slo"], phases),
+            slo=slo,
             steady_state=tuple(
                 self.probe(("steady_state", i), item) for i, item in enumerate(data.get("steady_state", []))
             ),
@@ -207,7 +214,7 @@ class Builder:
                     elif field == "proxied":
                         self.proxied.add(argument)
 
-    def load(self, spec: dict[str, Any]) -> LoadSpec:
+    def load(self, spec: dict[str, Any], slo: SloSpec) -> LoadSpec:
         locustfile = self.find_file(spec["locustfile"], ("load", "locustfile"))
         for i, option in enumerate(spec.get("options", [])):
             if option.split("=")[0] in UNSUPPORTED_LOCUST_OPTIONS:
@@ -227,15 +234,38 @@ class Builder:
                 "not a usable URL: it needs a host and a valid port",
                 "e.g. http://127.0.0.1:8080",
             )
+        timeout = (
+            parse_duration(spec["request_timeout"])
+            if "request_timeout" in spec
+            else max(DEFAULT_REQUEST_TIMEOUT, 4 * max(slo.latency_limits_us, default=0) / 1e6)
+        )
+        if timeout <= 0:
+            self.error(("load", "request_timeout"), "a request timeout must be longer than 0s", "e.g. 10s")
+            timeout = DEFAULT_REQUEST_TIMEOUT
+        users, spawn_rate, pacing = spec.get("users", 1), spec.get("spawn_rate"), None
+        rate = spec.get("arrival_rate")
+        if rate is not None:  # open model: enough users that none is ever still busy when its turn comes
+            users = math.ceil(rate * timeout)
+            pacing, spawn_rate = users / rate, spawn_rate or rate
+            if users > MAX_USERS:
+                self.error(
+                    ("load", "arrival_rate"),
+                    f"{rate:g} task runs/s with a {format_duration(timeout)} request timeout needs {users} "
+                    f"users, more than {MAX_USERS}",
+                    "lower arrival_rate or load.request_timeout",
+                )
         return LoadSpec(
             locustfile=locustfile,
             host=spec["host"],
-            users=spec["users"],
-            spawn_rate=float(spec.get("spawn_rate", spec["users"])),
+            users=users,
+            spawn_rate=float(spawn_rate or users),
             tags=tuple(spec.get("tags", ())),
             exclude_tags=tuple(spec.get("exclude_tags", ())),
             user_classes=tuple(spec.get("user_classes", ())),
             options=tuple(spec.get("options", ())),
+            request_timeout=timeout,
+            arrival_rate=rate,
+            pacing=pacing,
         )
 
     def find_file(self, name: str, path: tuple[str, ...]) -> Path:
@@ -262,7 +292,17 @@ class Builder:
     def slo(self, spec: dict[str, Any], phases: Phases) -> SloSpec:
         recovery_within = spec.get("recovery_within")
         within = None if recovery_within is None else parse_duration(recovery_within)
-        window = parse_duration(spec.get("recovery_window", "5s"))
+        if "recovery_window" in spec:
+            window = parse_duration(spec["recovery_window"])
+            if window > phases.recovery:
+                self.error(
+                    ("slo", "recovery_window"),
+                    f"recovery_window ({format_duration(window)}) is longer than the recovery phase "
+                    f"({format_duration(phases.recovery)}), so recovery could never be seen",
+                    "lengthen phases.recovery or shorten slo.recovery_window",
+                )
+        else:  # what fits after the allowance, up to the default
+            window = max(1.0, min(DEFAULT_RECOVERY_WINDOW, phases.recovery - (within or 0.0)))
         if within is not None and within + window > phases.recovery:
             self.error(
                 ("slo", "recovery_within"),
@@ -270,13 +310,35 @@ class Builder:
                 f"in the recovery phase ({phases.recovery:g}s)",
                 "lengthen phases.recovery, or shorten recovery_within or recovery_window",
             )
+        overall = self.objectives(spec)
+        endpoints = {
+            name: self.objectives(objectives) for name, objectives in spec.get("endpoints", {}).items()
+        }
+        largest = max(
+            [*overall.latency.values(), *(s for o in endpoints.values() for s in o.latency.values())],
+            default=None,
+        )
+        if "max_stall" in spec:
+            max_stall = parse_duration(spec["max_stall"])
+        else:
+            max_stall = DEFAULT_MAX_STALL if largest is None else max(1.0, largest)
         return SloSpec(
-            availability=parse_percent(spec["availability"]) if "availability" in spec else None,
-            latency={name: parse_duration(value) for name, value in spec.get("latency", {}).items()},
-            throughput_min=spec.get("throughput", {}).get("min"),
+            availability=overall.availability,
+            latency=overall.latency,
+            throughput_min=overall.throughput_min,
             recovery_within=within,
             recovery_window=window,
             judge=tuple(spec.get("judge", PHASES)),
+            endpoints=endpoints,
+            max_stall=max_stall,
+        )
+
+    @staticmethod
+    def objectives(spec: dict[str, Any]) -> Objectives:
+        return Objectives(
+            availability=parse_percent(spec["availability"]) if "availability" in spec else None,
+            latency={name: parse_duration(value) for name, value in spec.get("latency", {}).items()},
+            throughput_min=spec.get("throughput", {}).get("min"),
         )
 
     def probe(self, path: tuple[str | int, ...], item: dict[str, Any]) -> Probe:
@@ -515,7 +577,8 @@ class Builder:
         percent: float | None,
         route: str,
     ) -> NetworkFault:
-        default_direction = "downstream" if kind == "network-bandwidth" else "both"
+        # latency and bandwidth act once per request/response exchange by default, on the responses
+        default_direction = "downstream" if kind in ("network-bandwidth", "network-latency") else "both"
         return NetworkFault(
             service=service,
             count=count,

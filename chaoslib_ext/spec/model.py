@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,14 @@ from ..errors import Location
 from ..secrets import Secrets
 
 PHASES = ("baseline", "fault", "recovery")
-LATENCY_QUANTILES = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99, "p999": 0.999, "max": 1.0}
+LATENCY_QUANTILES = {  # exact, so that a nearest rank ceil(q * n) is never off by one
+    "p50": Fraction(1, 2),
+    "p90": Fraction(9, 10),
+    "p95": Fraction(95, 100),
+    "p99": Fraction(99, 100),
+    "p999": Fraction(999, 1000),
+    "max": Fraction(1),
+}
 
 
 @dataclass(frozen=True)
@@ -51,16 +59,42 @@ class LoadSpec:
     exclude_tags: tuple[str, ...] = ()
     user_classes: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
+    request_timeout: float = 10.0  # seconds; a request that takes longer fails with a timeout
+    arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
+    pacing: float | None = None  # open model: each user runs a task every this many seconds
+
+    @property
+    def users_text(self) -> str:
+        if self.arrival_rate is None:
+            return f"{self.users} users"
+        return (
+            f"{self.arrival_rate:g} task runs/s (open model: {self.users} users, "
+            f"each running a task every {self.pacing:g}s)"
+        )
 
 
 @dataclass(frozen=True)
-class SloSpec:
-    availability: float | None  # fraction of good requests, e.g. 0.995
-    latency: dict[str, float]  # objective name (p95, max...) -> seconds
-    throughput_min: float | None  # requests per second
-    recovery_within: float | None  # seconds allowed to recover once the fault is over
-    recovery_window: float  # seconds the SLO must hold to count as recovered
-    judge: tuple[str, ...]
+class Objectives:
+    """What must hold, overall or for one endpoint."""
+
+    availability: float | None = None  # fraction of good requests, e.g. 0.995
+    latency: dict[str, float] = field(default_factory=dict)  # p95, max... -> seconds
+    throughput_min: float | None = None  # successful requests per second
+
+
+@dataclass(frozen=True)
+class SloSpec(Objectives):
+    recovery_within: float | None = None  # seconds allowed to recover once the fault is over
+    recovery_window: float = 5.0  # seconds the SLO must hold to count as recovered
+    judge: tuple[str, ...] = PHASES
+    endpoints: dict[str, Objectives] = field(default_factory=dict)  # "GET /checkout" -> objectives
+    max_stall: float = 1.0  # seconds users may wait with no answer at all before it is a breach
+
+    @property
+    def latency_limits_us(self) -> tuple[int, ...]:
+        """Every latency objective, in microseconds: the recorder counts exactly above each."""
+        limits = [*self.latency.values()] + [s for o in self.endpoints.values() for s in o.latency.values()]
+        return tuple(sorted({round(seconds * 1e6) for seconds in limits}))
 
 
 @dataclass(frozen=True)
