@@ -2,28 +2,32 @@
 and reverts every fault at once; the report says which guard, what it saw, and how long it took
 from the breach to the revert being complete.
 
-Metric guards (error rate, a latency percentile) judge whole seconds as the recorder delivers
-them: the condition must hold in each of the last `seconds` complete seconds. A second with no
-completed request proves nothing either way, so it does not count as a breach. Probe and
-Prometheus guards run on threads of their own, so a slow probe or query never delays the engine.
-A Prometheus guard that cannot read its query counts that as a breach: a guard that cannot see
+Metric guards (error rate, a latency percentile) judge every second of the run exactly once, in
+order, on a thread of their own, as the recorder delivers it (so a breach is seen even while the
+engine is busy applying or reverting a fault): a second is bad when what finished during it was
+over the limit, or when nothing was answered while users had been waiting longer than the SLO's
+`max_stall`; good when what finished was within the limit; and a second with nothing finished
+and nobody waiting long proves nothing either way. A guard trips after `seconds` bad seconds with
+no good second between them. Probe and Prometheus guards run on threads of their own too. A
+Prometheus guard that cannot read its query counts that as a breach: a guard that cannot see
 stops the run rather than let it go on blind.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RunAborted
 from .probes import run_probe
 from .prometheus import QueryFailed, instant_query
-from .samples import FLUSH_LAG_SECONDS, SampleStore
-from .slo import measure
-from .spec.model import Guard
-from .units import format_duration, format_ms, format_percent
+from .samples import LoadSecond, SampleStore
+from .spec.model import LATENCY_QUANTILES, Guard
+from .units import exactly, format_duration, format_ms, format_percent
 
 
 @dataclass
@@ -57,36 +61,84 @@ def describe(guard: Guard) -> str:
     return f"deadline of {format_duration(guard.limit)} from the start of the run"
 
 
-class GuardWatch:
-    """Evaluates an experiment's guards; `check` is called by the engine several times a second."""
+class MetricWatch:
+    """One error-rate or latency guard: fed every second of the run once, in order."""
 
-    def __init__(self, guards: tuple[Guard, ...], samples: SampleStore, started_at: float) -> None:
+    def __init__(self, guard: Guard, max_stall: float) -> None:
+        self.guard = guard
+        self.max_stall = max_stall
+        self.bad: list[str] = []  # what the bad seconds since the last good one showed
+
+    def observe(self, second: int, happened: LoadSecond) -> GuardTrip | None:
+        seen = self._bad(second, happened)
+        if seen is None:
+            return None  # no evidence either way
+        if not seen:
+            self.bad.clear()
+            return None
+        self.bad.append(seen)
+        if len(self.bad) < self.guard.seconds:
+            return None
+        observed = f"{', '.join(self.bad[-self.guard.seconds :])} in {self.guard.seconds} second(s) of load"
+        return GuardTrip(describe(self.guard), observed, float(second + 1), time.time())
+
+    def _bad(self, second: int, happened: LoadSecond) -> str | None:
+        """What made the second bad; "" if it was good; None if it proves nothing."""
+        finished = happened.finished
+        guard = self.guard
+        if guard.kind == "error_rate" and finished.requests:
+            over = finished.failures > exactly(guard.limit) * finished.requests
+            return format_percent(finished.failures / finished.requests) if over else ""
+        ok = finished.total().ok
+        if guard.kind == "latency" and ok.count:
+            quantile, limit_us = LATENCY_QUANTILES[guard.percentile], round(guard.limit * 1e6)
+            return "" if ok.within(quantile, limit_us) else format_ms(ok.percentile_ms(quantile))
+        if happened.stalled(second, self.max_stall):
+            assert happened.oldest_waiting_since is not None
+            waited = second + 1 - happened.oldest_waiting_since
+            return f"no answer ({happened.waiting} waiting, for {waited:.1f}s)"
+        return None
+
+
+class GuardWatch:
+    """Evaluates an experiment's guards on threads of their own; the engine asks `check` several
+    times a second whether one has tripped."""
+
+    def __init__(
+        self, guards: tuple[Guard, ...], samples: SampleStore, started_at: float, max_stall: float = 1.0
+    ) -> None:
         self.guards = guards
         self.samples = samples
         self.started_at = started_at
-        self._watched_trip: GuardTrip | None = None  # set by a probe or Prometheus guard's thread
+        self.max_stall = max_stall
+        self._watched_trip: GuardTrip | None = None  # set by a watching thread
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start_watching(self) -> None:
-        """Start the threads of the guards that poll something: probes, Prometheus queries."""
+    def start_watching(self, since: float) -> None:
+        """Start the threads: one for the metric guards (from the second `since`, the load's
+        start), one per probe and Prometheus guard."""
+        metrics = [MetricWatch(g, self.max_stall) for g in self.guards if g.kind in ("error_rate", "latency")]
+        targets: list[tuple[str, Callable[[], None]]] = []
+        if metrics:
+            targets.append(("guard-metrics", lambda: self._watch_seconds(metrics, math.ceil(since))))
         watchers = {"probe": self._watch_probe, "prometheus": self._watch_prometheus}
         for guard in self.guards:
             if guard.kind in watchers:
-                thread = threading.Thread(
-                    target=watchers[guard.kind], args=(guard,), name=f"guard-{guard.kind}", daemon=True
-                )
-                thread.start()
-                self._threads.append(thread)
+                targets.append((f"guard-{guard.kind}", functools.partial(watchers[guard.kind], guard)))
+        for name, target in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         self._stopping.set()
         for thread in self._threads:
             thread.join(timeout=10)  # a probe in flight finishes within its own timeout
 
-    def check(self, now: float, since: float) -> GuardTrip | None:
-        """The first guard that has tripped, judging the seconds from `since` (the load's start)."""
+    def check(self, now: float) -> GuardTrip | None:
+        """The first guard that has tripped, if any."""
         with self._lock:
             if self._watched_trip is not None:
                 self._watched_trip.detected_at = max(self._watched_trip.detected_at, now)
@@ -99,35 +151,20 @@ class GuardWatch:
                     self.started_at + guard.limit,
                     now,
                 )
-            if guard.kind in ("error_rate", "latency"):
-                trip = self._check_seconds(guard, now, since)
-                if trip is not None:
-                    return trip
         return None
 
-    def _check_seconds(self, guard: Guard, now: float, since: float) -> GuardTrip | None:
-        end = int(now - FLUSH_LAG_SECONDS)  # seconds before this one are complete
-        seconds = range(end - guard.seconds, end)
-        if seconds.start < since:
-            return None
-        seen = []
-        for second in seconds:
-            aggregate = self.samples.get(second)
-            if aggregate is None or aggregate.requests == 0:
-                return None
-            sli = measure(aggregate, 1)
-            if guard.kind == "error_rate":
-                value = 1 - (sli.availability or 0.0)
-                if value <= guard.limit:
-                    return None
-                seen.append(format_percent(value))
-            else:
-                latency = sli.latency_ms[guard.percentile]
-                if latency is None or latency <= guard.limit * 1000:
-                    return None
-                seen.append(format_ms(latency))
-        observed = f"{', '.join(seen)} in the last {guard.seconds} second(s)"
-        return GuardTrip(describe(guard), observed, float(end), now)
+    def _watch_seconds(self, metrics: list[MetricWatch], second: int) -> None:
+        """Every second once, in order, as soon as the recorder has delivered it."""
+        while not self._stopping.is_set():
+            happened = self.samples.wait_for_second(second, timeout=0.2)
+            if happened is None:
+                continue
+            for watch in metrics:
+                trip = watch.observe(second, happened)
+                if trip is not None:
+                    self._record(trip)
+                    return
+            second += 1
 
     def _watch_probe(self, guard: Guard) -> None:
         assert guard.probe is not None
@@ -160,9 +197,12 @@ class GuardWatch:
 
     def _tripped(self, guard: Guard, observed: str) -> None:
         now = time.time()
+        self._record(GuardTrip(describe(guard), observed, now, now))
+
+    def _record(self, trip: GuardTrip) -> None:
         with self._lock:
             if self._watched_trip is None:  # the first trip is the one that stops the run
-                self._watched_trip = GuardTrip(describe(guard), observed, now, now)
+                self._watched_trip = trip
 
 
 def _beyond(guard: Guard, value: float) -> bool:

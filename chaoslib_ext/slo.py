@@ -1,17 +1,26 @@
 """slo: SLIs from the recorded samples, judged per phase, with time to recover and error budget.
 
-Latency objectives are judged on successful requests (failed ones count against availability).
-A judged phase without requests is not held: a gate must never pass on missing evidence.
+A phase is judged on the requests *sent* during it (a request that hangs belongs to the phase
+that asked for it). Verdicts are exact: availability in integers (failures <= (1 - a) * n), each
+latency objective on exact counts of requests above it, throughput on successful requests.
+Latency objectives are judged on successful requests, plus the requests that paced users could
+not send while one was slow (the coordinated-omission correction) and unfinished ones for as long
+as they lasted. A judged phase without requests is not held, and neither is one in which users
+waited longer than `max_stall` with no answer at all: a gate must never pass on missing evidence.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
-from .samples import Aggregate, SampleStore
-from .spec.model import LATENCY_QUANTILES, SloSpec
-from .units import format_duration, format_ms, format_percent
+from .histogram import Histogram
+from .samples import Aggregate, EndpointSample, SampleStore
+from .spec.model import LATENCY_QUANTILES, Objectives, SloSpec
+from .units import exactly, format_duration, format_ms, format_percent
+
+THROUGHPUT_DROP = 0.5  # a phase whose request rate falls below half the baseline's is flagged
 
 
 @dataclass(frozen=True)
@@ -29,22 +38,45 @@ class Window:
 
 @dataclass(frozen=True)
 class Sli:
-    requests: int
+    requests: int  # requests sent in the window that finished (succeeded or failed)
     failures: int
+    timeouts: int  # failures that were the client giving up
+    unfinished: int  # still waiting when last seen: no outcome, but their wait counts as latency
     availability: float | None
-    throughput: float | None  # requests per second of window
-    latency_ms: dict[str, float | None]  # mean, p50 ... p999 and max: successful requests only
+    throughput: float | None  # successful requests per second of window
+    latency_ms: dict[str, float | None]  # as judged: see `latency`
+    measured_latency_ms: dict[str, float | None]  # successful requests only, as measured
+    omitted: int  # requests inferred by the coordinated-omission correction
+    paced: int  # requests from users whose pacing is known
+    latency: Histogram = field(compare=False, repr=False)  # successful + omitted + unfinished
+    successes: int = 0
+    seconds: int = 0
+
+    @property
+    def sent(self) -> int:
+        return self.requests + self.unfinished
 
 
 @dataclass(frozen=True)
 class ObjectiveResult:
     phase: str
-    name: str  # availability, p95, throughput, time_to_recover ...
+    name: str  # availability, p95, throughput, stall, time_to_recover ...
     target: float
     actual: float | None
     unit: str  # ratio, ms, rps, s
     held: bool
     detail: str
+    endpoint: str | None = None  # for an objective of one endpoint
+
+
+@dataclass(frozen=True)
+class ThroughputDrop:
+    """A phase whose request rate fell well below the baseline's: with closed-loop users, fewer
+    requests were sent, so latency percentiles understate what an open stream would have seen."""
+
+    baseline_rps: float
+    phase_rps: float
+    corrected: bool  # every request came from a paced user, so the omission was corrected
 
 
 @dataclass(frozen=True)
@@ -54,6 +86,9 @@ class PhaseResult:
     sli: Sli
     objectives: tuple[ObjectiveResult, ...]
     endpoints: dict[str, Sli]  # the same SLIs per endpoint ("GET /checkout"): the report's "where"
+    answered: int = 0  # requests that got an answer during the phase, whenever they were sent
+    stalled_seconds: tuple[int, ...] = ()
+    throughput_drop: ThroughputDrop | None = None
 
 
 @dataclass(frozen=True)
@@ -65,14 +100,15 @@ class Breach:
     phase: str
     worst_availability: float | None
     worst_latency_ms: float | None
+    stalled: bool = False  # some of its seconds had users waiting and no answer at all
 
 
 @dataclass(frozen=True)
 class ErrorBudget:
     allowed_failures: float
     failures: int
-    consumed: float | None  # share of the budget used over the judged phases (1.0 = all of it)
-    burn_rate: dict[str, float | None]  # per phase: error rate / allowed error rate
+    consumed: float | None  # share of the budget used over the judged phases (1.0 = all; inf: none allowed)
+    burn_rate: dict[str, float | None]  # per phase: error rate / allowed error rate (inf: none allowed)
 
 
 @dataclass(frozen=True)
@@ -85,6 +121,8 @@ class Verdict:
     error_budget: ErrorBudget | None
     breaches: tuple[Breach, ...]
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
+    warnings: tuple[str, ...] = ()
+    recovery_note: str = ""  # why there is no time to recover, when there is none
 
     @property
     def objectives(self) -> tuple[ObjectiveResult, ...]:
@@ -98,87 +136,147 @@ def whole_seconds(start: float, end: float) -> int:
 
 def measure(aggregate: Aggregate, seconds: int) -> Sli:
     """SLIs of an aggregate that spans `seconds` whole seconds (for throughput)."""
-    ok = aggregate.ok
-    requests = aggregate.requests
-    latency = {name: ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()}
-    latency["max"] = ok.max_ms()  # exact, not a bucket midpoint
+    return measure_sample(aggregate.total(), seconds)
+
+
+def measure_sample(sample: EndpointSample, seconds: int) -> Sli:
+    latency = sample.latency()
+    judged = {name: latency.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()}
+    measured = {name: sample.ok.percentile_ms(q) for name, q in LATENCY_QUANTILES.items()}
+    judged["max"], measured["max"] = latency.max_ms(), sample.ok.max_ms()  # exact, not a bucket midpoint
+    requests = sample.requests
     return Sli(
         requests=requests,
-        failures=aggregate.failures,
-        availability=None if requests == 0 else (requests - aggregate.failures) / requests,
-        throughput=None if seconds <= 0 else requests / seconds,
-        latency_ms={"mean": ok.mean_ms(), **latency},
+        failures=sample.failures,
+        timeouts=sample.timeouts,
+        unfinished=sample.unfinished.count,
+        availability=None if requests == 0 else sample.successes / requests,
+        throughput=None if seconds <= 0 else sample.successes / seconds,
+        latency_ms={"mean": latency.mean_ms(), **judged},
+        measured_latency_ms={"mean": sample.ok.mean_ms(), **measured},
+        omitted=sample.omitted.count,
+        paced=sample.paced,
+        latency=latency,
+        successes=sample.successes,
+        seconds=seconds,
     )
 
 
-def check(slo: SloSpec, sli: Sli, phase: str) -> tuple[ObjectiveResult, ...]:
-    """Each objective of the SLO against one window's SLIs."""
+def check(
+    objectives: Objectives, sli: Sli, phase: str, endpoint: str | None = None
+) -> tuple[ObjectiveResult, ...]:
+    """Each objective against one window's SLIs, decided exactly."""
     results = []
-    if slo.availability is not None:
-        actual = sli.availability
-        held = actual is not None and actual >= slo.availability
-        if actual is None:
-            detail = "no requests were recorded"
-        else:
-            detail = (
-                f"{format_percent(actual)} ({sli.failures} of {sli.requests} failed), "
-                f"objective {format_percent(slo.availability)}"
-            )
-            if not held:
-                detail += f": {100 * (slo.availability - actual):.2f} points short"
-        results.append(
-            ObjectiveResult(phase, "availability", slo.availability, actual, "ratio", held, detail)
-        )
-    for name, limit in slo.latency.items():
-        actual_ms = sli.latency_ms[name]
-        limit_ms = limit * 1000
-        held = actual_ms is not None and actual_ms <= limit_ms
-        if actual_ms is None:
-            detail = "no successful request to measure"
-        else:
-            detail = f"{format_ms(actual_ms)}, objective {format_ms(limit_ms)}"
-            if not held:
-                detail += f": {100 * (actual_ms / limit_ms - 1):.0f}% over"
-        results.append(ObjectiveResult(phase, name, limit_ms, actual_ms, "ms", held, detail))
-    if slo.throughput_min is not None:
-        actual = sli.throughput
-        held = actual is not None and actual >= slo.throughput_min
+    if objectives.availability is not None:
+        results.append(_availability(objectives.availability, sli, phase, endpoint))
+    for name, limit in objectives.latency.items():
+        results.append(_latency(name, limit, sli, phase, endpoint))
+    if objectives.throughput_min is not None:
+        minimum = objectives.throughput_min
+        held = sli.seconds > 0 and sli.successes >= exactly(minimum) * sli.seconds
         detail = (
             "no time to measure"
-            if actual is None
-            else f"{actual:.1f} req/s, objective {slo.throughput_min:g} req/s"
+            if sli.throughput is None
+            else f"{sli.throughput:.1f} successful req/s, objective {minimum:g} req/s"
         )
-        results.append(ObjectiveResult(phase, "throughput", slo.throughput_min, actual, "rps", held, detail))
+        results.append(
+            ObjectiveResult(phase, "throughput", minimum, sli.throughput, "rps", held, detail, endpoint)
+        )
     return tuple(results)
 
 
-def holds(slo: SloSpec, samples: SampleStore, start: float, end: float) -> bool:
-    sli = measure(samples.window(start, end), whole_seconds(start, end))
-    return all(result.held for result in check(slo, sli, ""))
+def _availability(objective: float, sli: Sli, phase: str, endpoint: str | None) -> ObjectiveResult:
+    allowed = (1 - exactly(objective)) * sli.requests  # failures <= floor(this), exactly
+    held = sli.requests > 0 and sli.failures <= allowed
+    if sli.requests == 0:
+        detail = "no requests were recorded"
+    else:
+        actual = sli.availability or 0.0
+        detail = (
+            f"{format_percent(actual)} ({sli.failures} of {sli.requests} failed), "
+            f"objective {format_percent(objective)}"
+        )
+        if not held:
+            detail += (
+                f": {100 * (objective - actual):.2f} points short "
+                f"({sli.failures} failures, at most {math.floor(allowed)} allowed)"
+            )
+    return ObjectiveResult(
+        phase, "availability", objective, sli.availability, "ratio", held, detail, endpoint
+    )
 
 
-def time_to_recover(slo: SloSpec, samples: SampleStore, fault_end: float, run_end: float) -> float | None:
-    """Seconds from the end of the fault to the first second from which the SLO holds for
-    `recovery_window`; None if that never happens before the run ends."""
-    window = slo.recovery_window
-    steps = math.floor(run_end - fault_end - window + 1e-9)
-    for step in range(max(0, steps) + 1):
-        start = fault_end + step
-        if start + window > run_end + 1e-9:
-            break
-        if holds(slo, samples, start, start + window):
-            return float(step)
-    return None
+def _latency(name: str, limit: float, sli: Sli, phase: str, endpoint: str | None) -> ObjectiveResult:
+    limit_us = round(limit * 1e6)
+    histogram = sli.latency
+    actual = sli.latency_ms[name]
+    held = histogram.within(LATENCY_QUANTILES[name], limit_us)
+    if actual is None:
+        detail = "no successful request to measure"
+    else:
+        detail = f"{format_ms(actual)}, objective {format_ms(limit_us / 1000)}"
+        if not held:
+            above = histogram.above(limit_us)
+            allowed = histogram.count - math.ceil(LATENCY_QUANTILES[name] * histogram.count)
+            over = max(0.0, 100 * (actual / (limit_us / 1000) - 1))
+            detail += (
+                f": {over:.0f}% over ({above} of {histogram.count} latencies above "
+                f"{format_ms(limit_us / 1000)}, at most {allowed} allowed)"
+            )
+        if sli.omitted:
+            detail += (
+                f"; corrected for coordinated omission ({sli.omitted} requests paced users could not "
+                f"send meanwhile), measured {format_ms(sli.measured_latency_ms[name])}"
+            )
+        if sli.unfinished:
+            detail += f"; {sli.unfinished} unfinished counted as long as they waited"
+    return ObjectiveResult(phase, name, limit_us / 1000, actual, "ms", held, detail, endpoint)
+
+
+def _stall(
+    slo: SloSpec, samples: SampleStore, window: Window, sli: Sli, origin: float
+) -> tuple[ObjectiveResult, tuple[int, ...], int]:
+    """Users waiting with no answer at all: a total outage whose requests hang sends almost
+    nothing and completes less, so it is judged on the waiting itself."""
+    stalled = tuple(samples.stalled_seconds(window.start, window.end, slo.max_stall))
+    answered = samples.answered(window.start, window.end)
+    held = not stalled
+    detail = f"{sli.sent} requests sent, {answered} answered"
+    if not held:
+        detail = (
+            f"load starved: {detail}; for {len(stalled)}s users waited and nothing was answered "
+            f"({_spans(stalled, origin)}), longer than the {format_duration(slo.max_stall)} allowed"
+        )
+    return (
+        ObjectiveResult(window.name, "stall", slo.max_stall, float(len(stalled)), "s", held, detail),
+        stalled,
+        answered,
+    )
+
+
+def _spans(seconds: tuple[int, ...], origin: float) -> str:
+    runs: list[list[int]] = []
+    for second in seconds:
+        if runs and runs[-1][1] == second:
+            runs[-1][1] = second + 1
+        else:
+            runs.append([second, second + 1])
+    return ", ".join(f"{a - origin:+.0f}s … {b - origin:+.0f}s" for a, b in runs)
 
 
 def judge(
-    slo: SloSpec, samples: SampleStore, windows: list[Window], fault_ended: float | None = None
+    slo: SloSpec,
+    samples: SampleStore,
+    windows: list[Window],
+    fault_ended: float | None = None,
+    cut_short: bool = False,
 ) -> Verdict:
     """The verdict over the run's phase windows (warmup, baseline, fault, recovery).
 
     `fault_ended` is when the last fault action took effect (the last kill, or the revert of a
     fault that lasts); time to recover counts from there, and the recovery phase is judged only
     after the `recovery_within` allowance that follows it. Without it, the fault phase's end is used.
+    `cut_short`: the run ended before its plan did (aborted, interrupted), so windows are partial.
     """
     by_name = {w.name: w for w in windows}
     if fault_ended is None and "fault" in by_name:
@@ -189,21 +287,15 @@ def judge(
         if window.name == "recovery" and slo.recovery_within is not None and fault_ended is not None:
             start = min(window.end, max(window.start, fault_ended + slo.recovery_within))
             judged_window = Window("recovery", start, window.end)
-        aggregate = samples.window(judged_window.start, judged_window.end)
-        seconds = whole_seconds(judged_window.start, judged_window.end)
-        sli = measure(aggregate, seconds)
-        endpoints = {
-            name: measure(Aggregate({name: sample}), seconds)
-            for name, sample in sorted(aggregate.endpoints.items())
-        }
-        judged = window.name in slo.judge
-        objectives = check(slo, sli, window.name) if judged else ()
-        phases.append(PhaseResult(judged_window, judged, sli, objectives, endpoints))
+        phases.append(_phase(slo, samples, window, judged_window, windows[0].start))
+    phases = _flag_throughput_drops(phases)
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
-    ttr = None
+    ttr, note = None, ""
     if fault_ended is not None and "recovery" in by_name:
         ttr = time_to_recover(slo, samples, fault_ended, by_name["recovery"].end)
-        if slo.recovery_within is not None and "recovery" in slo.judge:
+        if ttr is None:
+            note = "the run ended before the recovery phase did" if cut_short else "not reached"
+        if slo.recovery_within is not None and "recovery" in slo.judge and not cut_short:
             held = ttr is not None and ttr <= slo.recovery_within
             detail = (
                 f"SLO held again {format_duration(ttr)} after the fault ended"
@@ -214,69 +306,185 @@ def judge(
             recovery_objectives = (
                 ObjectiveResult("recovery", "time_to_recover", slo.recovery_within, ttr, "s", held, detail),
             )
-    verdict_phases = tuple(phases)
-    failed = [o for p in verdict_phases for o in p.objectives if not o.held] + [
+    elif cut_short and "fault" in by_name:
+        note = "the run ended before the recovery phase"
+    failed = [o for p in phases for o in p.objectives if not o.held] + [
         o for o in recovery_objectives if not o.held
     ]
-    reasons = tuple(f"{o.phase} phase: {o.name} not held: {o.detail}" for o in failed)
+    judged = [w for w in windows if w.name in slo.judge]
     return Verdict(
         held=not failed,
-        reasons=reasons,
-        phases=verdict_phases,
+        reasons=tuple(_reason(o) for o in failed),
+        phases=tuple(phases),
         time_to_recover=ttr,
         fault_ended=fault_ended,
-        error_budget=_error_budget(slo, samples, [w for w in windows if w.name in slo.judge]),
-        breaches=tuple(_breaches(slo, samples, [w for w in windows if w.name in slo.judge])),
+        error_budget=_error_budget(slo, samples, judged),
+        breaches=tuple(_breaches(slo, samples, judged)),
         recovery_objectives=recovery_objectives,
+        warnings=tuple(_drop_warning(p) for p in phases if p.throughput_drop is not None),
+        recovery_note=note,
     )
+
+
+def _phase(
+    slo: SloSpec, samples: SampleStore, window: Window, judged_window: Window, origin: float
+) -> PhaseResult:
+    aggregate = samples.window(judged_window.start, judged_window.end)
+    seconds = whole_seconds(judged_window.start, judged_window.end)
+    sli = measure(aggregate, seconds)
+    endpoints = {
+        name: measure_sample(sample, seconds) for name, sample in sorted(aggregate.endpoints.items())
+    }
+    stall, stalled, answered = _stall(slo, samples, judged_window, sli, origin)
+    objectives: tuple[ObjectiveResult, ...] = ()
+    if window.name in slo.judge:
+        objectives = (*check(slo, sli, window.name), stall)
+        for name, wanted in slo.endpoints.items():
+            empty = measure_sample(EndpointSample(), seconds)
+            objectives += check(wanted, endpoints.get(name, empty), window.name, endpoint=name)
+    return PhaseResult(judged_window, window.name in slo.judge, sli, objectives, endpoints, answered, stalled)
+
+
+def _flag_throughput_drops(phases: list[PhaseResult]) -> list[PhaseResult]:
+    """Flag the phases whose request rate fell below THROUGHPUT_DROP of the baseline's."""
+    baseline = next((p for p in phases if p.window.name == "baseline"), None)
+    if baseline is None or not baseline.sli.seconds or not baseline.sli.sent:
+        return phases
+    base_rps = baseline.sli.sent / baseline.sli.seconds
+    flagged = []
+    for phase in phases:
+        sli = phase.sli
+        if (
+            phase.window.name in ("fault", "recovery")
+            and sli.seconds
+            and sli.sent / sli.seconds < THROUGHPUT_DROP * base_rps
+        ):
+            corrected = sli.requests > 0 and sli.paced >= sli.requests
+            drop = ThroughputDrop(base_rps, sli.sent / sli.seconds, corrected)
+            phase = replace(phase, throughput_drop=drop)
+        flagged.append(phase)
+    return flagged
+
+
+def _drop_warning(phase: PhaseResult) -> str:
+    drop = phase.throughput_drop
+    assert drop is not None
+    text = (
+        f"{phase.window.name} phase: throughput fell from {drop.baseline_rps:.1f} to "
+        f"{drop.phase_rps:.1f} req/s: "
+    )
+    if drop.corrected:
+        return text + "latency corrected for coordinated omission from each user's pacing (see the report)"
+    return text + "latency percentiles are understated (closed-loop load whose pacing gameday does not know)"
+
+
+def _reason(objective: ObjectiveResult) -> str:
+    where = f"{objective.phase} phase: " + (f"{objective.endpoint}: " if objective.endpoint else "")
+    if objective.name == "stall":
+        return where + objective.detail
+    return f"{where}{objective.name} not held: {objective.detail}"
+
+
+def second_breached(slo: SloSpec, samples: SampleStore, second: int) -> tuple[bool, Sli | None, bool]:
+    """Whether one second breached the SLO: (breached, its SLIs if it had requests, stalled)."""
+    happened = samples.second(second)
+    stalled = happened is not None and happened.stalled(second, slo.max_stall)
+    aggregate = samples.sent(second)
+    if aggregate is None or aggregate.requests + aggregate.total().unfinished.count == 0:
+        return stalled, None, stalled
+    sli = measure(aggregate, 1)
+    results = [o for o in check(slo, sli, "") if o.name != "throughput"]
+    for name, wanted in slo.endpoints.items():
+        if name in aggregate.endpoints:
+            results += [
+                o
+                for o in check(wanted, measure_sample(aggregate.endpoints[name], 1), "")
+                if o.name != "throughput"
+            ]
+    return stalled or any(not o.held for o in results), sli, stalled
+
+
+def time_to_recover(slo: SloSpec, samples: SampleStore, fault_end: float, run_end: float) -> float | None:
+    """From the end of the fault to the first second that starts `recovery_window` seconds in a
+    row with requests in which no second breached (the same seconds the breach table lists);
+    None if that never happens before the run ends. 0 means the first seconds after the fault
+    were already clean."""
+    needed = max(1, math.ceil(slo.recovery_window - 1e-9))
+    first, end = math.ceil(fault_end - 0.5), math.ceil(run_end - 0.5)
+    clean, evidence = 0, False
+    for second in range(first, end):
+        breached, sli, _ = second_breached(slo, samples, second)
+        if breached:
+            clean, evidence = 0, False
+            continue
+        clean, evidence = clean + 1, evidence or sli is not None
+        if clean >= needed and evidence:
+            return max(0.0, float(second - needed + 1) - fault_end)
+    return None
+
+
+def top_error(aggregate: Aggregate) -> str | None:
+    """The most frequent error and how many requests it took: for a one-line reason."""
+    if not aggregate.errors:
+        return None
+    (kind, message), count = aggregate.errors.most_common(1)[0]
+    share = format_percent(count / max(1, aggregate.requests), 1)
+    return f"{share} of requests: {kind} ({message[:160]})"
 
 
 def _error_budget(slo: SloSpec, samples: SampleStore, judged: list[Window]) -> ErrorBudget | None:
     """Failures against the budget over the whole judged phases (recovery allowance included)."""
     if slo.availability is None:
         return None
-    allowed_rate = 1 - slo.availability
+    allowed_rate = 1 - exactly(slo.availability)
     slis = {w.name: measure(samples.window(w.start, w.end), whole_seconds(w.start, w.end)) for w in judged}
     requests = sum(sli.requests for sli in slis.values())
     failures = sum(sli.failures for sli in slis.values())
     allowed = allowed_rate * requests
-    consumed = None if allowed == 0 else failures / allowed
     burn = {
-        name: (
-            None if sli.requests == 0 or allowed_rate == 0 else (sli.failures / sli.requests) / allowed_rate
-        )
+        name: _ratio(Fraction(sli.failures, sli.requests), allowed_rate) if sli.requests else None
         for name, sli in slis.items()
     }
-    return ErrorBudget(allowed, failures, consumed, burn)
+    consumed = None if requests == 0 else _ratio(Fraction(failures), allowed)
+    return ErrorBudget(float(allowed), failures, consumed, burn)
+
+
+def _ratio(used: Fraction, allowed: Fraction) -> float:
+    """used / allowed, infinite when nothing was allowed but something was used."""
+    if allowed == 0:
+        return math.inf if used > 0 else 0.0
+    return float(used / allowed)
 
 
 def _breaches(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> list[Breach]:
     """Second-by-second view of when the SLO was not met (for the report's "when")."""
     breaches: list[Breach] = []
-    for second in samples.seconds():
-        middle = second + 0.5
-        phase = next((w.name for w in windows if w.start <= middle < w.end), None)
+    first = min((math.ceil(w.start - 0.5) for w in windows), default=0)
+    last = max((math.ceil(w.end - 0.5) for w in windows), default=0)
+    for second in range(first, last):
+        phase = next((w.name for w in windows if w.start <= second + 0.5 < w.end), None)
         if phase is None:
             continue
-        aggregate = samples.get(second)
-        assert aggregate is not None
-        sli = measure(aggregate, 1)
-        failed = [o for o in check(slo, sli, phase) if not o.held and o.name != "throughput"]
-        if not failed:
+        breached, sli, stalled = second_breached(slo, samples, second)
+        if not breached:
             continue
-        latency = max((o.actual for o in failed if o.unit == "ms" and o.actual is not None), default=None)
-        availability = sli.availability if any(o.name == "availability" for o in failed) else None
-        last = breaches[-1] if breaches else None
-        if last and last.end == second and last.phase == phase:
+        availability = latency = None
+        if sli is not None:
+            failed = [o for o in check(slo, sli, phase) if not o.held and o.name != "throughput"]
+            latency = max((o.actual for o in failed if o.unit == "ms" and o.actual is not None), default=None)
+            availability = sli.availability if any(o.name == "availability" for o in failed) else None
+        last_breach = breaches[-1] if breaches else None
+        if last_breach and last_breach.end == second and last_breach.phase == phase:
             breaches[-1] = Breach(
-                last.start,
+                last_breach.start,
                 second + 1,
                 phase,
-                _lowest(last.worst_availability, availability),
-                _highest(last.worst_latency_ms, latency),
+                _lowest(last_breach.worst_availability, availability),
+                _highest(last_breach.worst_latency_ms, latency),
+                last_breach.stalled or stalled,
             )
         else:
-            breaches.append(Breach(second, second + 1, phase, availability, latency))
+            breaches.append(Breach(second, second + 1, phase, availability, latency, stalled))
     return breaches
 
 

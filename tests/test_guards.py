@@ -12,66 +12,125 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from conftest import free_port
+from simulation import T0, Answer, simulate
 
-from chaoslib_ext.guards import GuardWatch
+from chaoslib_ext.guards import GuardWatch, MetricWatch
 from chaoslib_ext.prometheus import QueryFailed, instant_query
-from chaoslib_ext.samples import Aggregate, EndpointSample, SampleStore
+from chaoslib_ext.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
 from chaoslib_ext.spec.model import Guard, HttpProbe
 
-NOW = 1_000_000.0  # an epoch second; the seconds before NOW - 0.5 are complete
+NOW = 1_000_000.0  # an epoch second
 
 
-def second(ok: int, failed: int, latency_ms: float = 10.0) -> Aggregate:
+def second(ok: int, failed: int, latency_ms: float = 10.0) -> LoadSecond:
+    """A second of the run in which `ok` and `failed` requests finished, nobody left waiting."""
     sample = EndpointSample()
     for _ in range(ok):
         sample.ok.record_ms(latency_ms)
     for _ in range(failed):
         sample.failed.record_ms(latency_ms)
-    return Aggregate(endpoints={"GET /": sample})
+    return LoadSecond(Aggregate(endpoints={"GET /": sample}), 0, None)
 
 
-def store(*seconds: Aggregate | None) -> SampleStore:
-    """The given seconds, the last one ending at NOW."""
-    samples = SampleStore()
-    for offset, aggregate in enumerate(reversed(seconds), start=1):
-        if aggregate is not None:
-            samples.add(int(NOW) - offset, aggregate)
-    return samples
+def silent(waiting_since: float | None = None, waiting: int = 0) -> LoadSecond:
+    return LoadSecond(Aggregate(), waiting, waiting_since)
 
 
-def check(guard: Guard, samples: SampleStore, now: float = NOW + 0.6):
-    return GuardWatch((guard,), samples, started_at=NOW - 100).check(now, since=NOW - 50)
+def trips(guard: Guard, *seconds: LoadSecond, max_stall: float = 1.0):
+    """Feed the seconds (from NOW on) to one guard in order; the trip, if any."""
+    watch = MetricWatch(guard, max_stall)
+    for offset, happened in enumerate(seconds):
+        trip = watch.observe(int(NOW) + offset, happened)
+        if trip is not None:
+            return trip
+    return None
 
 
-def test_error_rate_trips_only_when_every_second_of_its_window_is_over_the_limit():
+def test_error_rate_trips_after_its_seconds_of_bad_evidence():
     guard = Guard("error_rate", limit=0.5, seconds=2)
-    assert check(guard, store(second(10, 0), second(4, 6))) is None  # one bad second of two
-    trip = check(guard, store(second(4, 6), second(3, 7)))
+    assert trips(guard, second(10, 0), second(4, 6)) is None  # one bad second of two
+    trip = trips(guard, second(4, 6), second(3, 7))
     assert trip is not None and trip.guard == "error rate above 50% for 2s"
-    assert trip.observed == "60%, 70% in the last 2 second(s)" and trip.breach_at == NOW
-    assert check(guard, store(second(4, 6), second(5, 5))) is None  # exactly at the limit is fine
-    assert check(guard, store(second(4, 6), None)) is None  # a silent second proves nothing
-    assert check(guard, store(second(4, 6), second(3, 7)), now=NOW + 0.4) is None  # NOW-1 not complete
+    assert trip.observed == "60%, 70% in 2 second(s) of load" and trip.breach_at == NOW + 2
+    assert trips(guard, second(4, 6), second(5, 5)) is None  # exactly at the limit is fine
+    assert trips(guard, second(4, 6), second(9, 1), second(4, 6)) is None  # a good second in between
+
+
+def test_a_second_with_nothing_finished_and_nobody_waiting_long_proves_nothing_either_way():
+    guard = Guard("error_rate", limit=0.5, seconds=2)
+    assert trips(guard, second(4, 6), silent(), second(3, 7)) is not None  # sparse completions still trip
+    assert trips(guard, second(4, 6), silent(NOW + 1.5, waiting=4), second(9, 1)) is None
+
+
+def test_users_waiting_with_no_answer_is_a_breach_after_the_grace():
+    guard = Guard("error_rate", limit=0.5, seconds=2)
+    # 4 requests sent at +0.2s still waiting at the end of +1s and +2s: nothing answered
+    trip = trips(guard, second(10, 0), silent(NOW + 0.2, 4), silent(NOW + 0.2, 4), max_stall=1.0)
+    assert trip is not None and "no answer (4 waiting, for 1.8s)" in trip.observed
+    assert trips(guard, second(10, 0), silent(NOW + 0.2, 4), silent(NOW + 0.2, 4), max_stall=5.0) is None
 
 
 def test_latency_guard_reads_the_percentile_of_each_second():
     guard = Guard("latency", limit=0.2, percentile="p95", seconds=1)
-    assert check(guard, store(second(100, 0, latency_ms=150))) is None
-    trip = check(guard, store(second(100, 0, latency_ms=300)))
+    assert trips(guard, second(100, 0, latency_ms=150)) is None
+    trip = trips(guard, second(100, 0, latency_ms=300))
     assert trip is not None and trip.guard == "p95 latency above 200ms for 1s"
 
 
+def test_sparse_completions_trip_a_two_second_error_rate_guard(monkeypatch):
+    # 4 users; from +10s the front answers 502 after 2s: most seconds see no answer at all
+    def service(sent: float) -> Answer:
+        return Answer(2.0, ok=False) if sent >= T0 + 10 else Answer(0.01)
+
+    run = simulate(monkeypatch, service, users=4, interval=0.1, seconds=20)
+    watch = MetricWatch(Guard("error_rate", limit=0.5, seconds=2), max_stall=1.0)
+    trip = None
+    for offset in range(20):
+        happened = run.samples.second(int(T0) + offset)
+        assert happened is not None  # the recorder delivers every second, answers or not
+        trip = watch.observe(int(T0) + offset, happened)
+        if trip is not None:
+            break
+    assert trip is not None
+    first_failures = T0 + 12  # the first 502s come back 2s after the breach began
+    assert first_failures <= trip.breach_at <= first_failures + 2
+
+
+def test_the_guard_thread_sees_every_second_even_a_breach_that_is_already_over():
+    # seconds +3 and +4 were bad and are over; the watch starts late, as an engine busy reverting would
+    samples = SampleStore()
+    for offset in range(10):
+        happened = second(3, 7) if offset in (3, 4) else second(10, 0)
+        samples.add_second(int(NOW) + offset, happened)
+    watch = GuardWatch((Guard("error_rate", limit=0.5, seconds=2),), samples, started_at=NOW)
+    watch.start_watching(since=NOW)
+    try:
+        deadline = time.monotonic() + 10
+        while (trip := watch.check(time.time())) is None:
+            assert time.monotonic() < deadline, "the guard thread never tripped"
+            time.sleep(0.01)
+    finally:
+        watch.stop()
+    assert trip.breach_at == NOW + 5
+
+
 def test_guards_ignore_seconds_before_the_load_started():
-    guard = Guard("error_rate", limit=0.1, seconds=1)
-    watch = GuardWatch((guard,), store(second(0, 10)), started_at=NOW - 100)
-    assert watch.check(NOW + 0.6, since=NOW) is None
-    assert watch.check(NOW + 0.6, since=NOW - 1) is not None
+    samples = SampleStore()
+    samples.add_second(int(NOW) - 1, second(0, 10))
+    samples.add_second(int(NOW), second(10, 0))
+    watch = GuardWatch((Guard("error_rate", limit=0.1, seconds=1),), samples, started_at=NOW - 100)
+    watch.start_watching(since=NOW)
+    try:
+        samples.wait_for_second(int(NOW) + 5, timeout=0.5)  # give the thread time to look
+        assert watch.check(time.time()) is None
+    finally:
+        watch.stop()
 
 
 def test_deadline_trips_once_the_run_has_lasted_that_long():
     watch = GuardWatch((Guard("deadline", limit=30.0),), SampleStore(), started_at=NOW)
-    assert watch.check(NOW + 29.9, since=NOW) is None
-    trip = watch.check(NOW + 30.2, since=NOW)
+    assert watch.check(NOW + 29.9) is None
+    trip = watch.check(NOW + 30.2)
     assert trip is not None and trip.breach_at == NOW + 30 and trip.detected_at == NOW + 30.2
 
 
@@ -96,27 +155,27 @@ def test_a_probe_guard_needs_its_failures_in_a_row():
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     guard = Guard("probe", probe=HttpProbe(url=url, timeout=1.0), every=0.02, failures=2)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_watching()
+    watch.start_watching(since=time.time())
     try:
         deadline = time.monotonic() + 20
         while Flaky.served < 20:
-            assert watch.check(time.time(), since=0) is None, "tripped on failures that were not in a row"
+            assert watch.check(time.time()) is None, "tripped on failures that were not in a row"
             assert time.monotonic() < deadline, "the probe did not run 20 times"
             time.sleep(0.01)
     finally:
         watch.stop()
         server.shutdown()
-    assert watch.check(time.time(), since=0) is None
+    assert watch.check(time.time()) is None
 
 
 def test_a_probe_guard_trips_after_its_failures_in_a_row():
     closed = f"http://127.0.0.1:{free_port()}/"  # nothing listens: every probe fails at once
     guard = Guard("probe", probe=HttpProbe(url=closed, timeout=1.0), every=0.05, failures=3)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_watching()
+    watch.start_watching(since=time.time())
     try:
         deadline = time.monotonic() + 10
-        while (trip := watch.check(time.time(), since=0)) is None:
+        while (trip := watch.check(time.time())) is None:
             assert time.monotonic() < deadline, "the probe guard never tripped"
             time.sleep(0.02)
         assert trip.guard.startswith("probe http GET") and "3 times in a row" in trip.guard
@@ -193,16 +252,16 @@ def test_a_prometheus_guard_trips_only_once_its_query_has_been_over_the_limit_lo
     Exporter.value = 1.0
     guard = Guard("prometheus", limit=5.0, seconds=2, every=0.2, url=prometheus, query="gameday_test_errors")
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_watching()
+    watch.start_watching(since=time.time())
     try:
         seen = Exporter.scrapes
         deadline = time.monotonic() + 30
         while Exporter.scrapes < seen + 3:  # three scrapes of a value under the limit, watched
-            assert watch.check(time.time(), since=0) is None
+            assert watch.check(time.time()) is None
             assert time.monotonic() < deadline
             time.sleep(0.05)
         Exporter.value, raised = 10.0, time.time()
-        while (trip := watch.check(time.time(), since=0)) is None:
+        while (trip := watch.check(time.time())) is None:
             assert time.monotonic() < deadline + 30, "the guard never tripped"
             time.sleep(0.05)
     finally:
@@ -233,10 +292,10 @@ def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus,
     }[answer]
     guard = Guard("prometheus", limit=5.0, seconds=1, every=0.2, url=url, query=query, below=below)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
-    watch.start_watching()
+    watch.start_watching(since=time.time())
     try:
         deadline = time.monotonic() + 20
-        while (trip := watch.check(time.time(), since=0)) is None:
+        while (trip := watch.check(time.time())) is None:
             assert time.monotonic() < deadline, "the blind guard never tripped"
             time.sleep(0.05)
     finally:
