@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gameday",
         description="Run chaos experiments under load and judge whether the system held its SLO.",
-        epilog="exit codes: 0 SLO held, 1 SLO violated or steady state failed, 2 invalid input, "
-        "3 aborted (a guard tripped, a fault could not be applied or reverted, the load failed, "
-        "the target is in use, interrupted)",
+        epilog="exit codes: 0 SLO held, 1 SLO violated (or the steady state not restored after), "
+        "2 invalid input, 3 aborted (a guard tripped, a fault could not be applied or reverted, the load "
+        "failed, the target is in use, interrupted), 4 not tested (the steady state or the baseline did "
+        "not hold before the fault, so nothing was injected; or no fault touched the load's traffic)",
     )
     parser.add_argument("--version", action="version", version=f"gameday {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -275,9 +276,21 @@ def _recover(_args: argparse.Namespace) -> ExitCode:
     return ExitCode.ABORTED if failed else ExitCode.HELD
 
 
+HEADLINES = {
+    "held": "SLO HELD",
+    "violated": "SLO VIOLATED",
+    "aborted": "ABORTED",
+    "steady-state-failed": "STEADY STATE FAILED BEFORE THE FAULT, NOTHING INJECTED",
+    "baseline-failed": "BASELINE DID NOT HOLD, NOTHING INJECTED",
+    "not-tested": "NOT TESTED: THE FAULT TOUCHED NO TRAFFIC",
+}
+
+
 def summary(report: dict[str, Any], written: list[Path]) -> str:
     """The final words of a run: verdict, per-phase numbers, why, and where the report is."""
-    headline = {"held": "SLO HELD", "violated": "SLO VIOLATED", "aborted": "ABORTED"}[report["verdict"]]
+    from .report.markdown import headline_key
+
+    headline = HEADLINES[headline_key(report)]
     lines = ["", f"{headline}: {report['experiment']['title']}  (exit code {report['exit_code']})"]
     if report["dry_run"]:
         lines.append("  dry run: no fault was injected")
@@ -288,14 +301,19 @@ def summary(report: dict[str, Any], written: list[Path]) -> str:
             else ("  held" if all(o["held"] for o in phase["objectives"]) else "  VIOLATED")
         )
         lines.append(
-            f"  {phase['name']:<9} {phase['requests']:>7} req  availability "
+            f"  {phase['name']:<9} {phase['sent']:>7} sent  availability "
             f"{format_percent(phase['availability']):>8}  p95 {format_ms(phase['latency_ms']['p95']):>8}  "
             f"p99 {format_ms(phase['latency_ms']['p99']):>8}{state}"
         )
     ttr = report["recovery"]["time_to_recover_s"]
-    if report["phases"]:
-        lines.append(f"  time to recover: {'not reached' if ttr is None else format_duration(ttr)}")
+    if report["phases"] and any(p["name"] == "recovery" for p in report["phases"]):
+        note = report["recovery"]["note"] or "not reached"
+        lines.append(f"  time to recover: {note if ttr is None else format_duration(ttr)}")
     lines += [f"  - {reason}" for reason in report["reasons"]]
+    lines += [f"  ! {warning}" for warning in report["warnings"]]
+    if report["errors"] and report["verdict"] != "held":
+        top = report["errors"][0]
+        lines.append(f"  top error: {top['count']}x {top['kind']}: {top['message'][:160]}")
     guard = report["guard"]
     if guard is not None and guard["breach_to_revert_s"] is not None:
         lines.append(f"  guard: every fault reverted {guard['breach_to_revert_s']:.2f}s after the breach")

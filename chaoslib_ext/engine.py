@@ -29,11 +29,17 @@ from .plan import Plan
 from .probes import ProbeResult, run_probe
 from .progress import Progress
 from .samples import FLUSH_LAG_SECONDS, SampleStore
-from .slo import Verdict, Window, check, judge, measure
+from .slo import ObjectiveResult, Verdict, Window, check, judge, measure, top_error, whole_seconds
 from .timeline import Timeline
 
 LIVE_WINDOW_SECONDS = 5
-GUARD_CHECK_SECONDS = 0.1  # how often guards are evaluated while the load runs
+GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped
+DRAIN_MARGIN_SECONDS = 2.0  # waited for the judged phases' last requests, on top of their timeout
+NOT_TESTED = ("steady-state-failed", "baseline-failed")  # before the fault: nothing was injected
+
+
+class BaselineFailed(Exception):
+    """The baseline did not hold: the system was not healthy before the fault, so none is injected."""
 
 
 class Interrupted(BaseException):
@@ -55,7 +61,7 @@ class RunResult:
     report_dir: Path
     started_at: float
     timeline: Timeline
-    status: str = "running"  # completed | steady-state-failed | aborted | interrupted
+    status: str = "running"  # completed | steady-state-failed | baseline-failed | aborted | interrupted
     ended_at: float = 0.0
     error: str | None = None
     load_started_at: float | None = None
@@ -73,11 +79,35 @@ class RunResult:
     def exit_code(self) -> ExitCode:
         if self.status in ("aborted", "interrupted"):
             return ExitCode.ABORTED
-        if self.status == "steady-state-failed":
-            return ExitCode.VIOLATED
+        if self.status in NOT_TESTED:
+            return ExitCode.NOT_TESTED
         steady_ok = all(result.ok for result in self.steady_after)
         held = self.verdict is not None and self.verdict.held and steady_ok
+        if held and self.untouched() and not self.dry_run:
+            return ExitCode.NOT_TESTED  # held, but what the fault hit carried no traffic: nothing was tested
         return ExitCode.HELD if held else ExitCode.VIOLATED
+
+    def untouched(self) -> list[str]:
+        """The faults that touched no traffic, where that was measured (fault proxies, the DNS
+        server), as reasons."""
+        reasons = []
+        for fault in self.plan.faults:
+            measured = [
+                r for r in self.fault_records if r.fault_index == fault.index and "traffic" in r.detail
+            ]
+            if measured and not any(r.detail["traffic"] for r in measured):
+                hit = ", ".join(sorted({r.target for r in measured}))
+                reasons.append(
+                    f"fault #{fault.index + 1} {fault.spec.kind} touched no traffic: nothing went through "
+                    f"{hit} while it acted, so the verdict says nothing about this fault"
+                )
+        return reasons
+
+
+def _objective_text(objective: ObjectiveResult) -> str:
+    if objective.name == "stall":
+        return objective.detail
+    return f"{objective.name} {objective.detail}"
 
 
 def new_run_id(title: str, now: float | None = None) -> str:
@@ -100,9 +130,18 @@ class Engine:
         self.logs = report_dir / "logs"
         self.ledger: Ledger | None = None  # made when the run starts changing things
         self.target: LocalTarget | DockerTarget | None = None
-        self.load = LoadRunner(self.experiment.load, plan.duration, self.logs / "locust.log", self.timeline)
+        slo = self.experiment.slo
+        self.load = LoadRunner(
+            self.experiment.load,
+            plan.duration,
+            self.logs / "locust.log",
+            self.timeline,
+            slo.latency_limits_us,
+        )
         self.result.samples = self.load.samples
-        self.guards = GuardWatch(self.experiment.guards, self.load.samples, self.result.started_at)
+        self.guards = GuardWatch(
+            self.experiment.guards, self.load.samples, self.result.started_at, slo.max_stall
+        )
         self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
         self.applied: set[int] = set()
         self.cancellable = False  # True while a signal may interrupt the run (not during clean-up)
@@ -114,6 +153,9 @@ class Engine:
         try:
             self.cancellable = True
             self._run()
+        except BaselineFailed as failed:
+            self.cancellable = False
+            self._stop_with("baseline-failed", str(failed))
         except GuardTripped as tripped:
             self.cancellable = False
             self.result.guard_trip = tripped.trip
@@ -134,7 +176,10 @@ class Engine:
             self._clean_up()
             result.ended_at = time.time()
             if result.load_started_at is not None and result.verdict is None:
-                self._judge(until=self.load.stopped_at or result.ended_at)
+                if result.status == "baseline-failed":  # judged up to the fault that never came
+                    self._judge(until=next(w.start for w in result.windows if w.name == "fault"))
+                else:
+                    self._judge(until=self.load.stopped_at or result.ended_at, cut_short=True)
         return result
 
     def _clean_up(self) -> None:
@@ -186,15 +231,21 @@ class Engine:
             self.load_entry = ledger.record("the Locust load generator", undo)
 
         self.load.start(on_spawn=remember_load)
-        self.guards.start_watching()
         # Phases start on a whole second, so that each per-second sample falls in one phase.
         origin = float(math.ceil(time.time()))
         time.sleep(max(0.0, origin - time.time()))
         result.load_started_at = origin
         result.windows = [Window(p.name, origin + p.start, origin + p.end) for p in self.plan.phases]
+        self.guards.start_watching(since=origin)
         self._follow_timeline(origin)
         self._revert_all()
         result.steady_after = self._steady_state("after")
+        if not self.load.wait_drained(
+            result.windows[-1].end, self.experiment.load.request_timeout + DRAIN_MARGIN_SECONDS
+        ):
+            self.timeline.add(
+                "load", "not-drained", detail="requests of the judged phases were still waiting"
+            )
         self._stop_load()
         result.status = "completed"
         self._judge(until=None)
@@ -209,6 +260,9 @@ class Engine:
             now = time.time()
             while phases and phases[0].start <= now:
                 phase = phases.pop(0)
+                baseline = next(w for w in self.result.windows if w.name == "baseline")
+                if phase.name == "fault" and self.plan.faults and whole_seconds(baseline.start, baseline.end):
+                    self._gate(baseline)
                 self.timeline.add("engine", "phase", phase.name)
                 self.progress.event(f"-- {phase.name} phase ({phase.length:g}s)")
             while pending and pending[0][0] <= now:
@@ -219,7 +273,7 @@ class Engine:
                     self._revert(action.fault_index)
             if now >= end:
                 return
-            trip = self.guards.check(now, since=origin)
+            trip = self.guards.check(now)
             if trip is not None:
                 self.timeline.add("guard", "tripped", trip.guard, observed=trip.observed)
                 raise GuardTripped(trip)
@@ -238,6 +292,31 @@ class Engine:
             upcoming = [end, next_status] + [t for t, _ in pending[:1]] + [p.start for p in phases[:1]]
             nap = GUARD_CHECK_SECONDS if self.experiment.guards else 0.5
             time.sleep(max(0.0, min(min(upcoming) - time.time(), nap)))
+
+    def _gate(self, baseline: Window) -> None:
+        """Inject nothing into a system that did not hold its SLO before the fault (or that no
+        request reached): judged on the baseline's seconds the recorder has delivered by now (all
+        but the last, usually)."""
+        samples = self.load.samples
+        if (samples.latest_second() or 0) < baseline.start:
+            samples.wait_for_second(int(baseline.start), timeout=1.0)
+        latest = samples.latest_second()
+        end = baseline.start if latest is None else min(baseline.end, latest + 1.0)
+        slo = self.experiment.slo
+        phase = judge(slo, samples, [Window("baseline", baseline.start, end)]).phases[0]
+        if phase.sli.successes == 0:
+            problem = "no request succeeded" if phase.sli.requests else "no request reached the host"
+        elif "baseline" in slo.judge and not all(o.held for o in phase.objectives):
+            problem = next(_objective_text(o) for o in phase.objectives if not o.held)
+        else:
+            self.timeline.add("engine", "gate", "baseline", held=True)
+            return
+        error = top_error(samples.window(baseline.start, end))
+        raise BaselineFailed(
+            f"baseline did not hold: {problem}"
+            + (f"; top error: {error}" if error else "")
+            + "; nothing was injected"
+        )
 
     def _stop_load(self) -> None:
         self.load.stop()
@@ -339,18 +418,20 @@ class Engine:
         stop = int(now - FLUSH_LAG_SECONDS)  # seconds before this one have reached the runner
         start = max(stop - LIVE_WINDOW_SECONDS, int(origin))
         seconds = stop - start
-        sli = measure(self.load.samples.window(start, stop), seconds)
+        sli = measure(self.load.samples.finished_window(start, stop), seconds)
         slo_ok = all(o.held for o in check(self.experiment.slo, sli, phase)) if sli.requests else None
         error_rate = None if sli.availability is None else 1 - sli.availability
         self.progress.status(
             phase, now - origin, self.plan.duration, sli.throughput, sli.latency_ms["p95"], error_rate, slo_ok
         )
 
-    def _judge(self, until: float | None) -> None:
+    def _judge(self, until: float | None, cut_short: bool = False) -> None:
         windows = self.result.windows
         if until is not None:  # an unfinished run: judge only what was observed
             windows = [Window(w.name, w.start, min(w.end, until)) for w in windows if w.start < until]
-        self.result.verdict = judge(self.experiment.slo, self.load.samples, windows, self._fault_ended())
+        self.result.verdict = judge(
+            self.experiment.slo, self.load.samples, windows, self._fault_ended(), cut_short=cut_short
+        )
 
     def _fault_ended(self) -> float | None:
         """When the last fault action took effect; None (the fault phase's end) if none did."""

@@ -13,6 +13,9 @@ class ExitCode(IntEnum):
     VIOLATED = 1
     INVALID_INPUT = 2
     ABORTED = 3
+    NOT_TESTED = (
+        4  # nothing was learned about the fault: the system did not hold before it, or it touched no traffic
+    )
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,11 @@ class LocalTarget:
     def kill(self, pod: Replica, signal_name: str) -> int:
         return self.supervisor.kill(pod, signal_name)
 
+    def traffic_to(self, pod: Replica) -> int | None:
+        """Connections through the replica's fault proxy so far; None if callers reach it directly."""
+        proxies = self.proxies.get(pod.service.name)
+        return None if proxies is None else proxies[pod.index].connections_seen()
+
     # what network and DNS faults need
     def proxies_for(self, service: str) -> list[FaultProxy]:
         return self.proxies[service]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .blast import blast_radius
-from .faults.base import selection_size
+from .faults.base import choose, selection_size
 from .guards import describe as describe_guard
 from .network.dns import DNS_ZONE
 from .services import replica_port
@@ -45,10 +46,23 @@ class Action:
 class FaultPlan:
     index: int
     spec: FaultSpec
-    seed: int
+    seed: int  # the experiment's, or chosen for this run (and recorded in its report)
     candidates: tuple[str, ...]  # replicas it may hit (DNS faults: none)
     per_injection: int
     description: str
+    warnings: tuple[str, ...] = ()  # what plan can tell in advance about a fault that may test nothing
+
+    @property
+    def seed_given(self) -> bool:
+        return self.spec.seed is not None
+
+    @property
+    def first_victims(self) -> tuple[str, ...]:
+        """Whom the first injection hits, if all candidates are up then: known in advance only
+        when the experiment gives the seed."""
+        if not self.candidates or self.per_injection >= len(self.candidates):
+            return self.candidates
+        return tuple(choose(random.Random(self.seed), self.candidates, self.per_injection, name=str))
 
 
 @dataclass(frozen=True)
@@ -133,7 +147,7 @@ def _fault_plan(
         }[spec.kind]
         text = (
             f"{what} {size} of {len(names)} running container(s) matching {params.selector.describe()}, "
-            f"chosen at random with seed {seed}"
+            f"chosen at random {seed_text(spec, seed)}"
         )
         return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     if isinstance(params, NetworkFault) and params.selector is not None:
@@ -146,8 +160,10 @@ def _fault_plan(
         return FaultPlan(index, spec, seed, names, size, f"{spec.kind}: {text}")
     service = experiment.services[params.service]
     candidates = tuple(f"{service.name}-{i}" for i in range(service.replicas))
+    warnings: tuple[str, ...] = ()
     if isinstance(params, PodKill):
         per_injection = selection_size(params.count, params.percent, len(candidates), default=1)
+        warnings = _reach_warnings(experiment, index, spec, service.name, candidates, per_injection, seed)
         if params.count is not None:
             share = str(params.count)
         else:
@@ -155,7 +171,7 @@ def _fault_plan(
         repeat = f", every {format_duration(params.interval)}" if params.interval else ""
         text = (
             f"{params.signal} {share} of {len(candidates)} live replica(s) of {service.name} "
-            f"({per_injection} now), chosen at random with seed {seed}{repeat}"
+            f"({per_injection} now), chosen at random {seed_text(spec, seed)}{repeat}"
         )
     else:
         per_injection = selection_size(params.count, params.percent, len(candidates), default=len(candidates))
@@ -169,9 +185,57 @@ def _fault_plan(
         text = (
             f"{describe_network(spec.kind, params)} on the traffic to {per_injection} of "
             f"{len(candidates)} replica(s) of {service.name}, {way}"
-            + (f" (chosen with seed {seed})" if per_injection < len(candidates) else "")
+            + (f" (chosen at random {seed_text(spec, seed)})" if per_injection < len(candidates) else "")
         )
-    return FaultPlan(index, spec, seed, candidates, per_injection, f"{spec.kind}: {text}")
+    return FaultPlan(index, spec, seed, candidates, per_injection, f"{spec.kind}: {text}", warnings)
+
+
+def unreached(experiment: Experiment, service: str) -> tuple[str, ...]:
+    """The replicas of a service that nothing in the experiment sends traffic to: not the load's
+    host, and no other service is given their addresses ({endpoints:}, {proxied:}, {hostnames:})."""
+    references = [f"{{{field}:{service}}}" for field in ("endpoints", "proxied", "hostnames")]
+    for other in experiment.services.values():
+        texts = (*other.command, *other.env.values(), other.ready.url or "")
+        if other.name != service and any(ref in text for text in texts for ref in references):
+            return ()
+    spec = experiment.services[service]
+    load_port = urlsplit(experiment.load.host).port
+    return tuple(f"{service}-{i}" for i in range(spec.replicas) if replica_port(spec, i) != load_port)
+
+
+def _reach_warnings(
+    experiment: Experiment,
+    index: int,
+    spec: FaultSpec,
+    service: str,
+    candidates: tuple[str, ...],
+    per_injection: int,
+    seed: int,
+) -> tuple[str, ...]:
+    lost = unreached(experiment, service)
+    if not lost:
+        return ()
+    first = tuple(choose(random.Random(seed), candidates, per_injection, name=str))
+    hits = first if spec.seed is not None else tuple(c for c in candidates if c in lost)
+    hits = tuple(h for h in hits if h in lost)
+    if not hits:
+        return ()
+    why = (
+        f"the load goes to {urlsplit(experiment.load.host).netloc} and no service is given "
+        f"{service}'s address"
+    )
+    verb = "hits" if spec.seed is not None else "may hit"
+    return (
+        f"fault #{index + 1} {spec.kind} {verb} {', '.join(hits)}, which nothing in this experiment "
+        f"sends traffic to ({why}): unless something outside does, it tests nothing",
+    )
+
+
+def seed_text(spec: FaultSpec, seed: int) -> str:
+    """A seed the experiment gives replays its choice; without one, each run draws its own."""
+    return (
+        f"with seed {seed}" if spec.seed is not None else "(seed drawn at run time, recorded in the report)"
+    )
 
 
 def _selected(
@@ -193,7 +257,16 @@ def describe_network(kind: str, fault: NetworkFault) -> str:
     where = direction[fault.direction]
     if kind == "network-latency":
         jitter = f" ±{format_duration(fault.jitter)} ({fault.distribution})" if fault.jitter else ""
-        return f"+{format_duration(fault.delay)}{jitter} latency ({where})"
+        ways = {
+            "both": "on requests and on responses",
+            "upstream": "on requests",
+            "downstream": "on responses",
+        }
+        exchange = fault.delay * (2 if fault.direction == "both" else 1)
+        return (
+            f"+{format_duration(fault.delay)}{jitter} latency {ways[fault.direction]} "
+            f"(+{format_duration(exchange)} per request/response exchange)"
+        )
     if kind == "network-loss":
         unit = "packets" if fault.path == "kernel" else "connections"
         return f"{format_percent(fault.probability)} of {unit} silently dropped ({where})"
@@ -265,6 +338,8 @@ def render_plan(plan: Plan) -> str:
         lines.append(f"  #{fault.index + 1} {fault.description}")
         if fault.candidates:
             lines.append(f"     candidates: {', '.join(fault.candidates)}")
+        if fault.seed_given and fault.first_victims != fault.candidates:
+            lines.append(f"     first injection hits: {', '.join(fault.first_victims)} (seed {fault.seed})")
     lines += ["", "Objectives:"] + [f"  {text}" for text in objective_texts(experiment)]
     limit = experiment.blast_limit
     lines += ["", "Blast radius (targets held at once, at most):"]
@@ -273,6 +348,9 @@ def render_plan(plan: Plan) -> str:
     ]
     if limit is not None:
         lines.append(f"  limit: target.max_share {format_percent(limit.share)}")
+    warnings = [warning for fault in plan.faults for warning in fault.warnings]
+    if warnings:
+        lines += ["", "Warnings:"] + [f"  ! {warning}" for warning in warnings]
     lines += ["", "Guards (abort and revert at once):"]
     lines += [f"  {describe_guard(guard)}" for guard in experiment.guards] or ["  none"]
     lines += ["", f"Total: {format_duration(plan.duration)} of load. Nothing was changed (dry run)."]

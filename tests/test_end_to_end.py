@@ -108,14 +108,18 @@ def test_killing_every_backend_violates_availability_in_the_fault_phase(tmp_path
     assert (run_dir / "report.md").read_text().startswith("# ❌ SLO violated")
 
 
-def test_a_deliberately_tight_slo_is_violated_from_the_baseline_on(tmp_path):
+def test_a_slo_the_system_misses_before_any_fault_stops_the_run_before_the_fault(tmp_path):
     result, report = run_experiment(
         REPO / "experiments" / "demo-tight-slo.yaml", tmp_path, *SHORT, *demo_ports()
     )
-    assert result.returncode == 1
-    failed = {(o["phase"], o["name"]) for p in report["phases"] for o in p["objectives"] if not o["held"]}
-    assert {("baseline", "p95"), ("fault", "p95"), ("recovery", "p95")} <= failed
-    assert ("baseline", "availability") not in failed
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert report["status"] == "baseline-failed" and report["verdict"] == "not-tested"
+    assert report["reasons"][0].startswith("baseline did not hold: p95 ")
+    assert report["reasons"][0].endswith("nothing was injected")
+    assert report["faults"][0]["actions"] == []
+    assert [p["name"] for p in report["phases"]] == ["warmup", "baseline"]
+    assert "BASELINE DID NOT HOLD, NOTHING INJECTED" in result.stdout
+    assert (next(tmp_path.iterdir()) / "report.md").read_text().startswith("# ⛔ Baseline did not hold")
 
 
 def test_latency_to_the_backends_violates_the_p95_objective_only_while_it_lasts(tmp_path):
@@ -191,12 +195,14 @@ def test_a_failing_steady_state_gate_injects_nothing(tmp_path):
     result, report = run_experiment(
         REPO / "tests" / "data" / "gate-fails.yaml", tmp_path, "--var", f"backend_port={port}"
     )
-    assert result.returncode == 1
-    assert report["status"] == "steady-state-failed"
+    assert result.returncode == 4  # not "violated under the fault": nothing was injected
+    assert report["status"] == "steady-state-failed" and report["verdict"] == "not-tested"
+    assert "STEADY STATE FAILED BEFORE THE FAULT, NOTHING INJECTED" in result.stdout
     assert report["faults"][0]["actions"] == []
     assert report["load"]["started_at"] is None and report["phases"] == []
     assert [p["ok"] for p in report["steady_state"]["before"]] == [True, False]
-    assert report["reasons"][0].startswith("steady state before the experiment did not hold")
+    assert report["reasons"][0].startswith("steady state before the experiment did not hold (http GET")
+    assert "body does not match /^all systems go$/" in report["reasons"][0]  # the probe's own words
     assert port_free(port)
 
 

@@ -101,8 +101,8 @@ faults:
     ]
     latency, dns = plan.faults
     assert (
-        "+200ms ±50ms (uniform) latency (both directions) on the traffic to 1 of 1 replica(s)"
-        in latency.description
+        "+200ms ±50ms (uniform) latency on responses (+200ms per request/response exchange) "
+        "on the traffic to 1 of 1 replica(s)" in latency.description
     )
     assert dns.description == "dns-error: NXDOMAIN for *.gameday.internal"
 
@@ -144,3 +144,48 @@ def test_faults_on_a_service_outside_the_allowlist_are_refused(experiment_file):
     assert (
         "faults[0]: pod-kill on service 'backend', which is outside target.allow.services" in refused.stderr
     )
+
+
+def test_a_seed_in_the_experiment_names_the_first_victims_and_without_one_the_run_draws_it(experiment_file):
+    port = free_port_block(4)
+    path = experiment_file(WITH_FAULTS.replace("PORT", str(port)))
+    plan = make_plan(load_experiment(path))
+    first, second = plan.faults
+    assert first.first_victims == ("backend-0", "backend-3") and len(second.first_victims) == 1
+    out = gameday("plan", str(path)).stdout
+    assert "first injection hits: backend-0, backend-3 (seed 42)" in out
+    assert "chosen at random (seed drawn at run time, recorded in the report)" in out  # fault #2 has no seed
+    assert out.count("first injection hits") == 1
+
+
+def test_plan_warns_when_a_fault_hits_a_replica_no_traffic_reaches(experiment_file):
+    # two replicas, the load goes straight to backend-0, and nothing else calls backend
+    port = free_port_block(2)
+    text = MINIMAL.replace('host: "http://127.0.0.1:9"', f'host: "http://127.0.0.1:{port}"').replace(
+        "phases: {baseline: 1s, fault: 1s, recovery: 1s}",
+        f"""\
+services:
+  backend:
+    command: ["{{python}}", "-m", "chaoslib_ext.demo.backend", "--port", "{{port}}"]
+    replicas: 2
+    port: {port}
+phases: {{baseline: 2s, fault: 4s, recovery: 2s}}
+faults:
+  - pod-kill: {{selector: {{service: backend}}, count: 1, seed: SEED}}""",
+    )
+    hits_backend_1 = gameday(
+        "plan", str(experiment_file(text.replace("SEED", "0")))
+    )  # seed 0 picks backend-1
+    assert "first injection hits: backend-1 (seed 0)" in hits_backend_1.stdout
+    assert (
+        "fault #1 pod-kill hits backend-1, which nothing in this experiment sends traffic to "
+        f"(the load goes to 127.0.0.1:{port} and no service is given backend's address)"
+        in hits_backend_1.stdout
+    )
+    hits_backend_0 = gameday(
+        "plan", str(experiment_file(text.replace("SEED", "1")))
+    )  # seed 1: the load's own
+    assert "first injection hits: backend-0 (seed 1)" in hits_backend_0.stdout
+    assert "Warnings:" not in hits_backend_0.stdout
+    unseeded = gameday("plan", str(experiment_file(text.replace(", seed: SEED", ""))))
+    assert "fault #1 pod-kill may hit backend-1, which nothing" in unseeded.stdout

@@ -6,8 +6,10 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from operator import attrgetter
+from typing import Any, Protocol, TypeVar
 
 from ..errors import RunAborted
 from ..spec.model import FaultSpec
@@ -47,6 +49,9 @@ class PodTarget(Protocol):
 
     def kill(self, pod: Any, signal_name: str) -> int: ...
 
+    def traffic_to(self, pod: Any) -> int | None:
+        """Connections the pod has carried so far, where the driver can tell (None otherwise)."""
+
 
 class Fault(ABC):
     """A fault is applied at its planned times and, if it lasts, reverted at the end of its window."""
@@ -83,6 +88,18 @@ def selection_size(count: int | None, percent: float | None, available: int, def
     if percent is not None:
         return min(available, max(1, math.ceil(percent * available)))
     return min(default, available)
+
+
+T = TypeVar("T")
+
+
+def choose(
+    rng: random.Random, items: Sequence[T], size: int, name: Callable[[T], str] = attrgetter("name")
+) -> list[T]:
+    """`size` of `items` at random, in name order: one seed picks the same names whatever order a
+    driver lists its targets in, so that `gameday plan` can name them in advance."""
+    by_name = sorted(items, key=name)
+    return sorted(rng.sample(by_name, size), key=name)
 
 
 def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:

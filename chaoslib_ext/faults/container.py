@@ -15,7 +15,7 @@ from ..errors import RunAborted
 from ..ledger import Ledger
 from ..spec.model import ContainerFault, ContainerSelector
 from .aftermath import raise_if_lost
-from .base import Fault, FaultError, FaultRecord, selection_size
+from .base import Fault, FaultError, FaultRecord, choose, selection_size
 
 UNDO = {"container-stop": "start", "container-pause": "unpause"}
 
@@ -39,7 +39,7 @@ class ContainerFaultAction(Fault):
         params: ContainerFault = self.spec.params  # type: ignore[assignment]
         found = target.containers(params.selector, str(self.spec.where))
         size = selection_size(params.count, params.percent, len(found), default=1)
-        chosen = sorted(self.rng.sample(found, size), key=lambda c: c.name)
+        chosen = choose(self.rng, found, size)
         records = []
         for container in chosen:
             try:

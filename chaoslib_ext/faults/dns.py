@@ -12,7 +12,7 @@ from ..network.container_dns import ContainerResolver
 from ..network.dns import DnsRule, FaultDnsServer
 from ..spec.model import ContainerSelector, DnsFault
 from .aftermath import ContainerTracker, raise_if_lost, settle
-from .base import Fault, FaultError, FaultRecord, selection_size
+from .base import Fault, FaultError, FaultRecord, choose, selection_size
 
 
 class DnsTarget(Protocol):
@@ -67,7 +67,7 @@ class DnsFaultAction(Fault):
         assert params.selector is not None
         found = target.containers(params.selector, str(self.spec.where), own_network=True)
         size = selection_size(params.count, params.percent, len(found), default=len(found))
-        chosen = sorted(self.rng.sample(found, size), key=lambda c: c.name)
+        chosen = choose(self.rng, found, size)
         records: list[FaultRecord] = []
         for container in chosen:
             instance = ContainerInstance.of(container)
@@ -85,7 +85,8 @@ class DnsFaultAction(Fault):
         if self.params.selector is not None:
             return self._revert_in_containers(target)
         hits = target.dns_server().remove(self.rule_id)
-        return [self.record("revert", ",".join(self.params.patterns), hits)]
+        detail = {**hits, "traffic": hits.get("matched", 0)}  # the queries it matched: its traffic
+        return [self.record("revert", ",".join(self.params.patterns), detail)]
 
     def _revert_in_containers(self, target: ContainerDnsTarget) -> list[FaultRecord]:
         """Each container on its own: one that cannot be put back stays listed for the clean-up

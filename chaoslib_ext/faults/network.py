@@ -11,7 +11,7 @@ from ..network.kernel import KernelRule, KernelTarget, fault_rules, run
 from ..network.proxy import FaultProxy, Toxic
 from ..spec.model import NetworkFault
 from .aftermath import ContainerTracker, raise_if_lost, settle
-from .base import Fault, FaultError, FaultRecord, selection_size
+from .base import Fault, FaultError, FaultRecord, choose, selection_size
 
 
 class NetworkTarget(Protocol):
@@ -55,7 +55,7 @@ class NetworkFaultAction(Fault):
             return self._apply_kernel(target, params)
         proxies = target.proxies_for(params.service)
         size = selection_size(params.count, params.percent, len(proxies), default=len(proxies))
-        self.hit = sorted(self.rng.sample(proxies, size), key=lambda proxy: proxy.name)
+        self.hit = choose(self.rng, proxies, size)
         toxic = toxic_for(self.spec.kind, params)
         self.connections_before = {proxy.name: proxy.connections_seen() for proxy in self.hit}
         for proxy in self.hit:
@@ -77,7 +77,7 @@ class NetworkFaultAction(Fault):
         """iptables rules and qdiscs in each chosen replica's namespace, each in the ledger first."""
         replicas = target.kernel_targets(params, str(self.spec.where))
         size = selection_size(params.count, params.percent, len(replicas), default=len(replicas))
-        chosen = sorted(self.rng.sample(replicas, size), key=lambda hit: hit.name)
+        chosen = choose(self.rng, replicas, size)
         records = []
         for hit in chosen:
             namespace = hit.namespace
@@ -142,8 +142,7 @@ class NetworkFaultAction(Fault):
         for proxy in self.hit:
             counts = proxy.remove(self.toxic_id)
             connections = proxy.connections_seen() - self.connections_before.get(proxy.name, 0)
-            records.append(
-                self.record("revert", proxy.name, {"path": "userspace", "connections": connections, **counts})
-            )
+            detail = {"path": "userspace", "connections": connections, "traffic": connections, **counts}
+            records.append(self.record("revert", proxy.name, detail))
         self.hit = []
         return records

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from ..errors import RunAborted
 from ..spec.model import PodKill
-from .base import Fault, FaultRecord, PodTarget, selection_size
+from .base import Fault, FaultRecord, PodTarget, choose, selection_size
 
 
 class PodKillFault(Fault):
     def apply(self, target: PodTarget) -> list[FaultRecord]:
         params: PodKill = self.spec.params
-        live = sorted(target.live(params.service), key=lambda pod: pod.name)
+        live = target.live(params.service)
         if not live:
             raise RunAborted(
                 f"pod-kill: no live replica of {params.service!r} to kill",
                 where=str(self.spec.where),
                 hint="the restart delay may be longer than the kill interval",
             )
-        victims = self.rng.sample(live, selection_size(params.count, params.percent, len(live), default=1))
+        victims = choose(self.rng, live, selection_size(params.count, params.percent, len(live), default=1))
         records = []
         for pod in victims:
+            traffic = target.traffic_to(pod)
             pid = target.kill(pod, params.signal)
-            records.append(
-                self.record(
-                    "kill",
-                    pod.name,
-                    {"pid": pid, "signal": params.signal, "live_before": len(live)},
-                )
-            )
+            detail: dict[str, object] = {"pid": pid, "signal": params.signal, "live_before": len(live)}
+            if traffic is not None:
+                detail["traffic"] = traffic
+            records.append(self.record("kill", pod.name, detail))
         return records

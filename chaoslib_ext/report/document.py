@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,12 +15,13 @@ from ..engine import RunResult
 from ..errors import ExitCode
 from ..guards import GuardTrip
 from ..probes import ProbeResult
-from ..slo import ObjectiveResult
+from ..samples import Aggregate, SampleStore
+from ..slo import ObjectiveResult, measure
 from ..spec.schema import load_schema
 from ..units import format_duration, format_ms, format_percent
 
 SCHEMA_ID = "gameday-report/1"
-SERIES_QUANTILES = {"p50_ms": 0.5, "p95_ms": 0.95, "p99_ms": 0.99}
+SERIES_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_ms")
 
 
 def iso(epoch: float | None) -> str | None:
@@ -28,8 +31,8 @@ def iso(epoch: float | None) -> str | None:
 
 
 def verdict_word(run: RunResult) -> str:
-    code = run.exit_code
-    return {ExitCode.HELD: "held", ExitCode.VIOLATED: "violated"}.get(code, "aborted")
+    words = {ExitCode.HELD: "held", ExitCode.VIOLATED: "violated", ExitCode.NOT_TESTED: "not-tested"}
+    return words.get(run.exit_code, "aborted")
 
 
 def build_report(run: RunResult) -> dict[str, Any]:
@@ -42,13 +45,17 @@ def build_report(run: RunResult) -> dict[str, Any]:
     verdict = run.verdict
     reasons = list(verdict.reasons) if verdict else []
     if run.status == "steady-state-failed":
-        reasons.insert(0, "steady state before the experiment did not hold, so nothing was injected")
+        failing = "; ".join(f"{p.name}: {p.detail}" for p in run.steady_before if not p.ok)
+        reasons.insert(
+            0, f"steady state before the experiment did not hold ({failing}), so nothing was injected"
+        )
     reasons += [
         f"steady state after the experiment: {p.name}: {p.detail}" for p in run.steady_after if not p.ok
     ]
     if run.error:
         reasons.insert(0, run.error)
     reasons += [problem for problem in run.cleanup_problems if problem != run.error]
+    reasons += run.untouched()
     slo = experiment.slo
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,
@@ -66,6 +73,8 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "verdict": verdict_word(run),
         "exit_code": int(run.exit_code),
         "reasons": reasons,
+        "warnings": [w for fault in run.plan.faults for w in fault.warnings]
+        + (list(verdict.warnings) if verdict else []),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "origin": iso(origin),
@@ -75,6 +84,8 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "host": experiment.load.host,
             "users": experiment.load.users,
             "spawn_rate": experiment.load.spawn_rate,
+            "request_timeout_s": experiment.load.request_timeout,
+            "arrival_rate": experiment.load.arrival_rate,
             "started_at": iso(run.load_started_at),
         },
         "slo": {
@@ -84,9 +95,18 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "recovery_within_s": slo.recovery_within,
             "recovery_window_s": slo.recovery_window,
             "judged_phases": list(slo.judge),
+            "max_stall_s": slo.max_stall,
+            "endpoints": {
+                name: {
+                    "availability": o.availability,
+                    "latency_ms": {q: limit * 1000 for q, limit in o.latency.items()},
+                    "throughput_min": o.throughput_min,
+                }
+                for name, o in slo.endpoints.items()
+            },
         },
         "phases": [],
-        "recovery": {"fault_ended_s": None, "time_to_recover_s": None, "objective": None},
+        "recovery": {"fault_ended_s": None, "time_to_recover_s": None, "objective": None, "note": ""},
         "error_budget": None,
         "breaches": [],
         "guard": _guard(run.guard_trip, rel),
@@ -131,9 +151,17 @@ def build_report(run: RunResult) -> dict[str, Any]:
                 "judged": phase.judged,
                 "requests": phase.sli.requests,
                 "failures": phase.sli.failures,
+                "sent": phase.sli.sent,
+                "answered": phase.answered,
+                "timeouts": phase.sli.timeouts,
+                "unfinished": phase.sli.unfinished,
+                "omitted": phase.sli.omitted,
                 "availability": phase.sli.availability,
                 "throughput_rps": phase.sli.throughput,
                 "latency_ms": phase.sli.latency_ms,
+                "latency_measured_ms": phase.sli.measured_latency_ms,
+                "stalled_s": [rel(second) for second in phase.stalled_seconds],
+                "throughput_drop": None if phase.throughput_drop is None else asdict(phase.throughput_drop),
                 "objectives": [_objective(o) for o in phase.objectives],
                 "endpoints": [
                     {
@@ -152,14 +180,16 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "fault_ended_s": None if verdict.fault_ended is None else rel(verdict.fault_ended),
             "time_to_recover_s": verdict.time_to_recover,
             "objective": _objective(verdict.recovery_objectives[0]) if verdict.recovery_objectives else None,
+            "note": verdict.recovery_note,
         }
         if verdict.error_budget is not None:
             budget = verdict.error_budget
             report["error_budget"] = {
                 "allowed_failures": budget.allowed_failures,
                 "failures": budget.failures,
-                "consumed": budget.consumed,
-                "burn_rate": budget.burn_rate,
+                "consumed": _finite(budget.consumed),
+                "exhausted": budget.consumed is not None and budget.consumed >= 1,
+                "burn_rate": {name: _finite(rate) for name, rate in budget.burn_rate.items()},
             }
         report["breaches"] = [
             {
@@ -168,6 +198,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
                 "end_s": rel(b.end),
                 "worst_availability": b.worst_availability,
                 "worst_latency_ms": b.worst_latency_ms,
+                "stalled": b.stalled,
             }
             for b in verdict.breaches
         ]
@@ -186,14 +217,22 @@ def _probe(result: ProbeResult) -> dict[str, Any]:
 
 
 def objective_label(result: ObjectiveResult) -> str:
-    """ "availability >= 99.5%", "p95 <= 250ms": the objective as a test name."""
+    """ "availability >= 99.5%", "GET /pay p95 <= 250ms": the objective as a test name."""
+    where = f"{result.endpoint} " if result.endpoint else ""
+    if result.name == "stall":
+        return f"answers keep coming (no wait over {format_duration(result.target)} without one)"
     if result.unit == "ratio":
-        return f"{result.name} >= {format_percent(result.target)}"
+        return f"{where}{result.name} >= {format_percent(result.target)}"
     if result.unit == "ms":
-        return f"{result.name} <= {format_ms(result.target)}"
+        return f"{where}{result.name} <= {format_ms(result.target)}"
     if result.unit == "rps":
-        return f"{result.name} >= {result.target:g} req/s"
-    return f"{result.name} <= {format_duration(result.target)}"
+        return f"{where}{result.name} >= {result.target:g} req/s"
+    return f"{where}{result.name} <= {format_duration(result.target)}"
+
+
+def _finite(value: float | None) -> float | str | None:
+    """JSON has no infinity: a budget of 0 that was spent is "infinite"."""
+    return "infinite" if value is not None and math.isinf(value) else value
 
 
 def _objective(result: ObjectiveResult) -> dict[str, Any]:
@@ -206,29 +245,42 @@ def _objective(result: ObjectiveResult) -> dict[str, Any]:
         "unit": result.unit,
         "held": result.held,
         "detail": result.detail,
+        "endpoint": result.endpoint,
     }
 
 
 def _series(run: RunResult, rel: Any) -> list[dict[str, Any]]:
+    """Per second: the requests sent in it (as phases are judged), what was answered during it
+    and how many were still waiting at its end."""
+    samples = run.samples
+    seconds = sorted(set(samples.sent_seconds()) | set(range(*_span(samples))))
     rows = []
-    for second in run.samples.seconds():
-        aggregate = run.samples.get(second)
-        assert aggregate is not None
-        ok = aggregate.ok
+    for second in seconds:
+        sli = measure(samples.sent(second) or Aggregate(), 1)
+        happened = samples.second(second)
         row: dict[str, Any] = {
             "t_s": rel(second),
-            "requests": aggregate.requests,
-            "failures": aggregate.failures,
+            "requests": sli.requests,
+            "failures": sli.failures,
+            "answered": 0 if happened is None else happened.answered,
+            "waiting": 0 if happened is None else happened.waiting,
         }
-        row.update({key: ok.percentile_ms(q) for key, q in SERIES_QUANTILES.items()})
-        row["max_ms"] = ok.max_ms()
+        row.update({key: sli.latency_ms[key.removesuffix("_ms")] for key in SERIES_KEYS})
         rows.append(row)
     return rows
 
 
+def _span(samples: SampleStore) -> tuple[int, int]:
+    latest = samples.latest_second()
+    sent = samples.sent_seconds()
+    return (sent[0], latest + 1) if sent and latest is not None else (0, 0)
+
+
 def _errors(run: RunResult) -> list[dict[str, Any]]:
     total = run.samples.window(float("-inf"), float("inf")).errors
-    return [{"message": message, "count": count} for message, count in total.most_common(20)]
+    return [
+        {"kind": kind, "message": message, "count": count} for (kind, message), count in total.most_common(20)
+    ]
 
 
 def _guard(trip: GuardTrip | None, rel: Callable[[float], float]) -> dict[str, Any] | None:

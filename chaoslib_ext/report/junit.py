@@ -26,7 +26,7 @@ def render_junit(report: dict[str, Any]) -> str:
         objectives.append(report["recovery"]["objective"])
     for o in objectives:
         cases.append((f"{prefix}.{o['phase']}", o["label"], None if o["held"] else o["detail"], None))
-    if report["verdict"] == "aborted":
+    if report["verdict"] in ("aborted", "not-tested"):
         cases.append((prefix, "run", None, "; ".join(report["reasons"]) or report["status"]))
     suite = ET.Element(
         "testsuite",

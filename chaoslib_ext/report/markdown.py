@@ -6,13 +6,27 @@ from typing import Any
 
 from ..units import format_duration, format_ms, format_percent
 
-HEADLINES = {"held": "✅ SLO held", "violated": "❌ SLO violated", "aborted": "⚠️ Run aborted"}
+HEADLINES = {
+    "held": "✅ SLO held",
+    "violated": "❌ SLO violated",
+    "aborted": "⚠️ Run aborted",
+    "steady-state-failed": "⛔ Steady state did not hold before the fault: nothing was injected",
+    "baseline-failed": "⛔ Baseline did not hold: nothing was injected",
+    "not-tested": "❔ Not tested: the fault touched no traffic",
+}
+
+
+def headline_key(report: dict[str, Any]) -> str:
+    """Which headline a report gets: its verdict, or for a run stopped before the fault, why."""
+    if report["status"] in ("steady-state-failed", "baseline-failed"):
+        return str(report["status"])
+    return str(report["verdict"])
 
 
 def render_markdown(report: dict[str, Any]) -> str:
     experiment = report["experiment"]
     lines = [
-        f"# {HEADLINES[report['verdict']]}: {experiment['title']}",
+        f"# {HEADLINES[headline_key(report)]}: {experiment['title']}",
         "",
         f"Run `{report['run_id']}` of `{experiment['file']}`, {format_duration(report['duration_s'])}, "
         f"status **{report['status']}**, exit code **{report['exit_code']}**.",
@@ -25,6 +39,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         ]
     if report["reasons"]:
         lines += ["**Why:**", ""] + [f"- {reason}" for reason in report["reasons"]] + [""]
+    if report["warnings"]:
+        lines += ["**Read with care:**", ""] + [f"- {warning}" for warning in report["warnings"]] + [""]
     lines += _guard(report)
     lines += (
         _phases(report) + _objectives(report) + _recovery(report) + _breaches(report) + _endpoints(report)
@@ -43,10 +59,14 @@ def _phases(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Phases",
         "",
-        "The recovery phase is judged after the `recovery_within` allowance that follows the fault.",
+        "Requests count in the phase in which they were sent. The recovery phase is judged after the "
+        "`recovery_within` allowance that follows the fault. Latency is over successful requests, "
+        "corrected for coordinated omission where the users' pacing is known (measured figures in "
+        "report.json); req/s counts successful requests.",
         "",
-        "| phase | window | requests | availability | p50 | p95 | p99 | max | req/s | result |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| phase | window | sent | answered | availability | timeouts "
+        "| p50 | p95 | p99 | max | req/s | result |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for phase in report["phases"]:
         latency = phase["latency_ms"]
@@ -56,8 +76,9 @@ def _phases(report: dict[str, Any]) -> list[str]:
             result = "held" if all(o["held"] for o in phase["objectives"]) else "**violated**"
         rate = "-" if phase["throughput_rps"] is None else f"{phase['throughput_rps']:.1f}"
         lines.append(
-            f"| {phase['name']} | {_when(phase['start_s'], phase['end_s'])} | {phase['requests']} | "
-            f"{format_percent(phase['availability'])} | {format_ms(latency['p50'])} | "
+            f"| {phase['name']} | {_when(phase['start_s'], phase['end_s'])} | {phase['sent']} | "
+            f"{phase['answered']} | {format_percent(phase['availability'])} | {phase['timeouts']} | "
+            f"{format_ms(latency['p50'])} | "
             f"{format_ms(latency['p95'])} | {format_ms(latency['p99'])} | {format_ms(latency['max'])} | "
             f"{rate} | {result} |"
         )
@@ -82,7 +103,7 @@ def _recovery(report: dict[str, Any]) -> list[str]:
     lines = []
     ttr = report["recovery"]["time_to_recover_s"]
     if report["phases"]:
-        text = "not reached" if ttr is None else format_duration(ttr)
+        text = report["recovery"]["note"] or "not reached" if ttr is None else format_duration(ttr)
         ended = report["recovery"]["fault_ended_s"]
         since = "" if ended is None else f" (at {ended:+.1f}s)"
         lines.append(
@@ -91,15 +112,27 @@ def _recovery(report: dict[str, Any]) -> list[str]:
         )
     budget = report["error_budget"]
     if budget is not None:
-        consumed = "-" if budget["consumed"] is None else format_percent(budget["consumed"], 1)
-        burns = ", ".join(
-            f"{name} {'-' if rate is None else f'{rate:.1f}x'}" for name, rate in budget["burn_rate"].items()
-        )
+        consumed = _budget_share(budget["consumed"])
+        if budget["exhausted"]:
+            consumed += " (exhausted)"
+        burns = ", ".join(f"{name} {_burn(rate)}" for name, rate in budget["burn_rate"].items())
         lines.append(
             f"**Error budget** over the judged phases: {budget['failures']} failed requests of "
             f"{budget['allowed_failures']:.1f} allowed, {consumed} consumed; burn rate {burns}."
         )
     return [*lines, ""] if lines else []
+
+
+def _budget_share(consumed: float | str | None) -> str:
+    if consumed == "infinite":
+        return "∞"
+    return "-" if consumed is None else format_percent(float(consumed), 1)
+
+
+def _burn(rate: float | str | None) -> str:
+    if rate == "infinite":
+        return "∞"
+    return "-" if rate is None else f"{float(rate):.1f}x"
 
 
 def _guard(report: dict[str, Any]) -> list[str]:
@@ -127,13 +160,14 @@ def _breaches(report: dict[str, Any]) -> list[str]:
     lines = [
         "## When the SLO was breached (second by second)",
         "",
-        "| from | to | phase | worst availability | worst latency |",
-        "|---|---|---|---:|---:|",
+        "| from | to | phase | worst availability | worst latency | users waiting, no answer |",
+        "|---|---|---|---:|---:|---|",
     ]
     for b in report["breaches"][:30]:
         lines.append(
             f"| {b['start_s']:+.0f}s | {b['end_s']:+.0f}s | {b['phase']} | "
-            f"{format_percent(b['worst_availability'])} | {format_ms(b['worst_latency_ms'])} |"
+            f"{format_percent(b['worst_availability'])} | {format_ms(b['worst_latency_ms'])} | "
+            f"{'yes' if b['stalled'] else ''} |"
         )
     if len(report["breaches"]) > 30:
         lines.append(f"| … | | {len(report['breaches']) - 30} more in report.json | | |")
@@ -183,6 +217,8 @@ def _steady_state(report: dict[str, Any]) -> list[str]:
 def _errors(report: dict[str, Any]) -> list[str]:
     if not report["errors"]:
         return []
-    lines = ["## Most frequent errors", "", "| count | error |", "|---:|---|"]
-    lines += [f"| {e['count']} | `{e['message'].replace('|', '/')}` |" for e in report["errors"][:10]]
+    lines = ["## Most frequent errors", "", "| count | kind | error |", "|---:|---|---|"]
+    lines += [
+        f"| {e['count']} | {e['kind']} | `{e['message'].replace('|', '/')}` |" for e in report["errors"][:10]
+    ]
     return [*lines, ""]
