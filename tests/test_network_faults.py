@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import hashlib
 import http.client
@@ -237,6 +238,18 @@ def test_bandwidth_limit_holds_within_15_percent(hub, tmp_path, file_server):
     rate = size / (time.perf_counter() - started)
     assert size == 400_000
     assert abs(rate - 200_000) <= 0.15 * 200_000, rate
+
+
+def test_connections_through_one_shaped_proxy_share_its_bandwidth_as_on_a_link(hub, tmp_path, file_server):
+    (tmp_path / "blob.bin").write_bytes(b"x" * 200_000)
+    proxy = hub.proxy("files", (HOST, file_server))
+    proxy.add("t", Toxic("bandwidth", "downstream", rate=200_000))
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        sizes = list(pool.map(lambda _: len(download(proxy.port, "/blob.bin")), range(4)))
+    rate = sum(sizes) / (time.perf_counter() - started)
+    assert sizes == [200_000] * 4
+    assert abs(rate - 200_000) <= 0.15 * 200_000, rate  # 4 at once: the link's rate in all, not 4 times it
 
 
 def attempts_ok(port: int) -> bool:

@@ -75,6 +75,7 @@ class FaultProxy:
         self.stats = ProxyStats()
         self.rng = random.Random()
         self._connections: set[_Connection] = set()
+        self._links: dict[str, asyncio.Lock] = {}  # per direction: one piece at a time on a limited link
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind(("127.0.0.1", listen_port))
@@ -194,7 +195,7 @@ class FaultProxy:
         the sender, as a real slow link would. A blackhole stops the reading altogether, so the
         data waits in TCP's buffers and arrives, late but whole, when the partition heals."""
         queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(maxsize=MAX_QUEUED_CHUNKS)
-        writer = asyncio.ensure_future(self._write(queue, sink, connection))
+        writer = asyncio.ensure_future(self._write(queue, sink, connection, direction))
         last_due = 0.0
         try:
             while not writer.done():
@@ -210,7 +211,7 @@ class FaultProxy:
                 piece = self._piece_size(direction)
                 for offset in range(0, len(data), piece):
                     part = data[offset : offset + piece]
-                    last_due = self._due(len(part), direction, last_due)
+                    last_due = self._due(direction, last_due)
                     if not await _enqueue(queue, (last_due, part), writer):
                         return
         except (ConnectionError, OSError):
@@ -225,6 +226,7 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes] | None],
         sink: asyncio.StreamWriter,
         connection: _Connection,
+        direction: str,
     ) -> None:
         try:
             while (item := await queue.get()) is not None:
@@ -232,6 +234,7 @@ class FaultProxy:
                 delay = due - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                await self._transmit(len(data), direction)
                 if sink.is_closing():
                     break
                 sink.write(data)
@@ -244,6 +247,17 @@ class FaultProxy:
             pass
         self._reset(connection)  # one side is gone: end the other, do not keep reading for nobody
 
+    async def _transmit(self, size: int, direction: str) -> None:
+        """Under a bandwidth limit, a piece takes size / rate on the link, which every connection
+        through this proxy shares, one piece at a time in arrival order, as on a real link. A
+        connection that ends while it waits never takes its turn, so it uses no capacity."""
+        rates = [t.rate for _, t in self._active(direction) if t.kind == "bandwidth" and t.rate > 0]
+        if not rates:
+            return
+        link = self._links.setdefault(direction, asyncio.Lock())
+        async with link:
+            await asyncio.sleep(size / min(rates))
+
     def _piece_size(self, direction: str) -> int:
         """Under a bandwidth limit, data leaves in slices of about 100 ms, so that it flows
         steadily instead of in one late burst per chunk."""
@@ -253,19 +267,15 @@ class FaultProxy:
     def _swallowed(self, direction: str) -> bool:
         return any(t.kind == "partition" and t.mode == "blackhole" for _, t in self._active(direction))
 
-    def _due(self, size: int, direction: str, last_due: float) -> float:
-        """When a chunk arriving now may leave: after its latency, after the chunk before it, and
-        after its own transmission time at the bandwidth limit."""
+    def _due(self, direction: str, last_due: float) -> float:
+        """When a chunk arriving now may go onto the link: after its latency and after the chunk
+        before it (its transmission time at a bandwidth limit is taken on the link itself)."""
         now = time.monotonic()
         due = now
         for _, toxic in self._active(direction):
             if toxic.kind == "latency":
                 due = max(due, now + self._latency(toxic))
-        due = max(due, last_due)
-        for _, toxic in self._active(direction):
-            if toxic.kind == "bandwidth" and toxic.rate > 0:
-                due += size / toxic.rate
-        return due
+        return max(due, last_due)
 
     def _latency(self, toxic: Toxic) -> float:
         if toxic.jitter <= 0:
