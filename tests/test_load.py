@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,3 +77,75 @@ def test_a_broken_locustfile_is_reported_with_locusts_own_words(tmp_path: Path):
     with pytest.raises(RunAborted, match="no_such_module_here"):
         runner.start()
     runner.stop()
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never answers: what a service behind a blackhole looks like."""
+    server = socket.socket()
+    server.bind((HOST, 0))
+    server.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://{HOST}:{server.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+@pytest.mark.parametrize("locustfile", ["silent_httpuser.py", "silent_fasthttpuser.py"])
+def test_requests_the_locustfile_sets_no_timeout_for_time_out_after_the_loads(
+    silent_server, tmp_path, locustfile
+):
+    load = LoadSpec(
+        REPO / "tests" / "data" / locustfile, silent_server, users=2, spawn_rate=2, request_timeout=1.0
+    )
+    runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
+    runner.start()
+    deadline = time.monotonic() + 30
+    while runner.samples.window(float("-inf"), float("inf")).timeouts < 6:
+        assert time.monotonic() < deadline, "no request timed out"
+        time.sleep(0.1)
+    runner.stop()
+    total = runner.samples.window(float("-inf"), float("inf"))
+    sample = total.endpoints["GET /hang"]
+    assert sample.failures == sample.timeouts >= 6 and sample.successes == 0
+    assert sample.failed.min_us >= 1000 and sample.failed.max_us < 3_000_000  # ~1s each, not forever
+    assert {kind for kind, _ in total.errors} == {"timeout"}
+    waiting = [runner.samples.second(s) for s in range(int(time.time()) - 20, int(time.time()))]
+    assert any(h is not None and h.waiting == 2 for h in waiting)  # seen hanging while they hung
+
+
+def test_an_open_model_load_sends_at_its_arrival_rate_whatever_the_answers_take(backend, tmp_path):
+    # 20 task runs a second; the backend answers in 1 ms: 2 users, each every 0.1 s, would do too,
+    # but the open model sizes the users for the request timeout (1 s): 20 users, each every 1 s
+    load = LoadSpec(
+        REPO / "tests" / "data" / "work_locustfile.py",
+        backend,
+        users=20,
+        spawn_rate=20,
+        request_timeout=1.0,
+        arrival_rate=20.0,
+        pacing=1.0,
+    )
+    runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
+    runner.start()
+    started = int(time.time()) + 1
+    runner.samples.wait_for_second(started + 6, timeout=20)
+    runner.stop()
+    sent = runner.samples.window(started, started + 5)
+    assert 90 <= sent.requests <= 110, sent.requests  # 20 a second for 5 s
+    assert sent.total().paced == sent.requests  # every user's pacing is known: 1 s
