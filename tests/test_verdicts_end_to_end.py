@@ -62,3 +62,54 @@ def test_a_system_that_is_broken_before_the_fault_gets_no_fault_and_its_own_exit
     assert reason.endswith("nothing was injected")
     assert report["faults"][0]["actions"] == []
     assert "top error:" in result.stdout and "connection refused" in result.stdout
+
+
+def variant(tmp_path, name: str, *replacements: tuple[str, str]):
+    """A copy of a shipped demo with some text replaced, its locustfile path made absolute."""
+    text = (REPO / "experiments" / name).read_text().replace("../loadtests/", f"{REPO}/loadtests/")
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+SHORT = ["--var", "baseline=3s", "--var", "fault=5s", "--var", "recovery=8s"]
+
+
+def test_a_fault_that_touches_no_traffic_makes_a_held_run_not_tested(tmp_path):
+    # the DNS fault is for names the frontend never looks up: the SLO holds, and that proves nothing
+    path = variant(
+        tmp_path,
+        "demo-dns-servfail.yaml",
+        ('names: ["backend-*.gameday.internal"]', 'names: ["pay-*.gameday.internal"]'),
+    )
+    result, report = run_experiment(path, tmp_path / "reports", *SHORT, *ports())
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert report["verdict"] == "not-tested" and report["status"] == "completed"
+    assert all(o["held"] for p in report["phases"] for o in p["objectives"])
+    [reason] = report["reasons"]
+    assert reason.startswith(
+        "fault #1 dns-error touched no traffic: nothing went through pay-*.gameday.internal"
+    )
+    assert "NOT TESTED: THE FAULT TOUCHED NO TRAFFIC" in result.stdout
+
+
+def test_an_open_model_keeps_its_arrival_rate_through_added_latency(tmp_path):
+    # closed-loop users slow down with the service; an arrival rate does not, so nothing is omitted
+    path = variant(
+        tmp_path,
+        "demo-latency.yaml",
+        ("users: ${users}\n  spawn_rate: 10", "arrival_rate: 50\n  request_timeout: 2s"),
+    )
+    result, report = run_experiment(path, tmp_path / "reports", *SHORT, *ports())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["load"]["arrival_rate"] == 50 and report["load"]["users"] == 100
+    phases = {p["name"]: p for p in report["phases"]}
+    for name in ("baseline", "fault", "recovery"):
+        rate = phases[name]["sent"] / (phases[name]["end_s"] - phases[name]["start_s"])
+        assert 45 <= rate <= 55, (name, rate)  # 50 a second, with 300 ms added or not
+    fault = phases["fault"]
+    assert fault["omitted"] == 0 and fault["throughput_drop"] is None and report["warnings"] == []
+    assert 300 <= fault["latency_measured_ms"]["p95"] <= 450
