@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo docker-demo test test-fast lint bench clean
+.PHONY: install demo docker-demo test test-fast lint bench verify-demos clean
 
 install: $(STAMP)
 
@@ -35,9 +35,13 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install  ## recorder accuracy and overhead against plain Locust; idle fault-proxy latency
+bench: install  ## recorder accuracy and overhead, idle fault-proxy latency, verdicts against an exact judgement
 	$(BIN)/python tests/bench/bench_recorder.py
 	$(BIN)/python tests/bench/bench_proxy.py
+	$(BIN)/python tests/bench/bench_verdicts.py
+
+verify-demos: install  ## every demo as shipped, 10 times each: does the README's verdict come out every time?
+	$(BIN)/python tests/bench/verify_demos.py --runs $${RUNS:-10}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -12,7 +12,14 @@ import sys
 import locust.main
 
 from .plugin import install
-from .protocol import FD_VARIABLE, LIMITS_VARIABLE, PACING_VARIABLE, REQUEST_LOG_VARIABLE, TIMEOUT_VARIABLE
+from .protocol import (
+    DEFAULT_TIMEOUT,
+    FD_VARIABLE,
+    LIMITS_VARIABLE,
+    PACING_VARIABLE,
+    REQUEST_LOG_VARIABLE,
+    TIMEOUT_VARIABLE,
+)
 from .recorder import Recorder
 
 
@@ -20,7 +27,9 @@ def main() -> None:
     limits = tuple(int(limit) for limit in os.environ.get(LIMITS_VARIABLE, "").split(",") if limit)
     log_path = os.environ.get(REQUEST_LOG_VARIABLE)
     log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115 (lives as long as Locust)
-    recorder = Recorder(int(os.environ[FD_VARIABLE]), limits, float(os.environ[TIMEOUT_VARIABLE]), log)
+    recorder = Recorder(
+        int(os.environ[FD_VARIABLE]), limits, float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)), log
+    )
     pacing = os.environ.get(PACING_VARIABLE)
     install(recorder, float(pacing) if pacing else None)
     sys.argv = ["locust", *sys.argv[1:]]

@@ -2,6 +2,7 @@
 
 FD_VARIABLE = "GAMEDAY_RECORDER_FD"  # the pipe the recorder writes its lines to
 TIMEOUT_VARIABLE = "GAMEDAY_REQUEST_TIMEOUT"  # seconds; applied where the locustfile sets none
+DEFAULT_TIMEOUT = "10"  # without the variable (the child run by hand)
 LIMITS_VARIABLE = "GAMEDAY_LATENCY_LIMITS_US"  # comma-separated: counted exactly above each
 PACING_VARIABLE = "GAMEDAY_PACING"  # open model: every user runs a task every this many seconds
 REQUEST_LOG_VARIABLE = "GAMEDAY_REQUEST_LOG"  # test-only: a file for one JSON line per request

@@ -39,6 +39,7 @@ class Pending:
     sent: float  # epoch seconds
     endpoint: str  # "GET /checkout", as far as it is known before the request ends
     interval_us: int | None  # its user's pacing, for the coordinated-omission correction
+    greenlet: Any  # the one that sent it: Locust reports it there
 
 
 def error_kind(exception: BaseException, response: Any = None) -> str:
@@ -75,8 +76,9 @@ class Recorder:
     # -- a client sends, Locust reports -------------------------------------------------------
 
     def sending(self, endpoint: str, interval: float | None) -> Pending:
-        pending = Pending(time.time(), endpoint, None if interval is None else max(1, round(interval * 1e6)))
-        self.pending.setdefault(gevent.getcurrent(), []).append(pending)
+        interval_us = None if interval is None else max(1, round(interval * 1e6))
+        pending = Pending(time.time(), endpoint, interval_us, gevent.getcurrent())
+        self.pending.setdefault(pending.greenlet, []).append(pending)
         return pending
 
     def on_request(
@@ -144,13 +146,13 @@ class Recorder:
         return pending
 
     def _forget(self, pending: Pending) -> bool:
-        for greenlet, mine in list(self.pending.items()):
-            if pending in mine:
-                mine.remove(pending)
-                if not mine:
-                    del self.pending[greenlet]
-                return True
-        return False
+        mine = self.pending.get(pending.greenlet, [])
+        if pending not in mine:
+            return False
+        mine.remove(pending)
+        if not mine:
+            del self.pending[pending.greenlet]
+        return True
 
     # -- filing -------------------------------------------------------------------------------
 

@@ -263,10 +263,12 @@ def bench_accuracy(port: int, workdir: Path, seconds: int) -> float:
     run = run_locust("accuracy", options, workdir, seconds, True, **{EXACT_FILE_VARIABLE: str(exact_path)})
     seconds_seen = [m for m in run.messages if m["type"] == "second"]
     merged = Histogram.merged(
-        Histogram.from_dict(pair[outcome])
+        Histogram.from_dict(sample[outcome])
         for message in seconds_seen
-        for pair in message["endpoints"].values()
+        for _, sent in message["sent"]
+        for sample in sent["endpoints"].values()
         for outcome in ("ok", "failed")
+        if outcome in sample
     )
     exact_ms = [float(line) for line in exact_path.read_text().split()]
     exact_us = sorted(max(0, round(ms * 1000)) for ms in exact_ms)
