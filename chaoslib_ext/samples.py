@@ -160,17 +160,20 @@ class SampleStore:
     """Written by the load reader, read by the engine, the guards and the judge."""
 
     def __init__(self) -> None:
-        self._sent: dict[int, Aggregate] = {}
+        self._sent: dict[int, dict[int, Aggregate]] = {}  # send second -> finish second -> requests
         self._seconds: dict[int, LoadSecond] = {}
         self._changed = threading.Condition()
 
-    def add_sent(self, second: int, aggregate: Aggregate) -> None:
-        """Requests sent during `second` that have now finished (or were last seen unfinished)."""
+    def add_sent(self, second: int, aggregate: Aggregate, finished: int | None = None) -> None:
+        """Requests sent during `second` that finished (or were last seen unfinished) during the
+        second `finished` (default: the same one)."""
         with self._changed:
-            existing = self._sent.get(second)
+            by_end = self._sent.setdefault(second, {})
+            end = second if finished is None else finished
+            existing = by_end.get(end)
             if existing is None:
-                self._sent[second] = aggregate
-            else:  # more of that second's requests finished later, or another Locust process
+                by_end[end] = aggregate
+            else:  # another Locust process saw the same seconds
                 existing.add(aggregate)
 
     def add_second(self, second: int, happened: LoadSecond) -> None:
@@ -196,8 +199,11 @@ class SampleStore:
             return sorted(self._sent)
 
     def sent(self, second: int) -> Aggregate | None:
+        """The requests sent during one second, or None if none was."""
         with self._changed:
-            return self._sent.get(second)
+            if second not in self._sent:
+                return None
+        return self.window(second, second + 1)
 
     def second(self, second: int) -> LoadSecond | None:
         with self._changed:
@@ -213,15 +219,36 @@ class SampleStore:
             self._changed.wait_for(lambda: second in self._seconds, timeout)
             return self._seconds.get(second)
 
-    def window(self, start: float, end: float) -> Aggregate:
-        """The requests sent during the seconds whose midpoint lies in [start, end)."""
-        return self._merge(self._sent, start, end)
+    def window(
+        self,
+        start: float,
+        end: float,
+        finished_before: float | None = None,
+        finished_from: float | None = None,
+    ) -> Aggregate:
+        """The requests sent during the seconds whose midpoint lies in [start, end); only those
+        that finished before the second `finished_before`, or from `finished_from` on, if given."""
+        total = Aggregate()
+        with self._changed:
+            for second, by_end in self._sent.items():
+                if not start <= second + 0.5 < end:
+                    continue
+                for finished, aggregate in by_end.items():
+                    if finished_before is not None and finished + 0.5 >= finished_before:
+                        continue
+                    if finished_from is not None and finished + 0.5 < finished_from:
+                        continue
+                    total.add(aggregate)
+        return total
 
     def finished_window(self, start: float, end: float) -> Aggregate:
         """The requests that finished during the seconds whose midpoint lies in [start, end)."""
+        total = Aggregate()
         with self._changed:
-            seconds = {s: happened.finished for s, happened in self._seconds.items()}
-        return self._merge(seconds, start, end)
+            for second, happened in self._seconds.items():
+                if start <= second + 0.5 < end:
+                    total.add(happened.finished)
+        return total
 
     def answered(self, start: float, end: float) -> int:
         with self._changed:
@@ -232,11 +259,3 @@ class SampleStore:
             return sorted(
                 s for s, h in self._seconds.items() if start <= s + 0.5 < end and h.stalled(s, grace)
             )
-
-    def _merge(self, seconds: dict[int, Aggregate], start: float, end: float) -> Aggregate:
-        total = Aggregate()
-        with self._changed:
-            for second, aggregate in seconds.items():
-                if start <= second + 0.5 < end:
-                    total.add(aggregate)
-        return total

@@ -8,6 +8,7 @@ the configured delay, and records every transition in the run's timeline.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import signal
 import socket
@@ -127,17 +128,21 @@ class Replica:
 
 
 def probe_ready(replica: Replica, timeout: float = 0.5) -> bool:
-    """One readiness attempt: the ready URL answers 2xx, or else the port accepts connections."""
+    """One readiness attempt: the ready URL answers 2xx, or else the port accepts connections.
+
+    A connect to a port nobody listens on yet, in the ephemeral range, can be a TCP
+    self-connection (the kernel picks that very port as the source): it echoes the request back,
+    which is no answer, and it is not a listener either."""
     if replica.ready_url:
         try:
             with urllib.request.urlopen(replica.ready_url, timeout=timeout) as response:
                 return 200 <= response.status < 300
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, http.client.HTTPException, OSError):
             return False
     if replica.port is not None:
         try:
-            with socket.create_connection((replica.host, replica.port), timeout=timeout):
-                return True
+            with socket.create_connection((replica.host, replica.port), timeout=timeout) as connection:
+                return connection.getsockname() != connection.getpeername()
         except OSError:
             return False
     return replica.alive() and time.monotonic() - replica.spawned_at >= UNCHECKED_READY_SECONDS

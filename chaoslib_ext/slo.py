@@ -129,6 +129,54 @@ class Verdict:
         return tuple(o for phase in self.phases for o in phase.objectives) + self.recovery_objectives
 
 
+@dataclass(frozen=True)
+class Attribution:
+    """Which requests a phase, or a second, is judged on: those sent during it; except that a
+    request sent in the baseline that finished after it met the fault, so it belongs to the fault
+    phase (to its first second), not to the baseline that gates the fault."""
+
+    samples: SampleStore
+    baseline: Window | None = None
+    fault: Window | None = None
+
+    @classmethod
+    def of(cls, samples: SampleStore, windows: list[Window]) -> Attribution:
+        by_name = {w.name: w for w in windows}
+        if "baseline" in by_name and "fault" in by_name:
+            return cls(samples, by_name["baseline"], by_name["fault"])
+        return cls(samples)
+
+    def phase(self, window: Window) -> Aggregate:
+        if self.baseline is None or self.fault is None:
+            return self.samples.window(window.start, window.end)
+        boundary = self.baseline.end
+        if window.name == "baseline":
+            return self.samples.window(window.start, window.end, finished_before=boundary)
+        total = self.samples.window(window.start, window.end)
+        if window.name == "fault" and window.start <= self.fault.start:
+            total.add(self.samples.window(self.baseline.start, boundary, finished_from=boundary))
+        return total
+
+    def second(self, second: int) -> Aggregate | None:
+        """The requests one second is judged on; None if none was sent in it."""
+        if self.baseline is None or self.fault is None:
+            return self.samples.sent(second)
+        boundary = self.baseline.end
+        if self.baseline.start <= second + 0.5 < boundary:
+            return (
+                self.samples.window(second, second + 1, finished_before=boundary)
+                if self.samples.sent(second)
+                else None
+            )
+        sent = self.samples.sent(second)
+        if second == math.ceil(self.fault.start - 0.5):
+            carried = self.samples.window(self.baseline.start, boundary, finished_from=boundary)
+            if carried.endpoints:
+                sent = sent or Aggregate()
+                sent.add(carried)
+        return sent
+
+
 def whole_seconds(start: float, end: float) -> int:
     """How many per-second samples belong to [start, end): those whose midpoint lies inside."""
     return max(0, math.ceil(end - 0.5) - math.ceil(start - 0.5))
@@ -279,6 +327,7 @@ def judge(
     `cut_short`: the run ended before its plan did (aborted, interrupted), so windows are partial.
     """
     by_name = {w.name: w for w in windows}
+    requests = Attribution.of(samples, windows)
     if fault_ended is None and "fault" in by_name:
         fault_ended = by_name["fault"].end
     phases = []
@@ -287,12 +336,12 @@ def judge(
         if window.name == "recovery" and slo.recovery_within is not None and fault_ended is not None:
             start = min(window.end, max(window.start, fault_ended + slo.recovery_within))
             judged_window = Window("recovery", start, window.end)
-        phases.append(_phase(slo, samples, window, judged_window, windows[0].start))
+        phases.append(_phase(slo, requests, window, judged_window, windows[0].start))
     phases = _flag_throughput_drops(phases)
     recovery_objectives: tuple[ObjectiveResult, ...] = ()
     ttr, note = None, ""
     if fault_ended is not None and "recovery" in by_name:
-        ttr = time_to_recover(slo, samples, fault_ended, by_name["recovery"].end)
+        ttr = time_to_recover(slo, samples, fault_ended, by_name["recovery"].end, windows)
         if ttr is None:
             note = "the run ended before the recovery phase did" if cut_short else "not reached"
         if slo.recovery_within is not None and "recovery" in slo.judge and not cut_short:
@@ -318,8 +367,8 @@ def judge(
         phases=tuple(phases),
         time_to_recover=ttr,
         fault_ended=fault_ended,
-        error_budget=_error_budget(slo, samples, judged),
-        breaches=tuple(_breaches(slo, samples, judged)),
+        error_budget=_error_budget(slo, requests, judged),
+        breaches=tuple(_breaches(slo, requests, judged)),
         recovery_objectives=recovery_objectives,
         warnings=tuple(_drop_warning(p) for p in phases if p.throughput_drop is not None),
         recovery_note=note,
@@ -327,15 +376,15 @@ def judge(
 
 
 def _phase(
-    slo: SloSpec, samples: SampleStore, window: Window, judged_window: Window, origin: float
+    slo: SloSpec, requests: Attribution, window: Window, judged_window: Window, origin: float
 ) -> PhaseResult:
-    aggregate = samples.window(judged_window.start, judged_window.end)
+    aggregate = requests.phase(judged_window)
     seconds = whole_seconds(judged_window.start, judged_window.end)
     sli = measure(aggregate, seconds)
     endpoints = {
         name: measure_sample(sample, seconds) for name, sample in sorted(aggregate.endpoints.items())
     }
-    stall, stalled, answered = _stall(slo, samples, judged_window, sli, origin)
+    stall, stalled, answered = _stall(slo, requests.samples, judged_window, sli, origin)
     objectives: tuple[ObjectiveResult, ...] = ()
     if window.name in slo.judge:
         objectives = (*check(slo, sli, window.name), stall)
@@ -385,11 +434,11 @@ def _reason(objective: ObjectiveResult) -> str:
     return f"{where}{objective.name} not held: {objective.detail}"
 
 
-def second_breached(slo: SloSpec, samples: SampleStore, second: int) -> tuple[bool, Sli | None, bool]:
+def second_breached(slo: SloSpec, requests: Attribution, second: int) -> tuple[bool, Sli | None, bool]:
     """Whether one second breached the SLO: (breached, its SLIs if it had requests, stalled)."""
-    happened = samples.second(second)
+    happened = requests.samples.second(second)
     stalled = happened is not None and happened.stalled(second, slo.max_stall)
-    aggregate = samples.sent(second)
+    aggregate = requests.second(second)
     if aggregate is None or aggregate.requests + aggregate.total().unfinished.count == 0:
         return stalled, None, stalled
     sli = measure(aggregate, 1)
@@ -404,16 +453,19 @@ def second_breached(slo: SloSpec, samples: SampleStore, second: int) -> tuple[bo
     return stalled or any(not o.held for o in results), sli, stalled
 
 
-def time_to_recover(slo: SloSpec, samples: SampleStore, fault_end: float, run_end: float) -> float | None:
+def time_to_recover(
+    slo: SloSpec, samples: SampleStore, fault_end: float, run_end: float, windows: list[Window] | None = None
+) -> float | None:
     """From the end of the fault to the first second that starts `recovery_window` seconds in a
     row with requests in which no second breached (the same seconds the breach table lists);
     None if that never happens before the run ends. 0 means the first seconds after the fault
     were already clean."""
+    requests = Attribution.of(samples, windows or [])
     needed = max(1, math.ceil(slo.recovery_window - 1e-9))
     first, end = math.ceil(fault_end - 0.5), math.ceil(run_end - 0.5)
     clean, evidence = 0, False
     for second in range(first, end):
-        breached, sli, _ = second_breached(slo, samples, second)
+        breached, sli, _ = second_breached(slo, requests, second)
         if breached:
             clean, evidence = 0, False
             continue
@@ -432,12 +484,12 @@ def top_error(aggregate: Aggregate) -> str | None:
     return f"{share} of requests: {kind} ({message[:160]})"
 
 
-def _error_budget(slo: SloSpec, samples: SampleStore, judged: list[Window]) -> ErrorBudget | None:
+def _error_budget(slo: SloSpec, requests: Attribution, judged: list[Window]) -> ErrorBudget | None:
     """Failures against the budget over the whole judged phases (recovery allowance included)."""
     if slo.availability is None:
         return None
     allowed_rate = 1 - exactly(slo.availability)
-    slis = {w.name: measure(samples.window(w.start, w.end), whole_seconds(w.start, w.end)) for w in judged}
+    slis = {w.name: measure(requests.phase(w), whole_seconds(w.start, w.end)) for w in judged}
     requests = sum(sli.requests for sli in slis.values())
     failures = sum(sli.failures for sli in slis.values())
     allowed = allowed_rate * requests
@@ -456,7 +508,7 @@ def _ratio(used: Fraction, allowed: Fraction) -> float:
     return float(used / allowed)
 
 
-def _breaches(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> list[Breach]:
+def _breaches(slo: SloSpec, requests: Attribution, windows: list[Window]) -> list[Breach]:
     """Second-by-second view of when the SLO was not met (for the report's "when")."""
     breaches: list[Breach] = []
     first = min((math.ceil(w.start - 0.5) for w in windows), default=0)
@@ -465,7 +517,7 @@ def _breaches(slo: SloSpec, samples: SampleStore, windows: list[Window]) -> list
         phase = next((w.name for w in windows if w.start <= second + 0.5 < w.end), None)
         if phase is None:
             continue
-        breached, sli, stalled = second_breached(slo, samples, second)
+        breached, sli, stalled = second_breached(slo, requests, second)
         if not breached:
             continue
         availability = latency = None

@@ -29,28 +29,44 @@ class ExactSlo:
     max_stall: float
 
 
-def phase_held(requests: list[dict[str, Any]], slo: ExactSlo, start: float, end: float) -> dict[str, bool]:
-    """Each objective of one phase [start, end) (whole seconds), decided on every request."""
-    first, last = math.ceil(start - 0.5), math.ceil(end - 0.5)  # seconds whose midpoint is inside
+def phase_held(
+    requests: list[dict[str, Any]], slo: ExactSlo, windows: dict[str, tuple[float, float]], name: str
+) -> dict[str, bool]:
+    """Each objective of one phase, decided on every request. A request belongs to the phase in
+    which it was sent, but one sent in the baseline that finished after it, to the fault phase."""
+    first, last = (math.ceil(edge - 0.5) for edge in windows[name])  # seconds whose midpoint is inside
+    boundary = (
+        math.ceil(windows["baseline"][1] - 0.5) if "baseline" in windows and "fault" in windows else None
+    )
 
-    def in_phase(when: float) -> bool:
-        return first <= math.floor(when) < last
+    def seconds_of(phase: str) -> range:
+        start, end = windows[phase]
+        return range(math.ceil(start - 0.5), math.ceil(end - 0.5))
 
-    sent = [r for r in requests if in_phase(r["sent"])]
+    def in_phase(sent: float, ended: float) -> bool:
+        sent_second, end_second = math.floor(sent), math.floor(ended)
+        if boundary is None or name not in ("baseline", "fault"):
+            return first <= sent_second < last
+        carried = sent_second in seconds_of("baseline") and end_second >= boundary
+        if name == "baseline":
+            return first <= sent_second < last and not carried
+        return first <= sent_second < last or carried
+
+    sent = [r for r in requests if in_phase(r["sent"], r["end"])]
     finished = [r for r in sent if r["ok"] is not None]
     failures = sum(1 for r in finished if not r["ok"])
     result: dict[str, bool] = {}
     if slo.availability is not None:
         result["availability"] = bool(finished) and failures <= (1 - slo.availability) * len(finished)
     latencies = [r["us"] for r in sent if r["ok"] is not False and r["us"] is not None]
-    latencies += [value for r in requests for due, value in _omitted(r) if in_phase(due)]
+    latencies += [value for r in requests for due, value in _omitted(r) if in_phase(due, r["end"])]
     latencies.sort()
-    for name, limit in slo.latency_us.items():
+    for objective, limit in slo.latency_us.items():
         if not latencies:
-            result[name] = False
+            result[objective] = False
             continue
-        wanted = max(1, math.ceil(QUANTILES[name] * len(latencies)))
-        result[name] = latencies[wanted - 1] <= limit
+        wanted = max(1, math.ceil(QUANTILES[objective] * len(latencies)))
+        result[objective] = latencies[wanted - 1] <= limit
     if slo.throughput_min is not None:
         successes = sum(1 for r in finished if r["ok"])
         result["throughput"] = last > first and successes >= slo.throughput_min * (last - first)

@@ -66,7 +66,7 @@ def store_second(samples: SampleStore, message: dict[str, Any]) -> None:
     finished = Aggregate()
     for second, data in message["sent"]:
         aggregate = Aggregate.from_dict(data)
-        samples.add_sent(int(second), aggregate)
+        samples.add_sent(int(second), aggregate, finished=int(message["t"]))
         finished.add(aggregate.finished_only())
     oldest = message["oldest"]
     samples.add_second(

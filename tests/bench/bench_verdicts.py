@@ -157,9 +157,10 @@ def one_run(rng: random.Random, workdir: Path, slos: int) -> tuple[int, int, str
     for _ in range(slos):
         slo, exact = random_slo(rng)
         verdict = judge(slo, runner.samples, windows)
+        spans = {w.name: (w.start, w.end) for w in windows}
         for phase in verdict.phases:
             ours = {o.name: o.held for o in phase.objectives}
-            offline = phase_held(requests, exact, phase.window.start, phase.window.end)
+            offline = phase_held(requests, exact, spans, phase.window.name)
             total += len(offline)
             agree += sum(ours.get(name) == held for name, held in offline.items())
     summary = f"{description}, {users} users ({locustfile.stem}), {len(requests)} requests"
