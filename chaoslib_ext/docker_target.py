@@ -7,7 +7,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,15 @@ from .network.kernel import KernelTarget, Namespace
 from .network.proxy import FaultHub
 from .spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
 from .timeline import Timeline
+from .undo import Place
 
 STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL after this
+
+
+def engine_endpoint() -> str:
+    """Where the Docker engine is reached, as docker.from_env() reaches it; recorded with every
+    undo, so that `gameday recover` acts on that engine whatever DOCKER_HOST says then."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 def connect() -> Any:
@@ -108,6 +114,7 @@ class DockerTarget:
         self.experiment = experiment
         self.timeline = timeline
         self.ledger = ledger
+        self.engine = engine_endpoint()
         self.client = connect()
         self.hub: FaultHub | None = None  # started with the first DNS fault
         self.resolvers: dict[str, tuple[ContainerResolver, int]] = {}  # by namespace: (it, users)
@@ -147,10 +154,9 @@ class DockerTarget:
         targets = []
         for container in self.containers(fault.selector, where, own_network=True):
             instance = ContainerInstance.of(container)
-            enter = ("nsenter", f"--net={instance.netns}")
-            host_veth = _host_peer(container.name, enter)
+            host_veth = _host_peer(container.name, Place(sandbox=instance.netns))
             address = container.attrs["NetworkSettings"].get("IPAddress", "")
-            namespace = Namespace(container.name, host_veth, "eth0", address, enter)
+            namespace = Namespace(container.name, host_veth, "eth0", address, sandbox=instance.netns)
             targets.append(KernelTarget(container.name, namespace, None, instance))
         return targets
 
@@ -224,21 +230,17 @@ def _check_own_namespace(container: Any, where: str) -> None:
         )
 
 
-def _host_peer(name: str, enter: tuple[str, ...]) -> str:
+def _host_peer(name: str, inside_container: Place) -> str:
     """The host end of the container's eth0 veth pair, checked to be a veth on a bridge (never the
     host's own interface). The peer's index comes from `eth0@ifN` as seen inside the namespace:
     sysfs would show the host's own eth0, since nsenter does not change the mount namespace."""
-    inside = subprocess.run(
-        [*enter, "ip", "-o", "link", "show", "dev", "eth0"], capture_output=True, text=True
-    )
+    inside = inside_container.run(["ip", "-o", "link", "show", "dev", "eth0"])
     peer = re.search(r"^\d+: eth0@if(\d+):", inside.stdout)
     if peer is None:
         raise RunAborted(
             f"container {name} has no eth0 paired with a host interface", hint="is it on a bridge network?"
         )
-    for line in subprocess.run(
-        ["ip", "-o", "-d", "link", "show"], capture_output=True, text=True
-    ).stdout.splitlines():
+    for line in Place().run(["ip", "-o", "-d", "link", "show"]).stdout.splitlines():
         number, _, rest = line.partition(":")
         if number.strip() == peer.group(1):
             host = rest.split(":")[0].strip().split("@")[0]

@@ -3,35 +3,26 @@
 
 A ledger is one JSON-lines file per run in the state directory: a header naming the run and its
 pid, then `{"id": n, "undo": {...}, "what": "..."}` entries and `{"done": n}` marks. Undo actions are
-data, not code: a command to run, or a process group to kill (checked against its start time, so
-that a recycled pid is never hit).
+data in the exact forms of undo.py, never code; `recover` acts only on those forms, and only on
+ledgers it can trust (trust.py): its own user's (or, as root, what another user's run could itself
+have done), opened without following symlinks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ALREADY_GONE = (
-    "No such file",
-    "does not exist",
-    "Cannot find device",
-    "No chain/target/match",
-    "Bad rule",
-    "No such container",
-    "is not paused",
-    "Cannot delete qdisc with handle of zero",
-    "Cannot open network namespace",
-    "reassociate to namespace",  # nsenter: the path no longer names a namespace (its container restarted)
-    "0 flow entries have been deleted",  # conntrack -D: no flow to forget
-)
+from . import undo as undo_forms
+from .trust import PRIVATE, SHARED, Untrusted, create_file, open_directory, read_regular, shared_group
+from .undo import UndoAction, process_start_ticks
+
+SUFFIX = ".ledger"
 
 
 def state_dir() -> Path:
@@ -42,29 +33,39 @@ def state_dir() -> Path:
     return base / "gameday"
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+def open_state_dir(directory: Path | None = None) -> int:
+    """The state directory, held open: private to this user (0700), or shared with the group
+    GAMEDAY_STATE_GROUP names (3770)."""
+    group = shared_group()
+    return open_directory(directory or state_dir(), SHARED if group is not None else PRIVATE, group)
 
 
 @dataclass
 class Ledger:
     path: Path
     run_id: str
+    dir_fd: int
+    fd: int
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
     _next: int = 1
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # engine and monitor threads
 
     @classmethod
     def create(cls, run_id: str, directory: Path | None = None) -> Ledger:
-        directory = directory or state_dir()
-        directory.mkdir(parents=True, exist_ok=True)
-        ledger = cls(directory / f"{run_id}.ledger", run_id)
-        ledger.path.touch(exist_ok=False)  # a run id is never shared: two runs never mix their entries
+        """A new ledger, created exclusively (a run id is never shared) and kept open for the run."""
+        folder = directory or state_dir()
+        dir_fd = open_state_dir(folder)
+        try:
+            fd = create_file(
+                dir_fd, run_id + SUFFIX, mode=0o640 if shared_group() is not None else 0o600, append=True
+            )
+            os.fsync(dir_fd)
+        except OSError as error:
+            os.close(dir_fd)
+            raise Untrusted(
+                f"cannot create the run's ledger: {error.strerror or error}", where=str(folder)
+            ) from None
+        ledger = cls(folder / (run_id + SUFFIX), run_id, dir_fd, fd)
         ledger._append(
             {
                 "run": run_id,
@@ -75,12 +76,12 @@ class Ledger:
         )
         return ledger
 
-    def record(self, what: str, undo: dict[str, Any]) -> int:
+    def record(self, what: str, action: UndoAction) -> int:
         """Write down how to undo what is about to be done; returns the entry id for `done`."""
         with self._lock:
             entry_id = self._next
             self._next += 1
-            self.pending[entry_id] = {"id": entry_id, "what": what, "undo": undo}
+            self.pending[entry_id] = {"id": entry_id, "what": what, "undo": action.to_data()}
             self._append(self.pending[entry_id])
         return entry_id
 
@@ -91,38 +92,29 @@ class Ledger:
 
     def close(self) -> None:
         """Remove the ledger if nothing is left to undo (otherwise `gameday recover` needs it)."""
-        if not self.pending:
-            self.path.unlink(missing_ok=True)
+        if self.fd < 0:
+            return
+        os.close(self.fd)
+        self.fd = -1
+        try:
+            if not self.pending:
+                os.unlink(self.path.name, dir_fd=self.dir_fd)
+                os.fsync(self.dir_fd)
+        finally:
+            os.close(self.dir_fd)
 
     def _append(self, entry: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as stream:
-            stream.write(json.dumps(entry) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
+        data = (json.dumps(entry) + "\n").encode()
+        while data:
+            data = data[os.write(self.fd, data) :]
+        os.fsync(self.fd)
 
 
-def undo(action: dict[str, Any]) -> str | None:
-    """Carry out one undo action; None when done (or already gone), else what went wrong."""
-    if action["kind"] == "command":
-        try:
-            result = subprocess.run(action["argv"], capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"{' '.join(action['argv'])}: {error}"
-        if result.returncode == 0 or any(text in result.stderr for text in ALREADY_GONE):
-            return None
-        return f"{' '.join(action['argv'])}: {result.stderr.strip()[:200]}"
-    if action["kind"] == "process-group":
-        pgid, ticks = action["pgid"], action["start_ticks"]
-        if process_start_ticks(pgid) not in (ticks, None):
-            return None  # the pid was recycled: that is somebody else's process now
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            return None
-        except PermissionError as error:
-            return f"process group {pgid}: {error}"
-        return None
-    return f"unknown undo kind {action['kind']!r}"
+@dataclass(frozen=True)
+class Entry:
+    what: str
+    action: UndoAction | None  # None: the line is not an undo gameday writes (`refused` says why)
+    refused: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,50 +123,105 @@ class LedgerState:
     run_id: str
     pid: int
     alive: bool
-    pending: list[dict[str, Any]]
+    pending: list[Entry]
+    owner: int  # uid of the file's owner: whose run it was
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this dead run's leftovers keep new runs from starting: only this user's or
+        root's ledgers do (another user's, in a shared directory, are theirs to recover)."""
+        return not self.alive and bool(self.pending) and self.owner in (os.geteuid(), 0)
 
 
-def read_ledger(path: Path) -> LedgerState:
+def read_ledger(dir_fd: int, name: str, folder: Path) -> LedgerState:
+    data, info = read_regular(dir_fd, name)
     header: dict[str, Any] = {}
     entries: dict[int, dict[str, Any]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             item = json.loads(line)
         except ValueError:
             continue  # a torn last line from a crash: what it would have said was never acted on
-        if "run" in item:
+        if not isinstance(item, dict):
+            continue
+        if "run" in item and not header:
             header = item
         elif "done" in item:
-            entries.pop(item["done"], None)
-        elif "id" in item:
+            if isinstance(item["done"], int):
+                entries.pop(item["done"], None)
+        elif isinstance(item.get("id"), int):
             entries[item["id"]] = item
-    pid = int(header.get("pid", 0))
+    run_id = name.removesuffix(SUFFIX)  # the name, not the header, says whose changes these are
+    pid = header.get("pid")
+    pid = pid if type(pid) is int and pid > 0 else 0
     alive = pid > 0 and process_start_ticks(pid) == header.get("start_ticks")
-    return LedgerState(path, str(header.get("run", path.stem)), pid, alive, list(entries.values()))
+    pending = [_entry(item, run_id, info.st_uid) for item in entries.values()]
+    return LedgerState(folder / name, run_id, pid, alive, pending, info.st_uid)
+
+
+def _entry(item: dict[str, Any], run_id: str, owner: int) -> Entry:
+    what = str(item.get("what", "?"))[:200]
+    try:
+        return Entry(what, undo_forms.parse(item.get("undo"), run_id, owner))
+    except undo_forms.Refused as refused:
+        return Entry(what, None, str(refused))
+
+
+@dataclass(frozen=True)
+class Scan:
+    states: list[LedgerState]
+    skipped: list[str]  # files named *.ledger that are not ledgers gameday trusts, and why
+
+
+def scan(directory: Path | None = None) -> Scan:
+    folder = directory or state_dir()
+    if not folder.exists():
+        return Scan([], [])
+    dir_fd = open_state_dir(folder)
+    states, skipped = [], []
+    try:
+        for name in sorted(os.listdir(dir_fd)):
+            if not name.endswith(SUFFIX):
+                continue
+            try:
+                states.append(read_ledger(dir_fd, name, folder))
+            except OSError as error:
+                skipped.append(f"{folder / name}: {error.strerror or error}")
+    finally:
+        os.close(dir_fd)
+    return Scan(states, skipped)
 
 
 def ledgers(directory: Path | None = None) -> list[LedgerState]:
-    directory = directory or state_dir()
-    if not directory.is_dir():
-        return []
-    return [read_ledger(path) for path in sorted(directory.glob("*.ledger"))]
+    return scan(directory).states
 
 
 def recover(directory: Path | None = None) -> tuple[list[str], list[str]]:
     """Undo what dead runs left behind, newest change first. Returns (done, failed) descriptions.
-    Idempotent: what is already gone counts as done."""
+    Idempotent: what is already gone counts as done. A line that is not an undo gameday writes is
+    never run: it counts as failed, and its ledger stays for a person to look at."""
     done, failed = [], []
-    for state in ledgers(directory):
-        if state.alive:
+    found = scan(directory)
+    failed += [f"skipped {reason}" for reason in found.skipped]
+    me = os.geteuid()
+    for state in found.states:
+        if state.alive or (state.owner != me and me != 0):
             continue
         problems = []
         for entry in reversed(state.pending):
-            problem = undo(entry["undo"])
+            problem = entry.action.perform() if entry.action is not None else f"cannot undo: {entry.refused}"
             if problem is None:
-                done.append(f"{state.run_id}: {entry['what']}")
+                done.append(f"{state.run_id}: {entry.what}")
             else:
                 problems.append(problem)
-                failed.append(f"{state.run_id}: {entry['what']}: {problem}")
+                failed.append(f"{state.run_id}: {entry.what}: {problem}")
         if not problems:
-            state.path.unlink(missing_ok=True)
+            dir_fd = open_state_dir(directory)
+            try:
+                os.unlink(state.path.name, dir_fd=dir_fd)
+                os.fsync(dir_fd)
+            except FileNotFoundError:
+                pass
+            finally:
+                os.close(dir_fd)
     return done, failed

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, connects, free_port_block, gameday, start_run, wait_for_line
 
-from chaoslib_ext.ledger import Ledger, ledgers, undo
+from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.network.kernel import Namespace, NamespaceFactory, fault_rules, run
+from chaoslib_ext.undo import KillProcessGroup, parse
 
 pytestmark = [
     pytest.mark.root,
@@ -55,12 +56,8 @@ def namespace(tmp_path: Path):
     namespace = factory.create("svc", 0)
     yield namespace, ledger
     for entry_id, entry in reversed(list(ledger.pending.items())):  # rules a failed test left
-        if entry["undo"]["argv"][:3] != ["ip", "netns", "del"] and entry["undo"]["argv"][:3] != [
-            "ip",
-            "link",
-            "del",
-        ]:
-            undo(entry["undo"])
+        if entry["undo"]["kind"] not in ("netns", "link"):
+            parse(entry["undo"], "test").perform()
             ledger.done(entry_id)
     problems = factory.remove_all()
     assert problems == []
@@ -123,14 +120,14 @@ def apply(namespace: Namespace, ledger: Ledger, kind: str, port: int, **options)
     )
     applied = []
     for rule in rules:
-        applied.append((ledger.record(rule.what, {"kind": "command", "argv": rule.delete}), rule))
-        run(rule.add)
+        applied.append((ledger.record(rule.what, rule.undo), rule))
+        run(rule.add, rule.place)
     return applied
 
 
 def revert(ledger: Ledger, applied: list) -> None:
     for entry, rule in reversed(applied):
-        assert undo({"kind": "command", "argv": rule.delete}) is None
+        assert rule.undo.perform() is None
         ledger.done(entry)
 
 
@@ -253,7 +250,7 @@ def _check_leftovers_then_recover(before: dict[str, list[str]]) -> None:
     # the kill really left things behind: namespaces with their rules, and running processes
     [state] = ledgers()
     assert not state.alive and state.pending
-    groups = [e["undo"]["pgid"] for e in state.pending if e["undo"]["kind"] == "process-group"]
+    groups = [e.action.pgid for e in state.pending if isinstance(e.action, KillProcessGroup)]
     assert len(groups) == 5  # three backends, the frontend, Locust
     assert all(_group_alive(pgid) for pgid in groups)
     made = [n for n in leftovers()["namespaces"] if n not in before["namespaces"]]

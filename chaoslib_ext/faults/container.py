@@ -6,6 +6,7 @@ so `gameday recover` brings the containers back if the run dies.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from docker.errors import APIError, NotFound
@@ -14,14 +15,18 @@ from ..docker_target import ending
 from ..errors import RunAborted
 from ..ledger import Ledger
 from ..spec.model import ContainerFault, ContainerSelector
+from ..undo import RestoreContainer
 from .aftermath import raise_if_lost
 from .base import Fault, FaultError, FaultRecord, choose, selection_size
 
 UNDO = {"container-stop": "start", "container-pause": "unpause"}
+STOP_TIMEOUT_SECONDS = 3  # docker stop's grace before SIGKILL
+SETTLE_SECONDS = STOP_TIMEOUT_SECONDS + 3  # how long a stop interrupted mid-call may still take
 
 
 class ContainerTarget(Protocol):
     ledger: Ledger
+    engine: str  # the Docker endpoint the containers live on
 
     def containers(self, selector: ContainerSelector, where: str) -> list[Any]: ...
 
@@ -30,6 +35,7 @@ class ContainerFaultAction(Fault):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.hit: list[tuple[Any, int]] = []  # (container, ledger entry)
+        self.unsettled: set[str] = set()  # ids of containers whose stop or pause was interrupted mid-call
 
     @property
     def reversible(self) -> bool:  # type: ignore[override]
@@ -43,7 +49,7 @@ class ContainerFaultAction(Fault):
         records = []
         for container in chosen:
             try:
-                detail = self._act(container, params, target.ledger)
+                detail = self._act(container, params, target.ledger, target.engine)
                 container.reload()
             except (APIError, NotFound) as error:
                 failure = RunAborted(
@@ -60,7 +66,7 @@ class ContainerFaultAction(Fault):
             )
         return records
 
-    def _act(self, container: Any, params: ContainerFault, ledger: Ledger) -> dict[str, Any]:
+    def _act(self, container: Any, params: ContainerFault, ledger: Ledger, engine: str) -> dict[str, Any]:
         kind = self.spec.kind
         if kind == "container-kill":
             container.kill(signal=params.signal)
@@ -68,23 +74,26 @@ class ContainerFaultAction(Fault):
         if kind == "container-restart":
             container.restart(timeout=3)
             return {}
-        entry = ledger.record(
-            f"{kind} {container.name}", {"kind": "command", "argv": ["docker", UNDO[kind], container.id]}
-        )
+        entry = ledger.record(f"{kind} {container.name}", RestoreContainer(UNDO[kind], container.id, engine))
+        self.hit.append((container, entry))  # before it acts: interrupted mid-call, dockerd may still do it
+        self.unsettled.add(container.id)
         try:
-            container.stop(timeout=3) if kind == "container-stop" else container.pause()
-        except BaseException:
+            container.stop(timeout=STOP_TIMEOUT_SECONDS) if kind == "container-stop" else container.pause()
+        except NotFound:  # it is gone: nothing was done, nothing to undo
+            self.hit.pop()
             ledger.done(entry)
             raise
-        self.hit.append((container, entry))
+        self.unsettled.discard(container.id)
         return {}
 
     def revert(self, target: ContainerTarget) -> list[FaultRecord]:
         records = []
         for container, entry in self.hit:
+            if container.id in self.unsettled:
+                _settle(container)
             records.append(self._undo(container))
             target.ledger.done(entry)
-        self.hit = []
+        self.hit, self.unsettled = [], set()
         raise_if_lost(self, records)
         return records
 
@@ -109,3 +118,17 @@ class ContainerFaultAction(Fault):
                 hint="run `gameday recover`",
             ) from None
         return self.record(UNDO[kind], container.name, {"id": container.short_id, "status": container.status})
+
+
+def _settle(container: Any) -> None:
+    """A stop (or pause) interrupted mid-call may still be carried out by dockerd: wait until the
+    container is no longer running, for as long as that can take, before deciding what to undo."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            container.reload()
+        except NotFound:
+            return  # gone: the undo says so
+        if container.status != "running":
+            return
+        time.sleep(0.1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Protocol, cast
 
 from ..errors import RunAborted
-from ..ledger import Ledger, undo
+from ..ledger import Ledger
 from ..network.kernel import KernelRule, KernelTarget, fault_rules, run
 from ..network.proxy import FaultProxy, Toxic
 from ..spec.model import NetworkFault
@@ -96,15 +96,14 @@ class NetworkFaultAction(Fault):
                 params.distribution,
             )
             for rule in rules:
-                entry = target.ledger.record(
-                    f"{rule.what} in {namespace.name}", {"kind": "command", "argv": rule.delete}
-                )
+                entry = target.ledger.record(f"{rule.what} in {namespace.name}", rule.undo)
+                self.kernel_rules.append((entry, rule))  # before it acts: a signal now leaves it to revert
                 try:
-                    run(rule.add)
+                    run(rule.add, rule.place)
                 except RunAborted as error:
+                    self.kernel_rules.pop()
                     target.ledger.done(entry)  # not added, so never deleted (it may be another fault's)
                     raise FaultError(error, records) from None
-                self.kernel_rules.append((entry, rule))
             self.kernel_hits.append(hit)
             records.append(
                 self.record(
@@ -121,7 +120,7 @@ class NetworkFaultAction(Fault):
     def _revert_kernel(self, target: NetworkTarget) -> list[FaultRecord]:
         problems = []
         for entry, rule in reversed(self.kernel_rules):
-            problem = undo({"kind": "command", "argv": rule.delete})
+            problem = rule.undo.perform()
             if problem is None:
                 target.ledger.done(entry)
             else:

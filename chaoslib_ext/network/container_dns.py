@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import RunAborted
-from ..ledger import Ledger, undo
+from ..ledger import Ledger
+from ..undo import DeleteRule, ForgetDnsFlows, Place
 from .dns import FaultDnsServer, Forwarder
 from .kernel import run
 from .proxy import FaultHub
@@ -93,29 +94,32 @@ class ContainerResolver:
             listen.close()
             forward.close()
             raise
-        enter = ["nsenter", f"--net={netns}"]
-        rule = [
+        place = Place(sandbox=netns)
+        rule = (
             *("OUTPUT", "-p", "udp", "--dport", "53", "-m", "mark", "!", "--mark", str(FORWARD_MARK)),
             *("-m", "comment", "--comment", f"gameday:{ledger.run_id}:dns"),
             *("-j", "REDIRECT", "--to-ports", str(self.server.port)),
-        ]
+        )
         # nat only sees a flow's first packet: forget the container's DNS flows after each change,
         # so that a client that keeps its socket is redirected now, and let go of afterwards.
-        self._forget = {"kind": "command", "argv": [*enter, "conntrack", "-D", "-p", "udp", "--dport", "53"]}
-        self._unredirect = {"kind": "command", "argv": [*enter, "iptables", "-t", "nat", "-D", *rule]}
+        self._forget = ForgetDnsFlows(place)
+        self._unredirect = DeleteRule(place, "nat", rule)
         self._entries = [
             ledger.record(f"DNS flows in {name}", self._forget),  # undone last: after the rule is gone
             ledger.record(f"DNS redirect in {name}", self._unredirect),
         ]
         try:
-            run([*enter, "iptables", "-t", "nat", "-I", *rule])
-        except RunAborted:
+            run(self._unredirect.add_argv(), place)
+        except RunAborted:  # iptables said no: nothing was added
             for entry in self._entries:
                 ledger.done(entry)
             self._entries = []
             self._close_sockets()
             raise
-        undo(self._forget)
+        except BaseException:  # interrupted: it may be in place, so take it out before leaving
+            self.close()
+            raise
+        self._forget.perform()
 
     def _sockets(self, netns: str) -> tuple[socket.socket, socket.socket]:
         def make() -> tuple[socket.socket, socket.socket]:
@@ -152,7 +156,7 @@ class ContainerResolver:
         if self._entries:
             forget, unredirect = self._entries
             for entry, action in ((unredirect, self._unredirect), (forget, self._forget)):
-                problem = undo(action)
+                problem = action.perform()
                 if problem is not None:
                     raise RunAborted(f"could not remove the DNS redirect in {self.name}: {problem}")
                 self.ledger.done(entry)

@@ -15,10 +15,10 @@ import random
 import subprocess
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
 
 from ..errors import RunAborted
-from ..ledger import Ledger, undo
+from ..ledger import Ledger
+from ..undo import DeleteLink, DeleteNamespace, DeleteQdisc, DeleteRule, Place, UndoAction, tool
 
 SUBNET = ipaddress.ip_network("10.231.0.0/16")  # only ever inside namespaces this run creates
 
@@ -27,8 +27,10 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def run(argv: list[str]) -> None:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+def run(argv: list[str], place: Place | None = None) -> None:
+    """Run a tool (from the fixed PATH of undo.tool) on the host or in a namespace; RunAborted
+    when it says it failed, which means it changed nothing."""
+    result = (place or Place()).run(argv)
     if result.returncode != 0:
         raise RunAborted(
             f"{' '.join(argv)} failed: {result.stderr.strip()[:300]}",
@@ -44,17 +46,17 @@ def netem_available() -> bool:
         return False
     try:
         probe = subprocess.run(
-            ["unshare", "-n", "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            [tool("unshare"), "-n", tool("tc"), "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
             capture_output=True,
             timeout=10,
         )
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, RunAborted):
         return False
     return probe.returncode == 0
 
 
 def used_subnets() -> set[ipaddress.IPv4Network]:
-    output = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    output = subprocess.run([tool("ip"), "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
     found = set()
     for line in output.splitlines():
         parts = line.split()
@@ -74,10 +76,15 @@ class Namespace:
     host_veth: str
     inner_veth: str
     address: str  # the replica's own address: what it binds, what callers dial
-    enter: tuple[str, ...] = ()  # how to run a command inside; default: ip netns exec NAME
+    sandbox: str | None = None  # a container's: its sandbox key (else a namespace this run made)
+
+    @property
+    def place(self) -> Place:
+        return Place(sandbox=self.sandbox) if self.sandbox else Place(netns=self.name)
 
     def exec_prefix(self) -> list[str]:
-        return list(self.enter) if self.enter else ["ip", "netns", "exec", self.name]
+        """How to run a command inside (`ip netns exec NAME`, `nsenter --net=KEY`)."""
+        return self.place.prefix()
 
 
 @dataclass(frozen=True)
@@ -96,7 +103,7 @@ class NamespaceFactory:
         self.run_tag = run_tag  # a few hex digits of the run id, to keep names short and recognisable
         self.ledger = ledger
         self.count = 0
-        self.entries: list[tuple[int, dict[str, Any]]] = []  # ledger entries of what was made
+        self.entries: list[tuple[int, UndoAction]] = []  # ledger entries of what was made
         used = used_subnets()
         subnets = list(SUBNET.subnets(new_prefix=30))
         start = random.Random(run_tag).randrange(len(subnets))
@@ -113,40 +120,42 @@ class NamespaceFactory:
         self._change(
             f"network namespace {namespace.name}",
             ["ip", "netns", "add", namespace.name],
-            ["ip", "netns", "del", namespace.name],
+            DeleteNamespace(namespace.name),
         )
         self._change(
             f"veth {namespace.host_veth}",
             ["ip", "link", "add", namespace.host_veth, "type", "veth", "peer", "name", namespace.inner_veth],
-            ["ip", "link", "del", namespace.host_veth],
+            DeleteLink(namespace.host_veth),
         )
-        inside = namespace.exec_prefix()
-        for argv in (
-            ["ip", "link", "set", namespace.inner_veth, "netns", namespace.name],
-            ["ip", "addr", "add", f"{host}/30", "dev", namespace.host_veth],
-            ["ip", "link", "set", namespace.host_veth, "up"],
-            [*inside, "ip", "addr", "add", f"{inner}/30", "dev", namespace.inner_veth],
-            [*inside, "ip", "link", "set", namespace.inner_veth, "up"],
-            [*inside, "ip", "link", "set", "lo", "up"],
+        inside = namespace.place
+        for argv, place in (
+            (["ip", "link", "set", namespace.inner_veth, "netns", namespace.name], None),
+            (["ip", "addr", "add", f"{host}/30", "dev", namespace.host_veth], None),
+            (["ip", "link", "set", namespace.host_veth, "up"], None),
+            (["ip", "addr", "add", f"{inner}/30", "dev", namespace.inner_veth], inside),
+            (["ip", "link", "set", namespace.inner_veth, "up"], inside),
+            (["ip", "link", "set", "lo", "up"], inside),
         ):
-            run(argv)
+            run(argv, place)
         return namespace
 
-    def _change(self, what: str, argv: list[str], undo_argv: list[str]) -> None:
-        action = {"kind": "command", "argv": undo_argv}
+    def _change(self, what: str, argv: list[str], action: UndoAction) -> None:
+        """Write the undo down, then act. Only a definite failure (the tool said so) marks the
+        entry done: a signal in between leaves it for the clean-up (or `recover`) to undo."""
         entry = self.ledger.record(what, action)
+        self.entries.append((entry, action))
         try:
             run(argv)
         except RunAborted:
+            self.entries.pop()
             self.ledger.done(entry)  # it was not made (maybe it exists and is not ours): never undo it
             raise
-        self.entries.append((entry, action))
 
     def remove_all(self) -> list[str]:
         """Delete every namespace and veth made, newest first; return what could not be undone."""
         problems = []
         for entry, action in reversed(self.entries):
-            problem = undo(action)
+            problem = action.perform()
             if problem is None:
                 self.ledger.done(entry)
             else:
@@ -157,11 +166,13 @@ class NamespaceFactory:
 
 @dataclass(frozen=True)
 class KernelRule:
-    """One change in a namespace: an iptables rule (added with -I, removed with -D) or a tc qdisc."""
+    """One change in a namespace (or on the host end of its veth): an iptables rule or a tc qdisc,
+    how to add it there, and its undo."""
 
     what: str
+    place: Place
     add: list[str]
-    delete: list[str]
+    undo: DeleteRule | DeleteQdisc
 
 
 def fault_rules(
@@ -178,7 +189,7 @@ def fault_rules(
     distribution: str = "uniform",
 ) -> list[KernelRule]:
     """The iptables rules and qdiscs that make one network fault on one namespaced replica."""
-    inside = namespace.exec_prefix()
+    inside = namespace.place
     tag = ["-m", "comment", "--comment", comment]
     chance = (
         []
@@ -191,8 +202,8 @@ def fault_rules(
     where = "all TCP" if port is None else f":{port}"
 
     def iptables(chain: str, match: list[str], target: list[str], what: str) -> None:
-        spec = [chain, "-p", "tcp", *match, *chance, *tag, "-j", *target]
-        rules.append(KernelRule(what, [*inside, "iptables", "-I", *spec], [*inside, "iptables", "-D", *spec]))
+        delete = DeleteRule(inside, "filter", (chain, "-p", "tcp", *match, *chance, *tag, "-j", *target))
+        rules.append(KernelRule(what, inside, delete.add_argv(), delete))
 
     if kind == "network-loss":
         if direction in ("upstream", "both"):
@@ -223,7 +234,7 @@ def fault_rules(
         bits = f"{max(1, round(rate * 8))}bit"
         burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet
         qdisc = ["tbf", "rate", bits, "burst", burst, "latency", "1s"]
-        rules += [_qdisc(prefix, device, qdisc) for prefix, device in _shaped_devices(namespace, direction)]
+        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, direction)]
     elif kind == "network-latency" and netem_available():
         # Not exercised where gameday is developed (those kernels have no sch_netem): the spec
         # refuses or reroutes latency there, so this only runs where netem_available() proved it works.
@@ -233,7 +244,7 @@ def fault_rules(
                 f"{jitter * 1000:g}ms",
                 *(["distribution", "normal"] if distribution == "normal" else []),
             ]
-        rules += [_qdisc(prefix, device, qdisc) for prefix, device in _shaped_devices(namespace, direction)]
+        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, direction)]
     else:
         raise RunAborted(
             f"{kind} has no kernel path on this machine (no sch_netem)",
@@ -242,20 +253,21 @@ def fault_rules(
     return rules
 
 
-def _shaped_devices(namespace: Namespace, direction: str) -> list[tuple[list[str], str]]:
+def _shaped_devices(namespace: Namespace, direction: str) -> list[tuple[Place, str]]:
     """Where a qdisc shapes each direction: the replica's egress carries its responses
     (downstream), the host side's egress carries the requests to it (upstream)."""
     devices = []
     if direction in ("downstream", "both"):
-        devices.append((namespace.exec_prefix(), namespace.inner_veth))
+        devices.append((namespace.place, namespace.inner_veth))
     if direction in ("upstream", "both"):
-        devices.append(([], namespace.host_veth))
+        devices.append((Place(), namespace.host_veth))
     return devices
 
 
-def _qdisc(prefix: list[str], device: str, qdisc: list[str]) -> KernelRule:
+def _qdisc(place: Place, device: str, qdisc: list[str]) -> KernelRule:
     return KernelRule(
         f"{' '.join(qdisc[:2])} on {device}",
-        [*prefix, "tc", "qdisc", "add", "dev", device, "root", *qdisc],
-        [*prefix, "tc", "qdisc", "del", "dev", device, "root"],
+        place,
+        ["tc", "qdisc", "add", "dev", device, "root", *qdisc],
+        DeleteQdisc(place, device),
     )
