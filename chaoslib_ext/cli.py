@@ -21,6 +21,7 @@ from .errors import ExitCode, GamedayError, RunAborted, SpecError
 from .ledger import Ledger, ledgers, recover, state_dir
 from .locks import TargetLock, target_key
 from .spec import SpecErrors, load_experiment, parse_overrides
+from .trust import RunDirectory, Untrusted
 from .units import format_duration, format_ms, format_percent
 
 
@@ -152,7 +153,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
     run_id = new_run_id(experiment.secrets.mask(experiment.title))  # it names files and rules
     lock = TargetLock.acquire(target_key(experiment, docker_engine_id(experiment)), run_id, experiment.path)
     try:
-        left_behind = [state for state in ledgers() if not state.alive and state.pending]
+        left_behind = [state for state in ledgers() if state.blocks]
         if left_behind:  # checked holding the lock: no other run can be leaving some right now
             raise RunAborted(
                 f"run {left_behind[0].run_id} (pid {left_behind[0].pid}) died and left "
@@ -182,17 +183,12 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
     from .progress import Progress
     from .report import write_reports
 
-    report_dir = args.report_dir / run_id
     try:
-        report_dir.mkdir(parents=True)
-    except OSError as error:
-        raise SpecError(
-            f"cannot create the report directory: {error.strerror}",
-            where=str(report_dir),
-            hint="choose another --report-dir",
-        ) from None
+        run_dir = RunDirectory.create(args.report_dir, run_id)
+    except Untrusted as error:  # a bad --report-dir is bad input
+        raise SpecError(error.message, where=error.where, hint=error.hint) from None
     progress = Progress(quiet=args.quiet, mask=masked)
-    engine = Engine(plan, run_id, report_dir, progress, dry_run=args.dry_run)
+    engine = Engine(plan, run_id, run_dir, progress, dry_run=args.dry_run)
     received: list[str] = []
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
@@ -213,10 +209,11 @@ def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = engine.run()
-        report, written = write_reports(result)
+        report, written = write_reports(result, run_dir)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        run_dir.close()
     tell(masked(summary(report, written)))
     return result.exit_code
 
@@ -262,10 +259,12 @@ def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | Non
 
 
 def _recover(_args: argparse.Namespace) -> ExitCode:
-    states = ledgers()
-    for state in states:
+    me = os.geteuid()
+    for state in ledgers():
         if state.alive:
             print(f"still running, left alone: run {state.run_id} (pid {state.pid})")
+        elif state.owner != me and me != 0 and state.pending:
+            print(f"left alone: run {state.run_id} belongs to uid {state.owner} (they, or root, recover it)")
     done, failed = recover()
     for line in done:
         print(f"undone: {line}")

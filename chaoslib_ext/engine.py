@@ -14,7 +14,6 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from .docker_target import DockerTarget
 from .errors import ExitCode, RunAborted
@@ -31,6 +30,8 @@ from .progress import Progress
 from .samples import FLUSH_LAG_SECONDS, SampleStore
 from .slo import ObjectiveResult, Verdict, Window, check, judge, measure, top_error, whole_seconds
 from .timeline import Timeline
+from .trust import RunDirectory
+from .undo import UndoAction
 
 LIVE_WINDOW_SECONDS = 5
 GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped
@@ -119,22 +120,22 @@ def new_run_id(title: str, now: float | None = None) -> str:
 
 class Engine:
     def __init__(
-        self, plan: Plan, run_id: str, report_dir: Path, progress: Progress, dry_run: bool = False
+        self, plan: Plan, run_id: str, run_dir: RunDirectory, progress: Progress, dry_run: bool = False
     ) -> None:
         self.plan = plan
         self.dry_run = dry_run  # everything but the injection: faults say what they would do
         self.experiment = plan.experiment
         self.progress = progress
-        self.result = RunResult(run_id, plan, report_dir, time.time(), Timeline(), dry_run=dry_run)
+        self.result = RunResult(run_id, plan, run_dir.path, time.time(), Timeline(), dry_run=dry_run)
         self.timeline = self.result.timeline
-        self.logs = report_dir / "logs"
+        self.logs = run_dir
         self.ledger: Ledger | None = None  # made when the run starts changing things
         self.target: LocalTarget | DockerTarget | None = None
         slo = self.experiment.slo
         self.load = LoadRunner(
             self.experiment.load,
             plan.duration,
-            self.logs / "locust.log",
+            run_dir,
             self.timeline,
             slo.latency_limits_us,
         )
@@ -211,7 +212,6 @@ class Engine:
         self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
         if self.experiment.services:
             self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
-        self.logs.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger.create(result.run_id)
         if self.experiment.driver == "docker":
             self.target = DockerTarget(self.experiment, self.timeline, self.ledger)
@@ -227,7 +227,7 @@ class Engine:
         )
         ledger = self.ledger
 
-        def remember_load(undo: dict[str, Any]) -> None:
+        def remember_load(undo: UndoAction) -> None:
             self.load_entry = ledger.record("the Locust load generator", undo)
 
         self.load.start(on_spawn=remember_load)
@@ -329,9 +329,7 @@ class Engine:
 
     def _mask_logs(self) -> None:
         """The services and Locust wrote their logs themselves: mask the secrets there now."""
-        if self.logs.is_dir():
-            for path in self.logs.iterdir():
-                self.experiment.secrets.mask_file(path)
+        self.logs.rewrite_logs(self.experiment.secrets.mask)
 
     def _close_ledger(self) -> None:
         if self.ledger is not None:

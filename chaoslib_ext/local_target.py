@@ -5,7 +5,6 @@ Faults act on it through small protocols (faults/base.py, faults/network.py, fau
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 from .errors import RunAborted
 from .ledger import Ledger
@@ -15,10 +14,13 @@ from .network.proxy import FaultHub, FaultProxy
 from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
 from .spec.model import Experiment, NetworkFault
 from .timeline import Timeline
+from .trust import RunDirectory
 
 
 class LocalTarget:
-    def __init__(self, experiment: Experiment, log_dir: Path, timeline: Timeline, ledger: Ledger) -> None:
+    def __init__(
+        self, experiment: Experiment, logs: RunDirectory, timeline: Timeline, ledger: Ledger
+    ) -> None:
         services = experiment.services
         self.ledger = ledger
         self.timeline = timeline
@@ -71,7 +73,7 @@ class LocalTarget:
                 name: [(ns.address, ns.exec_prefix()) for ns in namespaces]
                 for name, namespaces in self.namespaces.items()
             }
-            self.supervisor = ServiceSupervisor(services, log_dir, timeline, shared, placement, ledger)
+            self.supervisor = ServiceSupervisor(services, logs, timeline, shared, placement, ledger)
         except BaseException:
             self.stop_network()
             raise
@@ -114,10 +116,17 @@ class LocalTarget:
         finally:
             self.stop_network()
 
+    def capped(self) -> int:
+        """Connections the proxies refused because the run's descriptors would have run out."""
+        return sum(proxy.stats.capped for proxies in self.proxies.values() for proxy in proxies)
+
     def stop_network(self) -> None:
         """Stop the proxies and DNS server, delete the namespaces; raise if something stays behind."""
         try:
             if self.hub is not None:
+                capped = self.capped()
+                if capped:
+                    self.timeline.add("network", "capped", "proxies", refused=capped, limit=self.hub.capacity)
                 self.hub.stop()
         finally:
             problems = self.factory.remove_all() if self.factory is not None else []

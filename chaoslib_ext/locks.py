@@ -16,14 +16,16 @@ import hashlib
 import json
 import os
 import socket
+import stat
 import time
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 from .errors import RunAborted
-from .ledger import state_dir
+from .ledger import open_state_dir, state_dir
 from .spec.model import Experiment
+from .trust import PRIVATE, SHARED, Untrusted, open_directory, shared_group
 
 
 def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:
@@ -45,17 +47,36 @@ class TargetLock:
 
     @classmethod
     def acquire(cls, key: str, run_id: str, experiment: Path, directory: Path | None = None) -> TargetLock:
-        """Take the target's lock, or say who holds it (exit code 3)."""
+        """Take the target's lock, or say who holds it (exit code 3). The lock file is opened in a
+        trusted directory without following symlinks, and only truncated once the lock is held."""
+        group = shared_group()
         locks = (directory or state_dir()) / "locks"
-        path = locks / (hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock")
+        name = hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock"
+        state = open_state_dir(directory)  # checks the state directory itself first
+        os.close(state)
+        dir_fd = open_directory(locks, SHARED if group is not None else PRIVATE, group)
         try:
-            locks.mkdir(parents=True, exist_ok=True)
-            stream = path.open("a+", encoding="utf-8")
+            fd = os.open(
+                name,
+                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                0o660 if group is not None else 0o600,
+                dir_fd=dir_fd,
+            )
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                os.close(fd)
+                raise OSError(f"{name} is not a regular file")
+            if group is not None and info.st_uid == os.geteuid():
+                os.fchmod(fd, 0o660)  # whatever the umask: the group's other runs must take it too
         except OSError as error:
-            raise RunAborted(
-                f"cannot use the state directory {locks.parent}: {error.strerror or error}",
-                hint="set GAMEDAY_STATE_DIR to a directory gameday may write",
+            raise Untrusted(
+                f"cannot use the lock file: {error.strerror or error}",
+                where=str(locks / name),
+                hint="remove it if it is not gameday's",
             ) from None
+        finally:
+            os.close(dir_fd)
+        stream = os.fdopen(fd, "r+", encoding="utf-8")
         try:
             fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -67,15 +67,6 @@ class Secrets:
             return [self.mask_data(item) for item in value]
         return value
 
-    def mask_file(self, path: Path) -> None:
-        """Rewrite a log file with its secrets masked (in place: it is gameday's own output)."""
-        if not self._forms:
-            return
-        text = path.read_text(encoding="utf-8", errors="replace")
-        masked = self.mask(text)
-        if masked != text:
-            path.write_text(masked, encoding="utf-8")
-
     def __repr__(self) -> str:  # never the values, wherever an Experiment gets printed
         return f"Secrets({', '.join(self.names)})"
 

@@ -18,14 +18,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from .errors import RunAborted
-from .ledger import Ledger, process_start_ticks
+from .launch import start_held
+from .ledger import Ledger
 from .spec.model import ServiceSpec
 from .timeline import Timeline
+from .trust import RunDirectory
+from .undo import KillProcessGroup, process_start_ticks
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.05
@@ -73,7 +77,7 @@ class Replica:
     command: list[str]
     env: dict[str, str]
     ready_url: str | None
-    log_path: Path
+    logs: RunDirectory
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float | None = None
@@ -91,24 +95,27 @@ class Replica:
         return replica_port(self.service, self.index)
 
     @property
+    def log_path(self) -> Path:
+        return self.logs.log_path(f"{self.name}.log")
+
+    @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def spawn(self) -> int:
-        """Start the replica in a new session; return its process group id (its pid)."""
+    def spawn(self, record: Callable[[int], None]) -> int:
+        """Start the replica in a new session; `record` gets its process group id (its pid)
+        before the program runs. Returns the process group id."""
         if self.log is None:
-            self.log = self.log_path.open("ab")
+            self.log = self.logs.create_log(f"{self.name}.log")
         try:
-            self.process = subprocess.Popen(
+            self.process, release = start_held(
                 self.command,
-                stdin=subprocess.DEVNULL,
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
-                start_new_session=True,
             )
         except OSError as error:
             raise RunAborted(
@@ -116,14 +123,17 @@ class Replica:
                 where=str(self.service.where),
                 hint=f"check services.{self.service.name}.command",
             ) from None
+        try:
+            record(self.process.pid)
+        except BaseException:  # never let a group run that the ledger does not know
+            _signal_group(self.process.pid, signal.SIGKILL)
+            raise
+        release()
         self.spawned_at = time.monotonic()
         return self.process.pid
 
     def last_log_line(self) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
+        lines = self.logs.read_log(f"{self.name}.log").strip().splitlines()
         return lines[-1][:200] if lines else ""
 
 
@@ -164,7 +174,7 @@ class ServiceSupervisor:
     def __init__(
         self,
         services: dict[str, ServiceSpec],
-        log_dir: Path,
+        logs: RunDirectory,
         timeline: Timeline,
         shared: dict[str, str] | None = None,
         placement: dict[str, list[tuple[str, list[str]]]] | None = None,
@@ -184,7 +194,6 @@ class ServiceSupervisor:
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._groups: set[int] = set()  # process groups not yet cleared, so that none outlives the run
-        log_dir.mkdir(parents=True, exist_ok=True)
         for name, service in services.items():
             places = placement.get(name, [(LOOPBACK, [])] * service.replicas)
             self.replicas[name] = []
@@ -200,7 +209,7 @@ class ServiceSupervisor:
                         ],
                         env={k: render(v, service, i, shared, host) for k, v in service.env.items()},
                         ready_url=render(url, service, i, shared, host) if url else None,
-                        log_path=log_dir / f"{service.name}-{i}.log",
+                        logs=logs,
                         host=host,
                     )
                 )
@@ -219,7 +228,7 @@ class ServiceSupervisor:
                 )
         for name, replicas in self.replicas.items():
             for replica in replicas:
-                self._track(replica.spawn(), replica)
+                self._spawn(replica)
                 self.timeline.add("service", "started", replica.name, pid=replica.pid, port=replica.port)
             self._wait_ready(name, replicas)
         self._monitor = threading.Thread(target=self._watch, name="service-monitor", daemon=True)
@@ -284,7 +293,7 @@ class ServiceSupervisor:
         if replica.restart_at is not None and now >= replica.restart_at and not self._stopping.is_set():
             replica.restart_at = None
             replica.restarts += 1
-            self._track(replica.spawn(), replica)
+            self._spawn(replica)
             replica.awaiting_ready = True
             self.timeline.add(
                 "service", "restarted", replica.name, pid=replica.pid, restarts=replica.restarts
@@ -293,10 +302,16 @@ class ServiceSupervisor:
             replica.awaiting_ready = False
             self.timeline.add("service", "ready", replica.name)
 
+    def _spawn(self, replica: Replica) -> None:
+        replica.spawn(record=lambda pgid: self._track(pgid, replica))
+
     def _track(self, pgid: int, replica: Replica) -> None:
+        """Remember a replica's process group (in the ledger too) before its program runs."""
         self._groups.add(pgid)
         if self.ledger is not None:
-            undo = {"kind": "process-group", "pgid": pgid, "start_ticks": process_start_ticks(pgid)}
+            ticks = process_start_ticks(pgid)
+            assert ticks is not None, "the held child cannot have exited: it waits for us"
+            undo = KillProcessGroup(pgid, ticks)
             self._ledger_entries[pgid] = self.ledger.record(f"process group of {replica.name}", undo)
 
     def _untrack(self, pgid: int) -> None:

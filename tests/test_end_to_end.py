@@ -23,6 +23,7 @@ from chaoslib_ext.ledger import ledgers
 from chaoslib_ext.locks import TargetLock, target_key
 from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
+from chaoslib_ext.undo import KillProcessGroup
 
 pytestmark = pytest.mark.slow
 
@@ -405,7 +406,7 @@ def test_sigkill_at_any_moment_then_recover_leaves_nothing_and_the_next_run_wait
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
     pending = [(state.run_id, entry) for state in ledgers() for entry in state.pending]
-    groups = [entry["undo"]["pgid"] for _, entry in pending if entry["undo"]["kind"] == "process-group"]
+    groups = [entry.action.pgid for _, entry in pending if isinstance(entry.action, KillProcessGroup)]
     if moment in ("starting load", "-- fault phase"):
         assert groups, "a run killed with its services up left no record of them"
     if pending:  # (killed before its ledger existed, or late in its clean-up, a run may leave none)

@@ -17,6 +17,7 @@ from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.spec.model import LoadSpec
 from chaoslib_ext.timeline import Timeline
+from chaoslib_ext.trust import RunDirectory
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +48,7 @@ def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Pat
         spawn_rate=4,
         options=("--json-file", str(stats_file.with_suffix(""))),
     )
-    runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
+    runner = LoadRunner(load, 30, RunDirectory.create(tmp_path, "run"), Timeline())
     runner.start()
     deadline = time.monotonic() + 20
     while len(runner.samples.sent_seconds()) < 3:
@@ -73,7 +74,9 @@ def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Pat
 def test_a_broken_locustfile_is_reported_with_locusts_own_words(tmp_path: Path):
     broken = tmp_path / "broken.py"
     broken.write_text("import no_such_module_here\n")
-    runner = LoadRunner(LoadSpec(broken, "http://127.0.0.1:9", 1, 1), 10, tmp_path / "locust.log", Timeline())
+    runner = LoadRunner(
+        LoadSpec(broken, "http://127.0.0.1:9", 1, 1), 10, RunDirectory.create(tmp_path, "run"), Timeline()
+    )
     with pytest.raises(RunAborted, match="no_such_module_here"):
         runner.start()
     runner.stop()
@@ -113,7 +116,7 @@ def test_requests_the_locustfile_sets_no_timeout_for_time_out_after_the_loads(
     load = LoadSpec(
         REPO / "tests" / "data" / locustfile, silent_server, users=2, spawn_rate=2, request_timeout=1.0
     )
-    runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
+    runner = LoadRunner(load, 30, RunDirectory.create(tmp_path, "run"), Timeline())
     runner.start()
     deadline = time.monotonic() + 30
     while runner.samples.window(float("-inf"), float("inf")).timeouts < 6:
@@ -141,7 +144,7 @@ def test_an_open_model_load_sends_at_its_arrival_rate_whatever_the_answers_take(
         arrival_rate=20.0,
         pacing=1.0,
     )
-    runner = LoadRunner(load, 30, tmp_path / "locust.log", Timeline())
+    runner = LoadRunner(load, 30, RunDirectory.create(tmp_path, "run"), Timeline())
     runner.start()
     started = int(time.time()) + 1
     runner.samples.wait_for_second(started + 6, timeout=20)

@@ -15,6 +15,7 @@ from chaoslib_ext.errors import Location, RunAborted
 from chaoslib_ext.services import ServiceSupervisor
 from chaoslib_ext.spec.model import ReadyCheck, RestartPolicy, ServiceSpec
 from chaoslib_ext.timeline import Timeline
+from chaoslib_ext.trust import RunDirectory
 
 
 def backend(port: int, replicas: int = 2, policy: str = "always", delay: float = 0.3) -> ServiceSpec:
@@ -47,7 +48,8 @@ def supervisor_for(tmp_path: Path):
     created: list[ServiceSupervisor] = []
 
     def make(*services: ServiceSpec) -> ServiceSupervisor:
-        supervisor = ServiceSupervisor({s.name: s for s in services}, tmp_path / "logs", Timeline())
+        logs = RunDirectory.create(tmp_path, f"run-{len(created)}")
+        supervisor = ServiceSupervisor({s.name: s for s in services}, logs, Timeline())
         created.append(supervisor)
         return supervisor
 

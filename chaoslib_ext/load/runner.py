@@ -10,19 +10,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ..errors import RunAborted
-from ..ledger import process_start_ticks
+from ..launch import start_held
 from ..samples import Aggregate, LoadSecond, SampleStore
 from ..spec.model import LoadSpec
 from ..timeline import Timeline
+from ..trust import RunDirectory
+from ..undo import KillProcessGroup, process_start_ticks
 from .protocol import FD_VARIABLE, LIMITS_VARIABLE, PACING_VARIABLE, REQUEST_LOG_VARIABLE, TIMEOUT_VARIABLE
 
 START_TIMEOUT_SECONDS = 60.0  # on top of the ramp-up (users / spawn rate)
 STOP_TIMEOUT_SECONDS = 20.0
 RUN_TIME_MARGIN_SECONDS = 60.0
+LOG_NAME = "locust.log"
 
 
 def ramp_seconds(load: LoadSpec) -> float:
@@ -82,14 +84,15 @@ class LoadRunner:
         self,
         load: LoadSpec,
         run_time: float,
-        log_path: Path,
+        logs: RunDirectory,
         timeline: Timeline,
         latency_limits_us: tuple[int, ...] = (),
     ) -> None:
         self.load = load
         self.latency_limits_us = latency_limits_us  # the recorder counts exactly above each
         self.run_time = run_time
-        self.log_path = log_path
+        self.logs = logs
+        self.log_path = logs.log_path(LOG_NAME)
         self.timeline = timeline
         self.samples = SampleStore()
         self.process: subprocess.Popen[bytes] | None = None
@@ -99,24 +102,29 @@ class LoadRunner:
         self.stopped = threading.Event()
         self._reader: threading.Thread | None = None
 
-    def start(self, on_spawn: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def start(self, on_spawn: Callable[[KillProcessGroup], None] | None = None) -> None:
         """Start Locust and wait until every user is spawned (or fail with Locust's own words).
-        `on_spawn` gets the undo action of the child as soon as it exists (for the ledger)."""
+        `on_spawn` gets the undo action of the child before Locust runs (for the ledger)."""
         read_fd, write_fd = os.pipe()
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                locust_command(self.load, self.run_time),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                # the host through the environment, not argv: `ps` shows argv, and it may hold a secret
-                env=self.child_environment(write_fd),
-                pass_fds=(write_fd,),
-                start_new_session=True,
-            )
-        os.close(write_fd)
-        if on_spawn is not None:
-            on_spawn(self.undo_action())
+        try:
+            with self.logs.create_log(LOG_NAME) as log:
+                self.process, release = start_held(
+                    locust_command(self.load, self.run_time),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    # the host through the environment, not argv: `ps` shows argv, and it may hold a secret
+                    env=self.child_environment(write_fd),
+                    pass_fds=(write_fd,),
+                )
+        finally:
+            os.close(write_fd)
+        try:
+            if on_spawn is not None:
+                on_spawn(self.undo_action())
+        except BaseException:  # never let a Locust run that the ledger does not know
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+        release()
         self._reader = threading.Thread(target=self._read, args=(read_fd,), name="load-reader", daemon=True)
         self._reader.start()
         self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)
@@ -186,14 +194,12 @@ class LoadRunner:
             second += 1
         return False
 
-    def undo_action(self) -> dict[str, Any]:
+    def undo_action(self) -> KillProcessGroup:
         """How `gameday recover` stops this Locust child if the runner dies."""
         assert self.process is not None
-        return {
-            "kind": "process-group",
-            "pgid": self.process.pid,
-            "start_ticks": process_start_ticks(self.process.pid),
-        }
+        ticks = process_start_ticks(self.process.pid)
+        assert ticks is not None, "the held child cannot have exited: it waits for us"
+        return KillProcessGroup(self.process.pid, ticks)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -215,8 +221,5 @@ class LoadRunner:
         self.timeline.add("load", "stopped", "locust", code=self.process.returncode)
 
     def last_log_line(self) -> str:
-        try:
-            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
-        except OSError:
-            return "no output"
+        lines = [line for line in self.logs.read_log(LOG_NAME).splitlines() if line.strip()]
         return lines[-1][:300] if lines else "no output"

@@ -74,7 +74,13 @@ def build_report(run: RunResult) -> dict[str, Any]:
         "exit_code": int(run.exit_code),
         "reasons": reasons,
         "warnings": [w for fault in run.plan.faults for w in fault.warnings]
-        + (list(verdict.warnings) if verdict else []),
+        + (list(verdict.warnings) if verdict else [])
+        + [
+            f"the fault proxies refused {e.detail['refused']} connection(s): more at once than the run's "
+            f"{e.detail['limit']} could hold (descriptors)"
+            for e in run.timeline.events()
+            if e.action == "capped"
+        ],
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
         "origin": iso(origin),
