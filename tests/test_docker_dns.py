@@ -45,6 +45,7 @@ EXPERIMENT = """\
 version: 1
 title: docker dns
 variables: {{label: x, host: "http://127.0.0.1:9"}}
+safety_variables: [label]  # each test's own random label
 target: {{driver: docker, allow: {{labels: {{gameday.test: "${{label}}"}}}}}}
 load: {{locustfile: {locustfile}, host: "${{host}}", users: 2}}
 slo: {{availability: 99%}}

@@ -23,12 +23,13 @@ from docker_support import (
     wait_until,
 )
 
-from chaoslib_ext.docker_target import DockerTarget
+from chaoslib_ext.docker_target import DockerTarget, engine_endpoint
 from chaoslib_ext.faults import build_fault
 from chaoslib_ext.faults.aftermath import TargetLost
 from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.spec import load_experiment
 from chaoslib_ext.timeline import Timeline
+from chaoslib_ext.undo import RestoreContainer
 
 CLIENT, REASON = docker_client_or_reason()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(CLIENT is None, reason=REASON)]
@@ -37,6 +38,7 @@ EXPERIMENT = """\
 version: 1
 title: docker {kind}
 variables: {{label: x, host: "http://127.0.0.1:9"}}
+safety_variables: [label]  # each test's own random label
 target:
   driver: docker
   allow: {{labels: {{gameday.test: "${{label}}"}}}}
@@ -184,6 +186,41 @@ def test_a_signal_during_a_pause_unpauses_before_the_run_ends(tmp_path, label, s
     report = json.loads(next((tmp_path / "reports").glob("*/report.json")).read_text())
     assert report["status"] == "interrupted" and ledgers() == []
     assert [a["action"] for a in report["faults"][0]["actions"]] == ["pause", "unpause"]
+
+
+def test_a_signal_in_the_middle_of_a_stop_still_starts_the_container_again(tmp_path, label):
+    # busybox httpd as PID 1 ignores SIGTERM: docker stop takes its 3 s grace, and is interrupted
+    [front] = run_web_containers(CLIENT, 1, "front", label)
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    path = experiment_path(tmp_path, "container-stop", fault="30s")
+    process, lines = start_labelled_run(path, tmp_path / "reports", label, front)
+    try:
+        wait_for_line(lines, "-- fault phase")
+        wait_until(lambda: (back.reload() or back.attrs["State"]["Status"]) == "running")
+        time.sleep(1.0)  # the stop is under way: dockerd finishes it whatever happens to the call
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 3
+    finally:
+        process.kill()
+    wait_until(lambda: (back.reload() or back.status) == "running")
+    assert answers(address(back)) and ledgers() == []
+
+
+def test_recover_starts_a_container_on_the_engine_it_was_stopped_on(tmp_path, label, monkeypatch):
+    [back] = run_web_containers(CLIENT, 1, "back", label)
+    back.stop(timeout=0)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    dead_run = {"run": "died", "pid": 999_999, "start_ticks": 1}
+    undo = RestoreContainer("start", back.id, engine_endpoint()).to_data()
+    (state / "died.ledger").write_text(
+        json.dumps(dead_run) + "\n" + json.dumps({"id": 1, "what": "stop", "undo": undo}) + "\n"
+    )
+    monkeypatch.setenv("GAMEDAY_STATE_DIR", str(state))
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:9")  # where recover runs, another engine (none)
+    recovered = gameday("recover")
+    assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    assert (back.reload() or back.status) == "running"
 
 
 def test_sigkill_during_a_pause_then_recover_unpauses(tmp_path, label):

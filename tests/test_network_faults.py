@@ -414,3 +414,42 @@ def test_a_refusing_partition_refuses_new_connections_whatever_its_direction(hub
         client.sendall(b"x")
         client.recv(16)
     assert proxy.remove("t") == {"refused": 1}
+
+
+def test_connections_held_by_loss_or_blackhole_are_let_go_when_their_clients_leave(hub, echo):
+    proxy = hub.proxy("echo", (HOST, echo))
+    proxy.add("loss", Toxic("loss", "both", probability=1.0))
+    for _ in range(300):  # clients that connect, get nothing, and give up
+        with socket.create_connection((HOST, proxy.port), timeout=5) as client:
+            client.sendall(b"hello")
+    deadline = time.monotonic() + 10
+    while hub.call(lambda: hub.open_connections) > 0:
+        assert time.monotonic() < deadline, f"{hub.call(lambda: hub.open_connections)} connections still held"
+        time.sleep(0.05)
+    proxy.remove("loss")
+    proxy.add("hole", Toxic("partition", "both", mode="blackhole"))
+    clients = [socket.create_connection((HOST, proxy.port), timeout=5) for _ in range(50)]
+    wait(lambda: hub.call(lambda: hub.open_connections) == 50)
+    for client in clients:
+        client.close()
+    wait(lambda: hub.call(lambda: hub.open_connections) == 0)
+
+
+def test_connections_over_what_the_descriptors_allow_are_refused_and_counted(hub, echo):
+    proxy = hub.proxy("echo", (HOST, echo))
+    proxy.add("loss", Toxic("loss", "both", probability=1.0))  # every connection is held
+    hub.capacity = 40
+    clients = [socket.create_connection((HOST, proxy.port), timeout=5) for _ in range(60)]
+    try:
+        wait(lambda: proxy.stats.capped == 20)
+        assert hub.call(lambda: hub.open_connections) == 40
+    finally:
+        for client in clients:
+            client.close()
+
+
+def wait(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.05)

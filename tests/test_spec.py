@@ -256,7 +256,9 @@ def test_validate_command_exit_codes_and_no_traceback(experiment_file, tmp_path)
 
 
 def test_docker_label_values_are_text_even_when_yaml_or_a_var_reads_them_as_numbers(experiment_file):
-    docker = MINIMAL.replace("version: 1\n", "version: 1\nvariables: {build: x}\n") + (
+    docker = MINIMAL.replace(
+        "version: 1\n", "version: 1\nvariables: {build: x}\nsafety_variables: [build]\n"
+    ) + (
         "target: {driver: docker, allow: {labels: {build: '${build}', canary: 'true'}}}\n"
         "faults:\n  - container-stop: {selector: {labels: {port: 8080}}, count: 1}\n"
     )

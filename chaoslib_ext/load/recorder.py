@@ -157,8 +157,13 @@ class Recorder:
     # -- filing -------------------------------------------------------------------------------
 
     def _sample(self, now: float, sent: float, endpoint: str) -> EndpointSample:
-        by_sent = self.seconds.setdefault(max(int(now), self.next_second), {})
-        aggregate = by_sent.setdefault(int(sent), Aggregate())
+        second = max(int(now), self.next_second)
+        by_sent = self.seconds.get(second)
+        if by_sent is None:
+            by_sent = self.seconds[second] = {}
+        aggregate = by_sent.get(int(sent))
+        if aggregate is None:
+            aggregate = by_sent[int(sent)] = Aggregate()
         sample = aggregate.endpoints.get(endpoint)
         if sample is None:
             sample = aggregate.endpoints[endpoint] = EndpointSample(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import resource
+import select
 import socket
 import struct
 import threading
@@ -23,6 +25,7 @@ from typing import Any
 CHUNK = 64 * 1024
 MAX_QUEUED_CHUNKS = 16  # at most 1 MiB (16 slices) waits in a proxy per direction and connection
 HOLD_POLL_SECONDS = 0.05
+FDS_KEPT_FREE = 256  # for the ledger, logs, probes and Locust's pipe: proxied connections never take them
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"  # client -> server, server -> client
 
 
@@ -49,6 +52,7 @@ class ProxyStats:
     or reset, so that each fault reports its own effect."""
 
     connections: int = 0
+    capped: int = 0  # connections refused because the run's descriptors would have run out
     by_toxic: dict[str, Counter[str]] = field(default_factory=dict)
 
     def hit(self, toxic_id: str, what: str) -> None:
@@ -129,6 +133,12 @@ class FaultProxy:
         connection = _Connection(writer)
         _no_delay(writer)
         self.stats.connections += 1
+        if self.hub.open_connections >= self.hub.capacity:  # each one takes two descriptors
+            self.stats.capped += 1
+            self._reset(connection)
+            writer.close()
+            return
+        self.hub.open_connections += 1
         self._connections.add(connection)
         try:
             if self._refused(connection) or self._rolled(connection, UPSTREAM):
@@ -149,13 +159,22 @@ class FaultProxy:
             )
         finally:
             self._connections.discard(connection)
+            self.hub.open_connections -= 1
             for stream in (connection.server, writer):
                 if stream is not None:
                     stream.close()
 
     async def _hold(self, connection: _Connection) -> None:
-        """A dropped connection: read nothing, answer nothing, until a revert (or the end) resets it."""
-        await connection.ended.wait()
+        """A dropped connection: read nothing, answer nothing, until a revert (or the end) resets it,
+        or until its client gives up on it (which a real lost connection would not see either, but
+        which must not keep its descriptors forever)."""
+        while not connection.ended.is_set():
+            if _hung_up(connection.client):
+                return
+            try:
+                await asyncio.wait_for(connection.ended.wait(), HOLD_POLL_SECONDS * 4)
+            except TimeoutError:
+                continue
 
     def _refused(self, connection: _Connection) -> bool:
         """A refusing partition refuses every new connection, whatever its direction says."""
@@ -200,7 +219,8 @@ class FaultProxy:
         try:
             while not writer.done():
                 while self._swallowed(direction) or connection.blackholed_by is not None:
-                    if connection.client.is_closing():
+                    if connection.client.is_closing() or _hung_up(connection.client):
+                        self._reset(connection)  # the client left: nobody will read what is held
                         return
                     await asyncio.sleep(HOLD_POLL_SECONDS)
                 data = await source.read(CHUNK)
@@ -316,6 +336,26 @@ async def _enqueue(
     return False
 
 
+def _hung_up(stream: asyncio.StreamWriter) -> bool:
+    """Whether the peer has closed its side (FIN or RST), seen without reading what it sent."""
+    sock = stream.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    return bool(poller.poll(0))
+
+
+def raise_descriptor_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; return the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _no_delay(stream: asyncio.StreamWriter) -> None:
     """Send each chunk at once: with Nagle's algorithm, a delayed chunk waits for an ACK that the
     peer delays too (about 40 ms on Linux), which would add latency nobody asked for."""
@@ -331,6 +371,8 @@ class FaultHub:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.proxies: list[FaultProxy] = []
+        self.capacity = max(64, (raise_descriptor_limit() - FDS_KEPT_FREE) // 2)  # proxied connections
+        self.open_connections = 0  # across every proxy (only touched on the loop's thread)
         self.closers: list[Callable[[], None]] = []  # other servers on this loop (the DNS server)
         self._thread = threading.Thread(target=self.loop.run_forever, name="fault-proxies", daemon=True)
         self._thread.start()

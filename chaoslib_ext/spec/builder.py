@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import shutil
@@ -107,6 +106,19 @@ class Builder:
                     f"({format_duration(planned)}), so every run would abort",
                     "a deadline bounds overruns: give it the phases plus the time to start and check",
                 )
+        if driver == "docker" and allow is None:
+            self.error(
+                ("target",),
+                "the docker driver needs target.allow: without it any container on the engine could be hit",
+                'allow: {labels: {com.docker.compose.project: shop}} or allow: {names: ["shop-*"]}',
+            )
+        for index, name in enumerate(data.get("safety_variables", [])):
+            if name not in data.get("variables", {}):
+                self.error(
+                    ("safety_variables", index),
+                    f"no variable {name!r} is declared",
+                    "declare it under variables:",
+                )
         if driver == "docker" and services:
             self.error(
                 ("services",),
@@ -121,7 +133,7 @@ class Builder:
             )
         return Experiment(
             path=Path(self.document.file),
-            sha256=hashlib.sha256(Path(self.document.file).read_bytes()).hexdigest(),
+            sha256=self.document.sha256,
             title=data["title"],
             description=data.get("description", ""),
             driver=driver,

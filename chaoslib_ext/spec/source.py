@@ -7,6 +7,9 @@ absurd nesting, huge files and bytes that are not UTF-8.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ class Document:
 
     file: str
     data: Any
+    sha256: str = ""  # of the bytes read, so that nothing reads the file twice
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
 
@@ -47,14 +51,35 @@ def load_document(path: str | Path) -> Document:
     """Read and parse one YAML file; every failure is a one-line SpecError."""
     file = str(path)
     try:
-        raw = Path(path).read_bytes()
+        raw = _read_regular(Path(path))
     except FileNotFoundError:
         raise SpecError("file not found", where=file, hint="check the path") from None
     except IsADirectoryError:
         raise SpecError("is a directory, not an experiment file", where=file) from None
     except OSError as error:
-        raise SpecError(f"cannot read: {error.strerror}", where=file) from None
-    return parse_document(raw, file)
+        raise SpecError(f"cannot read: {error.strerror or error}", where=file) from None
+    document = parse_document(raw, file)
+    document.sha256 = hashlib.sha256(raw).hexdigest()
+    return document
+
+
+def _read_regular(path: Path) -> bytes:
+    """The bytes of a regular file, at most one more than MAX_FILE_BYTES (parse_document says
+    it is too big): a FIFO or a device such as /dev/zero is refused, never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError("not a regular file (a pipe, a device?)")
+        chunks, total = [], 0
+        while total <= MAX_FILE_BYTES and (chunk := os.read(fd, 1 << 16)):
+            chunks.append(chunk)
+            total += len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def parse_document(raw: bytes, file: str) -> Document:

@@ -12,6 +12,8 @@ from ..errors import SpecError
 from .source import Document
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SAFETY_SECTIONS = ("target", "guards")  # what limits a run: --var must not move it unless allowed
+SAFETY_OPT_IN = "safety_variables"
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -57,20 +59,24 @@ def substitute(document: Document, overrides: dict[str, Any], secrets: dict[str,
                 hint=_suggest(name, list(declared)) or f"declare it under variables: ({name}: default)",
             )
     values = {**declared, **overrides}
-    document.data = _replace(document, data, (), {**values, **secrets})
+    allowed = data.get(SAFETY_OPT_IN, []) if isinstance(data, dict) else []
+    fixed = set(declared) - set(allowed if isinstance(allowed, list) else [])
+    document.data = _replace(document, data, (), {**values, **secrets}, fixed)
     return values
 
 
-def _replace(document: Document, value: Any, path: tuple[str | int, ...], values: dict[str, Any]) -> Any:
+def _replace(
+    document: Document, value: Any, path: tuple[str | int, ...], values: dict[str, Any], fixed: set[str]
+) -> Any:
     if isinstance(value, dict):
         return {
             key: item
-            if path == () and key in ("variables", "secrets")
-            else _replace(document, item, (*path, key), values)
+            if path == () and key in ("variables", "secrets", SAFETY_OPT_IN)
+            else _replace(document, item, (*path, key), values, fixed)
             for key, item in value.items()
         }
     if isinstance(value, list):
-        return [_replace(document, item, (*path, i), values) for i, item in enumerate(value)]
+        return [_replace(document, item, (*path, i), values, fixed) for i, item in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     for name in PLACEHOLDER.findall(value):
@@ -79,6 +85,12 @@ def _replace(document: Document, value: Any, path: tuple[str | int, ...], values
                 f"unknown variable ${{{name}}}",
                 where=document.location(path),
                 hint=_suggest(name, list(values)) or "declare it under variables: or pass --var",
+            )
+        if path and path[0] in SAFETY_SECTIONS and name in fixed:
+            raise SpecError(
+                f"${{{name}}} in {path[0]}: a variable there lets --var change what limits the run",
+                where=document.location(path),
+                hint=f"write the value itself, or allow it on purpose: {SAFETY_OPT_IN}: [{name}]",
             )
     whole = PLACEHOLDER.fullmatch(value)
     if whole:

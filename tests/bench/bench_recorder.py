@@ -16,6 +16,7 @@ on the way out. Exits 0 when the bench ran (whether or not the targets were met)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import http.client
 import json
@@ -108,13 +109,13 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 @contextmanager
-def demo_backend(workdir: Path) -> Iterator[int]:
-    """Run the demo backend (GET /work, no simulated work) on a free port; yield the port."""
+def demo_service(module: str, workdir: Path, *args: str) -> Iterator[int]:
+    """Run a demo server module on a free port until the block ends; yield the port."""
     port = free_port()
-    log_path = workdir / "backend.log"
+    log_path = workdir / f"{module.rsplit('.', 1)[-1]}-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chaoslib_ext.demo.backend", "--port", str(port), "--work-ms", "0"],
+            [sys.executable, "-m", module, "--port", str(port), *args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -127,6 +128,11 @@ def demo_backend(workdir: Path) -> Iterator[int]:
         yield port
     finally:
         terminate(proc, grace=5.0)
+
+
+def demo_backend(workdir: Path) -> contextlib.AbstractContextManager[int]:
+    """The demo backend (GET /work, no simulated work)."""
+    return demo_service("chaoslib_ext.demo.backend", workdir, "--work-ms", "0")
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], port: int, log_path: Path, timeout: float = 15.0) -> None:
@@ -345,11 +351,12 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
 RECORDER_COST_CODE = """
 import time
 from chaoslib_ext.load.recorder import Recorder
-recorder = Recorder(fd=-1)
+recorder = Recorder(fd=-1, limits_us=(250_000, 1_000_000), timeout=10.0)
 calls = 200_000
 started = time.perf_counter()
-for i in range(calls):
-    recorder.on_request("GET", "/work", 12.5 + (i % 977) * 0.37, exception=None)
+for i in range(calls):  # what each request costs: known when sent, filed when Locust reports it
+    recorder.sending("GET /work", 1.0)  # a paced user whose answers come within its interval
+    recorder.on_request("GET", "/work", 12.5 + (i % 977) * 0.37, exception=None, start_time=time.time())
 print((time.perf_counter() - started) / calls)
 """
 

@@ -18,19 +18,17 @@ import argparse
 import json
 import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from fractions import Fraction
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))  # tests/exact_verdict.py
 
-from bench_recorder import HOST, child_env, free_port, terminate, wait_healthy  # noqa: E402
+from bench_recorder import HOST, demo_service  # noqa: E402
 from exact_verdict import ExactSlo, phase_held  # noqa: E402
 
 from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE  # noqa: E402
@@ -45,25 +43,6 @@ LOCUSTFILES = (REPO / "loadtests" / "checkout.py", BENCH_DIR / "locustfile_check
 LIMITS_MS = (20, 50, 100, 250, 500, 1000, 2000)
 PHASES = (("baseline", 0, 8), ("fault", 8, 14), ("recovery", 14, 22))
 QUANTILES = ("p50", "p90", "p95", "p99", "p999", "max")
-
-
-@contextmanager
-def service(module: str, workdir: Path, *args: str) -> Iterator[int]:
-    port = free_port()
-    log = workdir / f"{module.rsplit('.', 1)[-1]}-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--port", str(port), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=child_env(),
-            start_new_session=True,
-        )
-    try:
-        wait_healthy(proc, port, log)
-        yield port
-    finally:
-        terminate(proc, grace=5.0)
 
 
 def random_fault(rng: random.Random) -> tuple[str, Toxic | None, str]:
@@ -119,10 +98,10 @@ def one_run(rng: random.Random, workdir: Path, slos: int) -> tuple[int, int, str
     hub = FaultHub()
     with ExitStack() as stack:
         stack.callback(hub.stop)
-        backends = [stack.enter_context(service("chaoslib_ext.demo.backend", workdir)) for _ in range(2)]
+        backends = [stack.enter_context(demo_service("chaoslib_ext.demo.backend", workdir)) for _ in range(2)]
         proxies = [hub.proxy(f"backend-{i}", (HOST, port)) for i, port in enumerate(backends)]
         front = stack.enter_context(
-            service(
+            demo_service(
                 "chaoslib_ext.demo.frontend",
                 workdir,
                 "--backends",
