@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -25,8 +27,33 @@ from .trust import RunDirectory, Untrusted
 from .units import format_duration, format_ms, format_percent
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in gameday's one-line form and a "did you mean" for options."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"gameday {self.prog.removeprefix('gameday').strip()} --help".replace("  ", " ")
+        unknown = re.match(r"unrecognized arguments: (-\S+)", message)
+        if unknown:
+            options = [o for a in _all_actions(self) for o in a.option_strings if o.startswith("--")]
+            close = difflib.get_close_matches(unknown.group(1).split("=")[0], options, n=1)
+            message = f"unknown option {unknown.group(1)}"
+            hint = f"did you mean {close[0]}?" if close else hint
+        print(f"gameday: error: {message} (hint: {hint})", file=sys.stderr)
+        sys.exit(int(ExitCode.INVALID_INPUT))
+
+
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's options and every subcommand's (unknown options reach the top-level parser)."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                actions += sub._actions
+    return actions
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gameday",
         description="Run chaos experiments under load and judge whether the system held its SLO.",
         epilog="exit codes: 0 SLO held, 1 SLO violated (or the steady state not restored after), "

@@ -28,7 +28,7 @@ from .plan import Plan
 from .probes import ProbeResult, run_probe
 from .progress import Progress
 from .samples import FLUSH_LAG_SECONDS, SampleStore
-from .slo import ObjectiveResult, Verdict, Window, check, judge, measure, top_error, whole_seconds
+from .slo import ObjectiveResult, Sli, Verdict, Window, check, judge, measure, top_error, whole_seconds
 from .timeline import Timeline
 from .trust import RunDirectory
 from .undo import UndoAction
@@ -218,6 +218,7 @@ class Engine:
         else:
             self.target = LocalTarget(self.experiment, self.logs, self.timeline, self.ledger)
         self.target.start()
+        self.load.host = self.target.load_host(self.experiment.load.host)
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):
             result.status = "steady-state-failed"
@@ -260,6 +261,9 @@ class Engine:
             now = time.time()
             while phases and phases[0].start <= now:
                 phase = phases.pop(0)
+                ended = [w for w in self.result.windows if w.end == phase.start]
+                if ended:
+                    self._phase_over(ended[0])
                 baseline = next(w for w in self.result.windows if w.name == "baseline")
                 if phase.name == "fault" and self.plan.faults and whole_seconds(baseline.start, baseline.end):
                     self._gate(baseline)
@@ -272,6 +276,7 @@ class Engine:
                 else:
                     self._revert(action.fault_index)
             if now >= end:
+                self._phase_over(self.result.windows[-1])
                 return
             trip = self.guards.check(now)
             if trip is not None:
@@ -412,16 +417,27 @@ class Engine:
         return results
 
     def _show_status(self, origin: float, now: float) -> None:
-        phase = next((w.name for w in self.result.windows if w.start <= now < w.end), "")
+        """The current phase's own figures since it began, and its last seconds', as answered."""
+        window = next((w for w in self.result.windows if w.start <= now < w.end), None)
         stop = int(now - FLUSH_LAG_SECONDS)  # seconds before this one have reached the runner
-        start = max(stop - LIVE_WINDOW_SECONDS, int(origin))
-        seconds = stop - start
-        sli = measure(self.load.samples.finished_window(start, stop), seconds)
-        slo_ok = all(o.held for o in check(self.experiment.slo, sli, phase)) if sli.requests else None
-        error_rate = None if sli.availability is None else 1 - sli.availability
-        self.progress.status(
-            phase, now - origin, self.plan.duration, sli.throughput, sli.latency_ms["p95"], error_rate, slo_ok
+        if window is None or stop <= window.start:
+            return  # not one whole second of this phase yet: its end prints its figures anyway
+        so_far = self._phase_so_far(window, stop)
+        start = max(stop - LIVE_WINDOW_SECONDS, int(window.start))
+        recent = measure(self.load.samples.finished_window(start, stop), stop - start)
+        slo_ok = (
+            all(o.held for o in check(self.experiment.slo, so_far, window.name)) if so_far.requests else None
         )
+        self.progress.status(window.name, now - origin, self.plan.duration, so_far, recent, slo_ok)
+
+    def _phase_so_far(self, window: Window, stop: float) -> Sli:
+        seconds = max(0, int(stop) - int(window.start))
+        return measure(self.load.samples.finished_window(window.start, min(stop, window.end)), seconds)
+
+    def _phase_over(self, window: Window) -> None:
+        """One line per phase when it ends, whatever the output: its own figures."""
+        self.load.samples.wait_for_second(int(window.end) - 1, timeout=FLUSH_LAG_SECONDS)
+        self.progress.phase_over(window.name, self._phase_so_far(window, window.end))
 
     def _judge(self, until: float | None, cut_short: bool = False) -> None:
         windows = self.result.windows

@@ -22,7 +22,11 @@ def start_held(argv: list[str], **popen: Any) -> tuple[subprocess.Popen[bytes], 
     """Start `argv` held (in a new session, its stdin /dev/null once it runs), and the function
     that lets it go. Raises OSError when the program does not exist, as Popen would."""
     program = argv[0]
-    if shutil.which(program, path=popen.get("env", os.environ).get("PATH")) is None:
+    if "/" in program:
+        found = os.access(os.path.join(popen.get("cwd") or ".", program), os.X_OK)
+    else:
+        found = shutil.which(program, path=popen.get("env", os.environ).get("PATH")) is not None
+    if not found:
         raise FileNotFoundError(2, "No such file or directory", program)
     read_fd, write_fd = os.pipe()
     try:

@@ -5,6 +5,7 @@ Faults act on it through small protocols (faults/base.py, faults/network.py, fau
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from .errors import RunAborted
 from .ledger import Ledger
@@ -12,9 +13,10 @@ from .network.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
 from .network.kernel import KernelTarget, Namespace, NamespaceFactory
 from .network.proxy import FaultHub, FaultProxy
 from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
-from .spec.model import Experiment, NetworkFault
+from .spec.model import FRONT, Experiment, NetworkFault
 from .timeline import Timeline
 from .trust import RunDirectory
+from .undo import tool
 
 
 class LocalTarget:
@@ -24,7 +26,8 @@ class LocalTarget:
         services = experiment.services
         self.ledger = ledger
         self.timeline = timeline
-        self.hub = FaultHub() if experiment.proxied or experiment.dns else None
+        self.hub = FaultHub() if experiment.proxied or experiment.dns or experiment.load.front else None
+        self.front: FaultProxy | None = None  # where the load goes, for `load.host: http://{proxied:web}`
         self.proxies: dict[str, list[FaultProxy]] = {}
         self.namespaces: dict[str, list[Namespace]] = {}
         self.dns: FaultDnsServer | None = None
@@ -65,6 +68,15 @@ class LocalTarget:
                 shared[f"hostnames:{name}"] = ",".join(
                     f"{host}:{replica_port(service, i)}" for i, host in enumerate(names)
                 )
+            if experiment.load.front:
+                assert self.hub is not None
+                field, name = experiment.load.front
+                upstreams = [
+                    (host, int(port))
+                    for host, _, port in (a.rpartition(":") for a in shared[f"{field}:{name}"].split(","))
+                ]
+                self.front = self.hub.proxy(f"front-{name}", upstreams[0], 0, *upstreams[1:])
+                timeline.add("network", "front", name, address=self.front.address, upstreams=len(upstreams))
             if experiment.dns:
                 assert self.hub is not None
                 self.dns = FaultDnsServer(self.hub, loopback_socket(), RunNames(records))
@@ -73,6 +85,12 @@ class LocalTarget:
                 name: [(ns.address, ns.exec_prefix()) for ns in namespaces]
                 for name, namespaces in self.namespaces.items()
             }
+            resolving = [name for name, s in services.items() if s.resolver == "gameday"]
+            if resolving:
+                assert self.dns is not None, "spec runs the DNS server for a service that resolves through it"
+                prefix = system_resolver_prefix(self.dns, logs)
+                timeline.add("network", "resolver", ", ".join(resolving), address=f"{self.dns_address}:53")
+                placement.update({name: [(LOOPBACK, prefix)] * services[name].replicas for name in resolving})
             self.supervisor = ServiceSupervisor(services, logs, timeline, shared, placement, ledger)
         except BaseException:
             self.stop_network()
@@ -88,7 +106,10 @@ class LocalTarget:
     def traffic_to(self, pod: Replica) -> int | None:
         """Connections through the replica's fault proxy so far; None if callers reach it directly."""
         proxies = self.proxies.get(pod.service.name)
-        return None if proxies is None else proxies[pod.index].connections_seen()
+        if proxies is None:
+            return None
+        proxy = proxies[pod.index]
+        return proxy.connections_seen() + proxy.connections_open()
 
     # what network and DNS faults need
     def proxies_for(self, service: str) -> list[FaultProxy]:
@@ -102,6 +123,16 @@ class LocalTarget:
             KernelTarget(f"{service}-{i}", namespace, replica_port(spec, i) or 0)
             for i, namespace in enumerate(self.namespaces[service])
         ]
+
+    @property
+    def dns_address(self) -> str:
+        return self.dns.system_address if self.dns is not None and self.dns.system_address else ""
+
+    def load_host(self, host: str) -> str:
+        """The URL Locust is given: `http://{proxied:web}` becomes the front's address."""
+        if self.front is None:
+            return host
+        return FRONT.sub(rf"\g<1>{self.front.address}\g<4>", host)
 
     def dns_server(self) -> FaultDnsServer:
         assert self.dns is not None, "spec guarantees a DNS server when DNS faults are declared"
@@ -136,3 +167,31 @@ class LocalTarget:
             raise RunAborted(
                 f"could not remove what the run set up: {problems[0]}", hint="run `gameday recover` as root"
             )
+
+
+def system_resolver_prefix(server: FaultDnsServer, logs: RunDirectory) -> list[str]:
+    """How a replica is started so that its system resolver (getaddrinfo, /etc/resolv.conf) is the
+    run's DNS server: in a mount namespace of its own (unshare, as root) where /etc/resolv.conf is a
+    file of the run's naming the server's own address on port 53; the host's file is untouched."""
+    address = server.listen_on_port_53()
+    kept = [line for line in _host_resolv_conf() if line.split()[:1] in (["search"], ["options"])]
+    path = logs.write("resolv.conf", "\n".join([f"nameserver {address}", *kept]) + "\n", mode=0o644)
+    mount = tool("mount")
+    return [
+        tool("unshare"),
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        f'{mount} --bind "$0" /etc/resolv.conf && exec "$@"',
+        str(path),
+    ]
+
+
+def _host_resolv_conf() -> list[str]:
+    try:
+        return Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        return []

@@ -33,6 +33,9 @@ def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:
     load's host (by address, so that localhost and 127.0.0.1 are one target) and port."""
     if experiment.driver == "docker":
         return f"docker engine {docker_engine_id}"
+    if experiment.load.front:  # gameday's front for a service it starts: that service's first port
+        service = experiment.services[experiment.load.front[1]]
+        return f"local 127.0.0.1:{service.port}"
     parts = urlsplit(experiment.load.host)
     host = parts.hostname or ""
     with contextlib.suppress(OSError):  # unresolvable now: its name is the best key there is
@@ -41,9 +44,15 @@ def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:
 
 
 class TargetLock:
-    def __init__(self, key: str, stream: IO[str]) -> None:
+    """The flock that makes a run the only one on its target. Its file is removed when released,
+    so that none piles up; a run that locked a file another run removed meanwhile (it released
+    between our open and our flock) sees that the path no longer names its file, and tries again."""
+
+    def __init__(self, key: str, stream: IO[str], dir_fd: int, name: str) -> None:
         self.key = key
         self._stream = stream
+        self._dir_fd = dir_fd
+        self._name = name
 
     @classmethod
     def acquire(cls, key: str, run_id: str, experiment: Path, directory: Path | None = None) -> TargetLock:
@@ -52,50 +61,103 @@ class TargetLock:
         group = shared_group()
         locks = (directory or state_dir()) / "locks"
         name = hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock"
-        state = open_state_dir(directory)  # checks the state directory itself first
-        os.close(state)
+        os.close(open_state_dir(directory))  # checks the state directory itself first
         dir_fd = open_directory(locks, SHARED if group is not None else PRIVATE, group)
         try:
-            fd = os.open(
-                name,
-                os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                0o660 if group is not None else 0o600,
-                dir_fd=dir_fd,
-            )
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                os.close(fd)
-                raise OSError(f"{name} is not a regular file")
-            if group is not None and info.st_uid == os.geteuid():
-                os.fchmod(fd, 0o660)  # whatever the umask: the group's other runs must take it too
-        except OSError as error:
-            raise Untrusted(
-                f"cannot use the lock file: {error.strerror or error}",
-                where=str(locks / name),
-                hint="remove it if it is not gameday's",
-            ) from None
-        finally:
+            for _ in range(ATTEMPTS):
+                stream = _open(dir_fd, name, group, locks)
+                try:
+                    fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    stream.seek(0)
+                    holder = _holder(stream.read())
+                    stream.close()
+                    raise RunAborted(
+                        f"{key} is in use by another experiment: {holder}",
+                        hint="one experiment at a time per target: wait for it to end, or stop it",
+                    ) from None
+                if _still_named(stream, dir_fd, name):
+                    break
+                stream.close()  # its holder removed it as it let go: take the new one
+            else:
+                raise RunAborted(f"{key}: its lock file keeps changing", hint="try again")
+        except BaseException:
             os.close(dir_fd)
-        stream = os.fdopen(fd, "r+", encoding="utf-8")
-        try:
-            fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            stream.seek(0)
-            holder = _holder(stream.read())
-            stream.close()
-            raise RunAborted(
-                f"{key} is in use by another experiment: {holder}",
-                hint="one experiment at a time per target: wait for it to end, or stop it",
-            ) from None
+            raise
         stream.seek(0)
         stream.truncate()
         holder = {"run": run_id, "pid": os.getpid(), "experiment": str(experiment), "since": time.time()}
         stream.write(json.dumps(holder) + "\n")
         stream.flush()
-        return cls(key, stream)
+        return cls(key, stream, dir_fd, name)
 
     def release(self) -> None:
-        self._stream.close()  # closing drops the flock
+        """Remove the lock file, then let go of it (closing drops the flock); remove the files of
+        runs that died without letting go too (the kernel dropped their flocks)."""
+        try:
+            if _still_named(self._stream, self._dir_fd, self._name):
+                with contextlib.suppress(OSError):
+                    os.unlink(self._name, dir_fd=self._dir_fd)
+            self._stream.close()
+            _prune(self._dir_fd)
+        finally:
+            self._stream.close()
+            os.close(self._dir_fd)
+
+
+ATTEMPTS = 20
+
+
+def _open(dir_fd: int, name: str, group: int | None, locks: Path) -> IO[str]:
+    try:
+        fd = os.open(
+            name,
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            0o660 if group is not None else 0o600,
+            dir_fd=dir_fd,
+        )
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise OSError(f"{name} is not a regular file")
+        if group is not None and info.st_uid == os.geteuid():
+            os.fchmod(fd, 0o660)  # whatever the umask: the group's other runs must take it too
+    except OSError as error:
+        raise Untrusted(
+            f"cannot use the lock file: {error.strerror or error}",
+            where=str(locks / name),
+            hint="remove it if it is not gameday's",
+        ) from None
+    return os.fdopen(fd, "r+", encoding="utf-8")
+
+
+def _prune(dir_fd: int) -> None:
+    """Remove the lock files nobody holds (left by runs killed before they could)."""
+    for name in os.listdir(dir_fd):
+        if not name.endswith(".lock"):
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+        except OSError:
+            continue
+        with os.fdopen(fd, "r") as stream:
+            try:
+                fcntl.flock(stream, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # held: a run is using it
+            if stat.S_ISREG(os.fstat(fd).st_mode) and _still_named(stream, dir_fd, name):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=dir_fd)
+
+
+def _still_named(stream: IO[str], dir_fd: int, name: str) -> bool:
+    """Whether the lock file's path still names the file this stream has open."""
+    try:
+        current = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(stream.fileno())
+    return (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _holder(text: str) -> str:

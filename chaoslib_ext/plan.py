@@ -11,6 +11,7 @@ from .blast import blast_radius
 from .faults.base import choose, selection_size
 from .guards import describe as describe_guard
 from .network.dns import DNS_ZONE
+from .ports import port_holder, port_in_use
 from .services import replica_port
 from .spec.model import (
     PHASES,
@@ -21,6 +22,7 @@ from .spec.model import (
     FaultSpec,
     NetworkFault,
     PodKill,
+    ServiceSpec,
 )
 from .units import format_clock, format_duration, format_percent, format_rate
 
@@ -193,6 +195,8 @@ def _fault_plan(
 def unreached(experiment: Experiment, service: str) -> tuple[str, ...]:
     """The replicas of a service that nothing in the experiment sends traffic to: not the load's
     host, and no other service is given their addresses ({endpoints:}, {proxied:}, {hostnames:})."""
+    if experiment.load.front and experiment.load.front[1] == service:
+        return ()  # the load itself spreads over its replicas
     references = [f"{{{field}:{service}}}" for field in ("endpoints", "proxied", "hostnames")]
     for other in experiment.services.values():
         texts = (*other.command, *other.env.values(), other.ready.url or "")
@@ -229,6 +233,19 @@ def _reach_warnings(
         f"fault #{index + 1} {spec.kind} {verb} {', '.join(hits)}, which nothing in this experiment "
         f"sends traffic to ({why}): unless something outside does, it tests nothing",
     )
+
+
+def ready_text(service: ServiceSpec) -> str:
+    """How gameday will know a replica is up, with the defaults it takes."""
+    ready, within = service.ready, format_duration(service.ready.timeout)
+    if ready.url:
+        return f"{ready.url} answers 2xx (within {within})"
+    if ready.command:
+        return f"{' '.join(ready.command)} exits 0 (within {within})"
+    if ready.tcp or service.port:
+        port = f"port {ready.tcp}" if ready.tcp else "its port"
+        return f"{port} accepts connections (within {within})"
+    return "it has run for half a second (no port to check)"
 
 
 def seed_text(spec: FaultSpec, seed: int) -> str:
@@ -294,6 +311,7 @@ def render_plan(plan: Plan) -> str:
     lines = [f"Plan: {experiment.title}", f"  file: {experiment.path}", "", "Services (started by gameday):"]
     if not experiment.services:
         lines.append("  none: the system under test is already running")
+    taken = []
     for service in experiment.services.values():
         ports = [replica_port(service, i) for i in range(service.replicas)]
         where = ", ".join(f"{service.name}-{i}" + (f" :{p}" if p else "") for i, p in enumerate(ports))
@@ -301,7 +319,14 @@ def render_plan(plan: Plan) -> str:
             f"  {service.name}: {service.replicas} replica(s) [{where}], restart "
             f"{service.restart.policy} after {format_duration(service.restart.delay)}"
             + (", each replica in a network namespace of its own" if service.isolation == "netns" else "")
+            + (", its resolver is the run's DNS server" if service.resolver == "gameday" else "")
         )
+        lines.append(f"     ready when {ready_text(service)}; runs in {service.cwd}")
+        taken += [
+            f"port {port} ({service.name}-{i}) is in use now by {port_holder(port)}"
+            for i, port in enumerate(ports)
+            if port and service.isolation != "netns" and port_in_use(port)
+        ]
     if experiment.proxied or experiment.dns:
         lines += ["", "Fault injection points (started with the run, stopped with it):"]
         for name in experiment.proxied:
@@ -318,10 +343,17 @@ def render_plan(plan: Plan) -> str:
     load = experiment.load
     lines += [
         "",
-        f"Load: {load.locustfile.name} -> {load.host}, {load.users} users (spawn rate {load.spawn_rate:g}/s)",
-        "",
-        "Timeline (from the moment all users are spawned):",
+        f"Load: {load.locustfile.name} -> {load.host}, {load.users_text} (spawn rate {load.spawn_rate:g}/s), "
+        f"request timeout {format_duration(load.request_timeout)}",
     ]
+    if load.front:
+        field, name = load.front
+        through = "their fault proxies" if field == "proxied" else "them directly"
+        lines.append(
+            f"  gameday's front for {name}: each new connection goes to the next of its "
+            f"{experiment.services[name].replicas} replica(s), through {through}"
+        )
+    lines += ["", "Timeline (from the moment all users are spawned):"]
     for phase in plan.phases:
         judged = "judged" if phase.name in experiment.slo.judge else "not judged"
         start, end = format_clock(phase.start, tenths=True), format_clock(phase.end, tenths=True)
@@ -348,7 +380,13 @@ def render_plan(plan: Plan) -> str:
     ]
     if limit is not None:
         lines.append(f"  limit: target.max_share {format_percent(limit.share)}")
-    warnings = [warning for fault in plan.faults for warning in fault.warnings]
+    else:
+        every = any(radius.at_most == radius.of for radius in blast_radius(plan))
+        lines.append(
+            "  limit: none (target.max_share is not set)"
+            + (": a fault may hold every replica of a service at once" if every else "")
+        )
+    warnings = [warning for fault in plan.faults for warning in fault.warnings] + taken
     if warnings:
         lines += ["", "Warnings:"] + [f"  ! {warning}" for warning in warnings]
     lines += ["", "Guards (abort and revert at once):"]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .slo import Sli
 from .units import format_clock, format_ms
 
 NON_TTY_EVERY_SECONDS = 5.0
@@ -31,23 +32,19 @@ class Progress:
         self._write(self.mask(text) + "\n")
 
     def status(
-        self,
-        phase: str,
-        elapsed: float,
-        total: float,
-        rps: float | None,
-        p95_ms: float | None,
-        error_rate: float | None,
-        slo_ok: bool | None,
+        self, phase: str, elapsed: float, total: float, so_far: Sli, recent: Sli, slo_ok: bool | None
     ) -> None:
+        """The phase's own figures since it began (and whether its SLO holds so far), then the
+        last seconds' rate, errors and p95."""
         if self.quiet:
             return
         slo = "-" if slo_ok is None else ("ok" if slo_ok else "BREACHED")
-        errors = "-" if error_rate is None else f"{error_rate:.1%}"
+        rate = "-" if recent.throughput is None else f"{recent.throughput:.0f}"
         text = (
-            f"[{phase:<8} {format_clock(elapsed)}/{format_clock(total)}] "
-            f"{'-' if rps is None else f'{rps:.0f}'} req/s  p95 {format_ms(p95_ms)}  "
-            f"errors {errors}  SLO {slo}"
+            f"[{phase:<8} {format_clock(elapsed)}/{format_clock(total)}] this phase: {so_far.requests} req, "
+            f"errors {_errors(so_far)}, p95 {format_ms(so_far.latency_ms['p95'])}, SLO {slo} | "
+            f"last {recent.seconds}s: {rate} ok/s, errors {_errors(recent)}, "
+            f"p95 {format_ms(recent.latency_ms['p95'])}"
         )
         now = time.monotonic()
         if self.interactive:
@@ -55,6 +52,12 @@ class Progress:
         elif now - self._last_printed >= NON_TTY_EVERY_SECONDS:
             self._write(text + "\n")
             self._last_printed = now
+
+    def phase_over(self, phase: str, sli: Sli) -> None:
+        self.event(
+            f"   {phase} phase over: {sli.requests} req answered, errors {_errors(sli)}, "
+            f"p95 {format_ms(sli.latency_ms['p95'])}, p99 {format_ms(sli.latency_ms['p99'])}"
+        )
 
     def close(self) -> None:
         if self._pending:
@@ -71,3 +74,7 @@ class Progress:
         except (OSError, ValueError):  # ValueError: the stream was closed
             pass
         self._pending = pending
+
+
+def _errors(sli: Sli) -> str:
+    return "-" if sli.availability is None else f"{1 - sli.availability:.1%}"

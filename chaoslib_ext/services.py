@@ -26,6 +26,7 @@ from typing import IO
 from .errors import RunAborted
 from .launch import start_held
 from .ledger import Ledger
+from .ports import port_holder, port_in_use
 from .spec.model import ServiceSpec
 from .timeline import Timeline
 from .trust import RunDirectory
@@ -36,6 +37,7 @@ POLL_SECONDS = 0.05
 STOP_GRACE_SECONDS = 5.0
 # With neither a ready URL nor a port, a replica counts as ready once it has stayed up this long.
 UNCHECKED_READY_SECONDS = 0.5
+COMMAND_READY_SECONDS = 5.0  # a ready command may take this long
 
 
 def replica_port(service: ServiceSpec, index: int) -> int | None:
@@ -68,6 +70,15 @@ def endpoints(services: dict[str, ServiceSpec], hosts: dict[str, list[str]] | No
     }
 
 
+@dataclass(frozen=True)
+class Readiness:
+    """How one replica is checked: a URL, a command, or a TCP address (else its service's port)."""
+
+    url: str | None = None
+    command: tuple[str, ...] | None = None
+    tcp: tuple[str, int] | None = None
+
+
 @dataclass
 class Replica:
     """One process of a service, possibly restarted several times."""
@@ -76,7 +87,7 @@ class Replica:
     index: int
     command: list[str]
     env: dict[str, str]
-    ready_url: str | None
+    ready: Readiness
     logs: RunDirectory
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
@@ -113,6 +124,7 @@ class Replica:
         try:
             self.process, release = start_held(
                 self.command,
+                cwd=self.service.cwd,
                 stdout=self.log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
@@ -137,35 +149,69 @@ class Replica:
         return lines[-1][:200] if lines else ""
 
 
-def probe_ready(replica: Replica, timeout: float = 0.5) -> bool:
-    """One readiness attempt: the ready URL answers 2xx, or else the port accepts connections.
-
-    A connect to a port nobody listens on yet, in the ephemeral range, can be a TCP
-    self-connection (the kernel picks that very port as the source): it echoes the request back,
-    which is no answer, and it is not a listener either."""
-    if replica.ready_url:
-        try:
-            with urllib.request.urlopen(replica.ready_url, timeout=timeout) as response:
-                return 200 <= response.status < 300
-        except (urllib.error.URLError, http.client.HTTPException, OSError):
-            return False
-    if replica.port is not None:
-        try:
-            with socket.create_connection((replica.host, replica.port), timeout=timeout) as connection:
-                return connection.getsockname() != connection.getpeername()
-        except OSError:
-            return False
-    return replica.alive() and time.monotonic() - replica.spawned_at >= UNCHECKED_READY_SECONDS
+def probe_ready(replica: Replica, timeout: float = 0.5) -> tuple[bool, str]:
+    """One readiness attempt, and what it saw: the ready URL answers 2xx, the ready command exits
+    0, or the TCP port (ready.tcp, else the service's port) accepts a connection."""
+    ready = replica.ready
+    if ready.url:
+        return _http_ready(ready.url, timeout)
+    if ready.command:
+        return _command_ready(ready.command, max(timeout, COMMAND_READY_SECONDS), replica.env)
+    address = ready.tcp or ((replica.host, replica.port) if replica.port is not None else None)
+    if address is not None:
+        return _tcp_ready(address, timeout)
+    settled = replica.alive() and time.monotonic() - replica.spawned_at >= UNCHECKED_READY_SECONDS
+    return settled, "running" if settled else "just started"
 
 
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
+def _http_ready(url: str, timeout: float) -> tuple[bool, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300, f"HTTP {response.status} from {url}"
+    except urllib.error.HTTPError as error:
+        return False, f"HTTP {error.code} from {url}"
+    except urllib.error.URLError as error:
+        return False, f"{_connect_problem(error.reason)} at {url}"
+    except (http.client.HTTPException, OSError) as error:  # a self-connection echoes the request back
+        return False, f"{_connect_problem(error)} at {url}"
+
+
+def _tcp_ready(address: tuple[str, int], timeout: float) -> tuple[bool, str]:
+    """A connect to a port nobody listens on yet, in the ephemeral range, can be a TCP
+    self-connection (the kernel picks that very port as the source): that is no listener."""
+    where = f"{address[0]}:{address[1]}"
+    try:
+        with socket.create_connection(address, timeout=timeout) as connection:
+            if connection.getsockname() == connection.getpeername():
+                return False, f"nothing listens on {where}"
+            return True, f"{where} accepts connections"
+    except OSError as error:
+        return False, f"{_connect_problem(error)} at {where}"
+
+
+def _command_ready(command: tuple[str, ...], timeout: float, env: dict[str, str]) -> tuple[bool, str]:
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env}
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"{command[0]} did not finish within {timeout:g}s"
+    except OSError as error:
+        return False, f"{command[0]}: {error.strerror}"
+    said = (result.stderr or result.stdout).strip().splitlines()
+    return result.returncode == 0, f"{command[0]} exited {result.returncode}" + (
+        f": {said[-1][:120]}" if said else ""
+    )
+
+
+def _connect_problem(error: object) -> str:
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(error, TimeoutError | socket.timeout):
+        return "no answer in time"
+    if isinstance(error, http.client.HTTPException):
+        return "no HTTP answer"
+    return str(getattr(error, "strerror", None) or error)
 
 
 class ServiceSupervisor:
@@ -194,11 +240,11 @@ class ServiceSupervisor:
         self._stopping = threading.Event()
         self._monitor: threading.Thread | None = None
         self._groups: set[int] = set()  # process groups not yet cleared, so that none outlives the run
+        self._killed: set[int] = set()  # replicas a fault killed: their exit is not a crash
         for name, service in services.items():
             places = placement.get(name, [(LOOPBACK, [])] * service.replicas)
             self.replicas[name] = []
             for i, (host, prefix) in enumerate(places):
-                url = service.ready.url
                 self.replicas[name].append(
                     Replica(
                         service=service,
@@ -208,7 +254,7 @@ class ServiceSupervisor:
                             *(render(part, service, i, shared, host) for part in service.command),
                         ],
                         env={k: render(v, service, i, shared, host) for k, v in service.env.items()},
-                        ready_url=render(url, service, i, shared, host) if url else None,
+                        ready=_readiness(service, i, shared, host),
                         logs=logs,
                         host=host,
                     )
@@ -221,10 +267,17 @@ class ServiceSupervisor:
         """Start services in declaration order, each fully ready before the next one starts."""
         for replica in self.all_replicas():
             if replica.port is not None and replica.host == LOOPBACK and port_in_use(replica.port):
+                service = replica.service
+                move = (
+                    f"--var {service.port_variable}=<another port>"
+                    if service.port_variable
+                    else f"another services.{service.name}.port"
+                )
+                holder = port_holder(replica.port)
                 raise RunAborted(
-                    f"port {replica.port} for {replica.name} is already in use",
-                    where=str(replica.service.where),
-                    hint="stop what listens there or choose another port (for example with --var)",
+                    f"port {replica.port} for {replica.name} is already in use by {holder}",
+                    where=str(service.where),
+                    hint=f"stop it, or choose {move}",
                 )
         for name, replicas in self.replicas.items():
             for replica in replicas:
@@ -237,6 +290,7 @@ class ServiceSupervisor:
     def _wait_ready(self, name: str, replicas: list[Replica]) -> None:
         deadline = time.monotonic() + self.services[name].ready.timeout
         waiting = list(replicas)
+        seen: dict[str, str] = {}  # what each replica's last check saw
         while waiting:
             for replica in list(waiting):
                 if not replica.alive():
@@ -247,15 +301,16 @@ class ServiceSupervisor:
                         where=str(replica.service.where),
                         hint=f"see {replica.log_path}",
                     )
-                if probe_ready(replica):
+                ready, seen[replica.name] = probe_ready(replica)
+                if ready:
                     waiting.remove(replica)
                     self.timeline.add("service", "ready", replica.name)
             if waiting and time.monotonic() > deadline:
+                last = "; ".join(f"{r.name}: {seen[r.name]}" for r in waiting)
                 raise RunAborted(
-                    f"service {name} not ready after {self.services[name].ready.timeout:g}s "
-                    f"({', '.join(r.name for r in waiting)})",
+                    f"service {name} not ready after {self.services[name].ready.timeout:g}s: {last}",
                     where=str(self.services[name].where),
-                    hint="check the ready URL or raise ready.timeout",
+                    hint=f"see {waiting[0].log_path}, check services.{name}.ready or raise ready.timeout",
                 )
             if waiting:
                 time.sleep(POLL_SECONDS * 2)
@@ -282,6 +337,7 @@ class ServiceSupervisor:
                 pid=process.pid,
                 code=code,
                 signal=_signal_name(-code) if code < 0 else None,
+                by="fault" if process.pid in self._killed else "itself",
             )
             _signal_group(process.pid, signal.SIGKILL)  # like a pod: what the leader started goes too
             self._untrack(process.pid)
@@ -298,7 +354,7 @@ class ServiceSupervisor:
             self.timeline.add(
                 "service", "restarted", replica.name, pid=replica.pid, restarts=replica.restarts
             )
-        if replica.awaiting_ready and replica.alive() and probe_ready(replica, timeout=0.2):
+        if replica.awaiting_ready and replica.alive() and probe_ready(replica, timeout=0.2)[0]:
             replica.awaiting_ready = False
             self.timeline.add("service", "ready", replica.name)
 
@@ -334,6 +390,7 @@ class ServiceSupervisor:
             if not replica.alive() or replica.pid is None:
                 raise RunAborted(f"{replica.name} is not running")
             pid = replica.pid
+            self._killed.add(pid)
             os.killpg(pid, signal.Signals[signal_name])
             return pid
 
@@ -376,3 +433,15 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+def _readiness(service: ServiceSpec, index: int, shared: dict[str, str], host: str) -> Readiness:
+    ready = service.ready
+    if ready.url:
+        return Readiness(url=render(ready.url, service, index, shared, host))
+    if ready.command:
+        return Readiness(command=tuple(render(part, service, index, shared, host) for part in ready.command))
+    if ready.tcp:
+        port = int(render(ready.tcp, service, index, shared, host))
+        return Readiness(tcp=(host, port))
+    return Readiness()

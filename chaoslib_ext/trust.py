@@ -140,6 +140,7 @@ def replace_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> None
     temporary = f".{name}.{secrets.token_hex(4)}"
     fd = create_file(dir_fd, temporary, mode)
     try:
+        os.fchmod(fd, mode)  # whatever the umask
         with os.fdopen(fd, "wb") as stream:
             stream.write(data)
             stream.flush()
@@ -153,9 +154,10 @@ def replace_file(dir_fd: int, name: str, data: bytes, mode: int = 0o600) -> None
 
 
 class RunDirectory:
-    """A run's report directory: `<report dir>/<run id>`, created 0700 and held open; its logs/
-    likewise. Every file in it is created relative to it (0600), so swapping a path for a symlink
-    while the run lasts redirects nothing."""
+    """A run's report directory: `<report dir>/<run id>`, created and held open; every file in it
+    is created relative to it, so swapping a path for a symlink while the run lasts redirects
+    nothing. The reports (secrets masked) are 0644 and their directory 0755, so that CI can
+    publish them; logs/, which may hold secrets until the run ends, is 0700 with 0600 files."""
 
     def __init__(self, path: Path, fd: int, logs_fd: int) -> None:
         self.path = path
@@ -166,7 +168,7 @@ class RunDirectory:
     def create(cls, report_dir: Path, run_id: str) -> RunDirectory:
         parent = open_directory(report_dir, create_mode=0o755)
         try:
-            os.mkdir(run_id, PRIVATE, dir_fd=parent)
+            os.mkdir(run_id, 0o755, dir_fd=parent)
             fd = os.open(run_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             os.mkdir("logs", PRIVATE, dir_fd=fd)
             logs_fd = os.open("logs", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
@@ -203,9 +205,9 @@ class RunDirectory:
             if changed != text:
                 replace_file(self.logs_fd, name, changed.encode())
 
-    def write(self, name: str, text: str) -> Path:
+    def write(self, name: str, text: str, mode: int = 0o644) -> Path:
         """A report file, written atomically (temporary file, fsync, rename)."""
-        replace_file(self.fd, name, text.encode())
+        replace_file(self.fd, name, text.encode(), mode)
         return self.path / name
 
     def close(self) -> None:

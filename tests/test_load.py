@@ -77,8 +77,9 @@ def test_a_broken_locustfile_is_reported_with_locusts_own_words(tmp_path: Path):
     runner = LoadRunner(
         LoadSpec(broken, "http://127.0.0.1:9", 1, 1), 10, RunDirectory.create(tmp_path, "run"), Timeline()
     )
-    with pytest.raises(RunAborted, match="no_such_module_here"):
+    with pytest.raises(RunAborted, match="no_such_module_here") as caught:
         runner.start()
+    assert "broken.py" in str(caught.value) and "line 1" in str(caught.value)  # where Locust tripped
     runner.stop()
 
 
@@ -136,7 +137,7 @@ def test_an_open_model_load_sends_at_its_arrival_rate_whatever_the_answers_take(
     # 20 task runs a second; the backend answers in 1 ms: 2 users, each every 0.1 s, would do too,
     # but the open model sizes the users for the request timeout (1 s): 20 users, each every 1 s
     load = LoadSpec(
-        REPO / "tests" / "data" / "work_locustfile.py",
+        REPO / "loadtests" / "backend.py",
         backend,
         users=20,
         spawn_rate=20,

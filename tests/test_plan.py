@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 from conftest import MINIMAL, REPO, free_port_block, gameday
@@ -189,3 +190,15 @@ faults:
     assert "Warnings:" not in hits_backend_0.stdout
     unseeded = gameday("plan", str(experiment_file(text.replace(", seed: SEED", ""))))
     assert "fault #1 pod-kill may hit backend-1, which nothing" in unseeded.stdout
+
+
+def test_plan_shows_the_defaults_it_takes_and_the_ports_already_taken(experiment_file):
+    port = free_port_block(4)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen()
+        out = gameday("plan", str(experiment_file(WITH_FAULTS.replace("PORT", str(port))))).stdout
+    assert "restart always after 1s" in out
+    assert "ready when its port accepts connections (within 15s); runs in " in out
+    assert "limit: none (target.max_share is not set)" in out
+    assert f"port {port + 1} (backend-1) is in use now by pid {os.getpid()} (" in out

@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -130,12 +131,46 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def test_a_port_already_in_use_is_a_clear_error(supervisor_for):
+def test_a_port_already_in_use_says_who_holds_it_and_how_to_move(supervisor_for):
     port = free_port_block(1)
     first = supervisor_for(backend(port, replicas=1))
     first.start()
-    with pytest.raises(RunAborted, match=f"port {port} for backend-0 is already in use"):
+    holder = first.replicas["backend"][0].pid
+    with pytest.raises(RunAborted) as caught:
         supervisor_for(backend(port, replicas=1)).start()
+    message = str(caught.value)
+    assert f"port {port} for backend-0 is already in use by pid {holder} (" in message
+    assert "chaoslib_ext.demo.backend" in message and "another services.backend.port" in message
+    with pytest.raises(RunAborted, match="choose --var backend_port=<another port>"):
+        supervisor_for(replace(backend(port, replicas=1), port_variable="backend_port")).start()
+
+
+@pytest.mark.parametrize(
+    ("ready", "saw"),
+    [
+        (ReadyCheck("http://127.0.0.1:{port}/nope", 1.0), "HTTP 404 from http://127.0.0.1:{port}/nope"),
+        (ReadyCheck(None, 1.0, tcp="1"), "connection refused at 127.0.0.1:1"),
+        (ReadyCheck(None, 1.0, command=("sh", "-c", "echo not yet >&2; exit 3")), "sh exited 3: not yet"),
+    ],
+)
+def test_a_replica_that_never_gets_ready_says_what_the_last_check_saw(supervisor_for, ready, saw):
+    port = free_port_block(1)
+    service = replace(backend(port, replicas=1), ready=ready)
+    with pytest.raises(RunAborted) as caught:
+        supervisor_for(service).start()
+    assert f"service backend not ready after 1s: backend-0: {saw.replace('{port}', str(port))}" in str(
+        caught.value
+    )
+
+
+def test_a_replica_is_ready_when_its_tcp_port_or_its_command_says_so(supervisor_for):
+    port = free_port_block(1)
+    connects = ("{python}", "-c", "import socket; socket.create_connection(('127.0.0.1', {port}), 1)")
+    for ready in (ReadyCheck(None, 10.0, tcp="{port}"), ReadyCheck(None, 10.0, command=connects)):
+        supervisor = supervisor_for(replace(backend(port, replicas=1), ready=ready))
+        supervisor.start()
+        assert '"replica": "backend-0"' in get(f"http://127.0.0.1:{port}/work")
+        supervisor.stop()
 
 
 def test_a_service_that_dies_at_start_names_its_last_words(supervisor_for):

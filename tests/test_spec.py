@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, REPO, gameday
+from conftest import LOCUSTFILE, MINIMAL, REPO, gameday
 
 from chaoslib_ext.errors import SpecError
 from chaoslib_ext.network.kernel import netem_available
@@ -56,7 +56,7 @@ def test_minimal_experiment_gets_defaults(experiment_file):
         (
             ("baseline: 1s", 'baseline: "250"'),
             ":5:20:",
-            r"phases\.baseline: expected a duration such as 250ms.*durations need a unit",
+            r"phases\.baseline: expected a duration such as 250ms.*a number and a unit, in lower case",
         ),
         (("baseline: 1s", "baseline: 250"), None, None),
         (
@@ -391,3 +391,82 @@ load: {""",
     assert fault.params.direction == "downstream"
     both = load_experiment(experiment_file(text.replace("delay: 500ms", "delay: 500ms, direction: both")))
     assert "(+1s per request/response exchange)" in make_plan(both).faults[0].description
+
+
+SERVICE_AND_FRONT = MINIMAL.replace('host: "http://127.0.0.1:9"', 'host: "HOST"').replace(
+    "phases:",
+    """\
+services:
+  web:
+    command: ["{python}", "-m", "chaoslib_ext.demo.backend", "--port", "{port}"]
+    replicas: 2
+    port: 18400
+phases:""",
+)
+
+
+def test_the_load_can_go_to_a_service_gameday_starts_through_its_front(experiment_file):
+    load = load_experiment(
+        experiment_file(SERVICE_AND_FRONT.replace("HOST", "http://{proxied:web}/api"))
+    ).load
+    assert load.front == ("proxied", "web")
+    experiment = load_experiment(experiment_file(SERVICE_AND_FRONT.replace("HOST", "http://{proxied:web}")))
+    assert experiment.proxied == ("web",)  # so network faults on it reach the load
+    [unknown] = errors_of(experiment_file(SERVICE_AND_FRONT.replace("HOST", "http://{proxied:api}")))
+    assert "{proxied:api} names no declared service" in unknown and "known: web" in unknown
+    [partial] = errors_of(experiment_file(SERVICE_AND_FRONT.replace("HOST", "http://x{proxied:web}:80")))
+    assert "a placeholder may only stand for the whole host:port" in partial
+
+
+def test_services_run_next_to_the_experiment_file_unless_told_otherwise(experiment_file, tmp_path):
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    text = MINIMAL.replace("phases:", 'services:\n  app: {command: ["{python}", "app.py"]}\nphases:')
+    [app] = load_experiment(experiment_file(text)).services.values()
+    assert app.cwd == tmp_path.resolve()
+    [error] = errors_of(
+        experiment_file(text.replace('command: ["{python}", "app.py"]', 'command: ["./run.sh"]'))
+    )
+    assert "program not found: ./run.sh" in error
+    [error] = errors_of(experiment_file(text.replace('app.py"]}', 'app.py"], cwd: nowhere}')))
+    assert "no such directory" in error and "relative to the experiment file" in error
+
+
+def test_ready_checks_take_a_url_a_port_or_a_command_and_only_one(experiment_file):
+    service = 'services:\n  app: {command: ["{python}", "x"], port: 18400, ready: READY}\nphases:'
+    for ready, attribute, value in (
+        ('{tcp: "{port}"}', "tcp", "{port}"),
+        ("{tcp: 9000}", "tcp", "9000"),
+        ('{command: ["true"], timeout: 3s}', "command", ("true",)),
+    ):
+        [app] = load_experiment(
+            experiment_file(MINIMAL.replace("phases:", service.replace("READY", ready)))
+        ).services.values()
+        assert getattr(app.ready, attribute) == value
+    [error] = errors_of(
+        experiment_file(MINIMAL.replace("phases:", service.replace("READY", '{tcp: 1, command: ["true"]}')))
+    )
+    assert "one of http, tcp or command" in error
+
+
+def test_a_file_that_is_not_an_experiment_gets_one_line(tmp_path):
+    compose = REPO / "experiments" / "docker" / "compose.yaml"
+    result = gameday("validate", str(compose))
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert "not a gameday experiment (it has version:, services:)" in line
+
+
+def test_a_locustfile_that_does_not_compile_is_refused_at_its_line(experiment_file, tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from locust import HttpUser\n\nclass User(HttpUser)\n    pass\n")
+    [error] = errors_of(experiment_file(MINIMAL.replace(str(LOCUSTFILE), str(broken))))
+    assert error.startswith(f"{broken}:3:21: expected ':' (the locustfile)")
+
+
+def test_command_line_mistakes_are_one_line_with_a_suggestion(experiment_file):
+    result = gameday("run", "x.yaml", "--vars", "a=1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "gameday: error: unknown option --vars (hint: did you mean --var?)"
+    for duration in ("5S", "1min"):
+        [error] = errors_of(experiment_file(MINIMAL.replace("baseline: 1s", f"baseline: {duration}")))
+        assert "a number and a unit, in lower case: us, ms, s, m or h (250ms, 10s, 1m30s)" in error

@@ -306,7 +306,7 @@ def test_validate_refuses_devices_and_pipes_without_hanging(tmp_path: Path):
         assert "not a regular file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_run_directories_and_logs_are_private(tmp_path: Path):
+def test_run_logs_are_private_and_reports_publishable(tmp_path: Path):
     from chaoslib_ext.trust import RunDirectory
 
     run = RunDirectory.create(tmp_path / "reports", "run-1")
@@ -314,9 +314,27 @@ def test_run_directories_and_logs_are_private(tmp_path: Path):
         log.write(b"token=abc\n")
     run.rewrite_logs(lambda text: text.replace("abc", "***"))
     run.write("report.json", "{}")
-    assert stat.S_IMODE((tmp_path / "reports" / "run-1").stat().st_mode) == 0o700
+    # reports (masked) can be published; logs, which may hold secrets until masked, are private
+    assert stat.S_IMODE((tmp_path / "reports" / "run-1").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "reports" / "run-1" / "report.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "reports" / "run-1" / "logs").stat().st_mode) == 0o700
-    for path in (run.log_path("svc-0.log"), tmp_path / "reports" / "run-1" / "report.json"):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(run.log_path("svc-0.log").stat().st_mode) == 0o600
     assert run.read_log("svc-0.log") == "token=***\n"
     run.close()
+
+
+def test_lock_files_are_removed_when_released_and_stale_ones_pruned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    state = tmp_path / "state"
+    monkeypatch.setenv("GAMEDAY_STATE_DIR", str(state))
+    TargetLock.acquire("local 127.0.0.1:1", "one", tmp_path / "x.yaml").release()
+    assert list((state / "locks").iterdir()) == []
+    (state / "locks" / "0123456789abcdef.lock").write_text("{}")  # a run killed before it let go
+    held = TargetLock.acquire("local 127.0.0.1:2", "two", tmp_path / "x.yaml")
+    TargetLock.acquire("local 127.0.0.1:3", "three", tmp_path / "x.yaml").release()
+    assert [p.name for p in (state / "locks").iterdir()] == [
+        hashlib.sha256(b"local 127.0.0.1:2").hexdigest()[:16] + ".lock"
+    ]
+    held.release()
+    assert list((state / "locks").iterdir()) == []

@@ -42,6 +42,7 @@ class NetworkFaultAction(Fault):
         super().__init__(*args)
         self.hit: list[FaultProxy] = []
         self.connections_before: dict[str, int] = {}
+        self.open_at_start: dict[str, int] = {}
         self.kernel_rules: list[tuple[int, KernelRule]] = []  # (ledger entry, rule) for revert
         self.kernel_hits: list[KernelTarget] = []
 
@@ -58,6 +59,7 @@ class NetworkFaultAction(Fault):
         self.hit = choose(self.rng, proxies, size)
         toxic = toxic_for(self.spec.kind, params)
         self.connections_before = {proxy.name: proxy.connections_seen() for proxy in self.hit}
+        self.open_at_start = {proxy.name: proxy.connections_open() for proxy in self.hit}
         for proxy in self.hit:
             proxy.add(self.toxic_id, toxic, seed=self.rng.randrange(2**31))
         return [
@@ -141,7 +143,8 @@ class NetworkFaultAction(Fault):
         for proxy in self.hit:
             counts = proxy.remove(self.toxic_id)
             connections = proxy.connections_seen() - self.connections_before.get(proxy.name, 0)
-            detail = {"path": "userspace", "connections": connections, "traffic": connections, **counts}
+            traffic = connections + self.open_at_start.get(proxy.name, 0)  # new ones, and kept-alive ones
+            detail = {"path": "userspace", "connections": connections, "traffic": traffic, **counts}
             records.append(self.record("revert", proxy.name, detail))
         self.hit = []
         return records

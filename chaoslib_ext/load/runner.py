@@ -89,6 +89,7 @@ class LoadRunner:
         latency_limits_us: tuple[int, ...] = (),
     ) -> None:
         self.load = load
+        self.host = load.host  # what Locust is given: the driver may resolve a front for it
         self.latency_limits_us = latency_limits_us  # the recorder counts exactly above each
         self.run_time = run_time
         self.logs = logs
@@ -148,7 +149,7 @@ class LoadRunner:
         env = {
             **os.environ,
             FD_VARIABLE: str(write_fd),
-            "LOCUST_HOST": self.load.host,
+            "LOCUST_HOST": self.host,
             TIMEOUT_VARIABLE: repr(self.load.request_timeout),
             LIMITS_VARIABLE: ",".join(map(str, self.latency_limits_us)),
         }
@@ -221,5 +222,12 @@ class LoadRunner:
         self.timeline.add("load", "stopped", "locust", code=self.process.returncode)
 
     def last_log_line(self) -> str:
+        """Locust's last words: the exception that ended it, with the file and line it names."""
         lines = [line for line in self.logs.read_log(LOG_NAME).splitlines() if line.strip()]
-        return lines[-1][:300] if lines else "no output"
+        if not lines:
+            return "no output"
+        last = lines[-1].strip()[:300]
+        places = [line.strip() for line in lines if line.strip().startswith('File "')]
+        if places and ("Error" in last or "Exception" in last):
+            return f"{last} ({places[-1][:200]})"
+        return last

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
+from ..errors import RunAborted
 from .proxy import FaultHub
 
 DEFAULT_TTL = 5
@@ -55,8 +56,24 @@ def loopback_socket(port: int = 0) -> socket.socket:
     return sock
 
 
-class FaultDnsServer(asyncio.DatagramProtocol):
-    """UDP DNS on a bound socket (127.0.0.1 of the host or of a container), on the run's FaultHub loop."""
+class _Endpoint(asyncio.DatagramProtocol):
+    """One socket a FaultDnsServer answers on."""
+
+    def __init__(self, server: FaultDnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a datagram transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server.received(data, addr, self)
+
+
+class FaultDnsServer:
+    """UDP DNS on bound sockets (127.0.0.1 of the host or of a container, and an address of its own
+    on port 53 for services that use gameday as their system resolver), on the run's FaultHub loop.
+    Its rules apply on every socket."""
 
     def __init__(self, hub: FaultHub, sock: socket.socket, upstream: Upstream) -> None:
         self.hub = hub
@@ -65,14 +82,41 @@ class FaultDnsServer(asyncio.DatagramProtocol):
         self.rule_hits: dict[str, Counter[str]] = {}  # per rule: what it did, for its fault's report
         self.rng = random.Random()
         self.port: int = sock.getsockname()[1]
-        self._transport: asyncio.DatagramTransport | None = None
+        self._endpoints: list[_Endpoint] = []
+        self.system_address = ""  # 127.x.y.z, port 53: for services that use it as their system resolver
         self._answering: set[asyncio.Task[None]] = set()  # keep tasks referenced until they finish
+        self.listen(sock)
+        hub.closers.append(self.close)
+
+    def listen_on_port_53(self) -> str:
+        """Answer on port 53 of a loopback address of the run's own too (root), which a
+        resolv.conf can name (it cannot name a port); returns that address."""
+        if not self.system_address:
+            rng = random.Random()
+            for _ in range(50):
+                address = f"127.53.{rng.randrange(1, 255)}.{rng.randrange(1, 255)}"
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    sock.bind((address, 53))
+                except OSError:
+                    sock.close()
+                    continue
+                self.listen(sock)
+                self.system_address = address
+                break
+            else:
+                raise RunAborted("no loopback address with a free port 53 for the run's resolver")
+        return self.system_address
+
+    def listen(self, sock: socket.socket) -> None:
+        """Answer on one more bound UDP socket too."""
+        endpoint = _Endpoint(self)
 
         async def open_endpoint() -> None:
-            await hub.loop.create_datagram_endpoint(lambda: self, sock=sock)
+            await self.hub.loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
 
-        hub.run(open_endpoint())
-        hub.closers.append(self.close)
+        self.hub.run(open_endpoint())
+        self._endpoints.append(endpoint)
 
     @property
     def address(self) -> str:
@@ -95,19 +139,16 @@ class FaultDnsServer(asyncio.DatagramProtocol):
 
         return self.hub.call(uninstall)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]  # a datagram transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def received(self, data: bytes, addr: tuple[str, int], endpoint: _Endpoint) -> None:
         try:
             query = DNSRecord.parse(data)
         except Exception:  # not DNS: ignore, as a real server would
             return
-        task = asyncio.ensure_future(self._answer(query, addr))
+        task = asyncio.ensure_future(self._answer(query, addr, endpoint))
         self._answering.add(task)
         task.add_done_callback(self._answering.discard)
 
-    async def _answer(self, query: DNSRecord, addr: tuple[str, int]) -> None:
+    async def _answer(self, query: DNSRecord, addr: tuple[str, int], endpoint: _Endpoint) -> None:
         name = str(query.q.qname).lower().rstrip(".")
         spoofed: list[str] = []
         for rule_id, rule in list(self.rules.items()):
@@ -124,7 +165,7 @@ class FaultDnsServer(asyncio.DatagramProtocol):
                 hits[rule.rcode] += 1
                 reply = query.reply()
                 reply.header.rcode = RCODES[rule.rcode]
-                self._send(reply.pack(), addr)
+                self._send(reply.pack(), addr, endpoint)
                 return
             if rule.kind == "delay":
                 hits["delayed"] += 1
@@ -134,15 +175,17 @@ class FaultDnsServer(asyncio.DatagramProtocol):
                 spoofed = list(rule.addresses)
         answer = addressed_reply(query, spoofed) if spoofed else await self.upstream.answer(query)
         if answer is not None:
-            self._send(answer, addr)
+            self._send(answer, addr, endpoint)
 
-    def _send(self, reply: bytes, addr: tuple[str, int]) -> None:
-        if self._transport is not None:
-            self._transport.sendto(reply, addr)
+    @staticmethod
+    def _send(reply: bytes, addr: tuple[str, int], endpoint: _Endpoint) -> None:
+        if endpoint.transport is not None:
+            endpoint.transport.sendto(reply, addr)
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        for endpoint in self._endpoints:
+            if endpoint.transport is not None:
+                endpoint.transport.close()
 
 
 class RunNames:

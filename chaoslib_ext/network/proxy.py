@@ -69,11 +69,22 @@ class _Connection:
 
 
 class FaultProxy:
-    """127.0.0.1:listen_port -> upstream, with toxics that can change at any time."""
+    """127.0.0.1:listen_port -> upstream, with toxics that can change at any time. With several
+    upstreams, each new connection goes to the next one (round robin, as a Kubernetes Service
+    spreads connections over its pods)."""
 
-    def __init__(self, name: str, upstream: tuple[str, int], hub: FaultHub, listen_port: int = 0) -> None:
+    def __init__(
+        self,
+        name: str,
+        upstream: tuple[str, int],
+        hub: FaultHub,
+        listen_port: int = 0,
+        *more: tuple[str, int],
+    ) -> None:
         self.name = name
         self.upstream = upstream
+        self.upstreams = (upstream, *more)
+        self._turn = 0
         self.hub = hub
         self.toxics: dict[str, Toxic] = {}
         self.stats = ProxyStats()
@@ -95,6 +106,10 @@ class FaultProxy:
     def connections_seen(self) -> int:
         """How many connections the proxy has accepted so far (read on its own loop thread)."""
         return self.hub.call(lambda: self.stats.connections)
+
+    def connections_open(self) -> int:
+        """How many connections go through the proxy right now (keep-alive clients hold theirs)."""
+        return self.hub.call(lambda: len(self._connections))
 
     async def _serve(self) -> None:
         self._server = await asyncio.start_server(self._handle, sock=self._socket)
@@ -147,7 +162,9 @@ class FaultProxy:
                 await self._hold(connection)
                 return
             try:
-                server_reader, server_writer = await asyncio.open_connection(*self.upstream)
+                upstream = self.upstreams[self._turn % len(self.upstreams)]
+                self._turn += 1
+                server_reader, server_writer = await asyncio.open_connection(*upstream)
             except OSError:
                 self._reset(connection)
                 return
@@ -377,8 +394,10 @@ class FaultHub:
         self._thread = threading.Thread(target=self.loop.run_forever, name="fault-proxies", daemon=True)
         self._thread.start()
 
-    def proxy(self, name: str, upstream: tuple[str, int], listen_port: int = 0) -> FaultProxy:
-        proxy = FaultProxy(name, upstream, self, listen_port)
+    def proxy(
+        self, name: str, upstream: tuple[str, int], listen_port: int = 0, *more: tuple[str, int]
+    ) -> FaultProxy:
+        proxy = FaultProxy(name, upstream, self, listen_port, *more)
         self.run(proxy._serve())
         self.proxies.append(proxy)
         return proxy

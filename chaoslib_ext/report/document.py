@@ -55,7 +55,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
     if run.error:
         reasons.insert(0, run.error)
     reasons += [problem for problem in run.cleanup_problems if problem != run.error]
-    reasons += run.untouched()
+    reasons += run.untouched() + _crashes(run)
     slo = experiment.slo
     report: dict[str, Any] = {
         "schema": SCHEMA_ID,
@@ -67,6 +67,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "file": str(experiment.path),
             "sha256": experiment.sha256,
             "variables": {k: v for k, v in experiment.variables.items()},
+            "overrides": dict(experiment.overrides),
         },
         "status": run.status,
         "dry_run": run.dry_run,
@@ -301,3 +302,21 @@ def _guard(trip: GuardTrip | None, rel: Callable[[float], float]) -> dict[str, A
         "reverted_at_s": None if reverted is None else rel(reverted),
         "breach_to_revert_s": None if reverted is None else round(reverted - trip.breach_at, 3),
     }
+
+
+def _crashes(run: RunResult) -> list[str]:
+    """Replicas that exited by themselves during the run (not killed by a fault): worth a reason
+    whatever the verdict, since the SLO may have held only thanks to restarts."""
+    exits: dict[str, list[dict[str, Any]]] = {}
+    for event in run.timeline.events():
+        if event.source == "service" and event.action == "exited" and event.detail.get("by") == "itself":
+            exits.setdefault(event.subject, []).append(event.detail)
+    reasons = []
+    for name, details in exits.items():
+        last = details[-1]
+        how = f"signal {last['signal']}" if last.get("signal") else f"exit code {last['code']}"
+        times = "once" if len(details) == 1 else f"{len(details)} times"
+        reasons.append(
+            f"service {name} exited by itself {times} during the run (last: {how}; see logs/{name}.log)"
+        )
+    return reasons

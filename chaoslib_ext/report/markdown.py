@@ -25,11 +25,14 @@ def headline_key(report: dict[str, Any]) -> str:
 
 def render_markdown(report: dict[str, Any]) -> str:
     experiment = report["experiment"]
+    overrides = " ".join(f"`--var {name}={value}`" for name, value in experiment["overrides"].items())
     lines = [
         f"# {HEADLINES[headline_key(report)]}: {experiment['title']}",
         "",
-        f"Run `{report['run_id']}` of `{experiment['file']}`, {format_duration(report['duration_s'])}, "
-        f"status **{report['status']}**, exit code **{report['exit_code']}**.",
+        f"Run `{report['run_id']}` of `{experiment['file']}`"
+        + (f" with {overrides}" if overrides else "")
+        + f", {format_duration(report['duration_s'])}, status **{report['status']}**, "
+        f"exit code **{report['exit_code']}**.",
         "",
     ]
     if report["dry_run"]:
@@ -43,7 +46,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["**Read with care:**", ""] + [f"- {warning}" for warning in report["warnings"]] + [""]
     lines += _guard(report)
     lines += (
-        _phases(report) + _objectives(report) + _recovery(report) + _breaches(report) + _endpoints(report)
+        _phases(report)
+        + _changes(report)
+        + _objectives(report)
+        + _recovery(report)
+        + _breaches(report)
+        + _seconds(report)
+        + _endpoints(report)
     )
     lines += _faults(report) + _steady_state(report) + _errors(report)
     return "\n".join(lines).rstrip() + "\n"
@@ -56,13 +65,19 @@ def _when(start: float, end: float) -> str:
 def _phases(report: dict[str, Any]) -> list[str]:
     if not report["phases"]:
         return ["No load was measured.", ""]
+    allowance = report["slo"]["recovery_within_s"]
     lines = [
         "## Phases",
         "",
-        "Requests count in the phase in which they were sent. The recovery phase is judged after the "
-        "`recovery_within` allowance that follows the fault. Latency is over successful requests, "
+        "Requests count in the phase in which they were sent. Latency is over successful requests, "
         "corrected for coordinated omission where the users' pacing is known (measured figures in "
-        "report.json); req/s counts successful requests.",
+        "report.json); req/s counts successful requests."
+        + (
+            f" The recovery phase is judged after the {format_duration(allowance)} `recovery_within` "
+            "allowance that follows the fault."
+            if allowance is not None
+            else ""
+        ),
         "",
         "| phase | window | sent | answered | availability | timeouts "
         "| p50 | p95 | p99 | max | req/s | result |",
@@ -83,6 +98,93 @@ def _phases(report: dict[str, Any]) -> list[str]:
             f"{rate} | {result} |"
         )
     return [*lines, ""]
+
+
+def _changes(report: dict[str, Any]) -> list[str]:
+    """What the fault did to each SLI: baseline, then fault and recovery with the change."""
+    phases = {p["name"]: p for p in report["phases"]}
+    if "baseline" not in phases or "fault" not in phases:
+        return []
+    order = [name for name in ("baseline", "fault", "recovery") if name in phases]
+    rows = [
+        ("availability", lambda p: p["availability"], format_percent, "points"),
+        ("p50", lambda p: p["latency_ms"]["p50"], format_ms, "ratio"),
+        ("p95", lambda p: p["latency_ms"]["p95"], format_ms, "ratio"),
+        ("p99", lambda p: p["latency_ms"]["p99"], format_ms, "ratio"),
+        (
+            "successful req/s",
+            lambda p: p["throughput_rps"],
+            lambda v: "-" if v is None else f"{v:.1f}",
+            "share",
+        ),
+    ]
+    lines = [
+        "## What the fault changed",
+        "",
+        "| | " + " | ".join(order) + " |",
+        "|---|" + "---:|" * len(order),
+    ]
+    for label, value, show, kind in rows:
+        before = value(phases["baseline"])
+        cells = [show(before)] + [
+            show(value(phases[n])) + _change(before, value(phases[n]), kind) for n in order[1:]
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _change(before: float | None, after: float | None, kind: str) -> str:
+    if before is None or after is None or before == after:
+        return ""
+    if kind == "points":
+        return f" ({100 * (after - before):+.2f} points)"
+    if before == 0:
+        return ""
+    if kind == "ratio":
+        return f" ({after / before:.1f} times)" if after else ""
+    return f" ({100 * (after / before - 1):+.0f}%)"
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _seconds(report: dict[str, Any]) -> list[str]:
+    """Second by second: a sparkline of each figure, and the table itself for whoever opens it."""
+    series = [row for row in report["series"] if row["t_s"] >= 0]
+    if not series:
+        return []
+    lines = [
+        "## Second by second",
+        "",
+        "From the start of the warmup; each column one second, by the second requests were sent.",
+        "",
+        "```",
+        f"sent      {_spark([row['requests'] for row in series])}",
+        f"failures  {_spark([row['failures'] for row in series])}",
+        f"p95       {_spark([row['p95_ms'] for row in series])}",
+        f"waiting   {_spark([row['waiting'] for row in series])}",
+        "```",
+        "",
+        "<details><summary>The table</summary>",
+        "",
+        "| t | sent | failures | answered | waiting | p50 | p95 | p99 | max |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in series:
+        lines.append(
+            f"| {row['t_s']:+.0f}s | {row['requests']} | {row['failures']} | {row['answered']} | "
+            f"{row['waiting']} | "
+            f"{format_ms(row['p50_ms'])} | {format_ms(row['p95_ms'])} | {format_ms(row['p99_ms'])} | "
+            f"{format_ms(row['max_ms'])} |"
+        )
+    return [*lines, "", "</details>", ""]
+
+
+def _spark(values: list[float | None]) -> str:
+    top = max((v for v in values if v is not None), default=0) or 1
+    return (
+        "".join(" " if v is None else SPARKS[min(7, round(7 * v / top))] for v in values) + f"  (max {top:g})"
+    )
 
 
 def _objectives(report: dict[str, Any]) -> list[str]:
@@ -118,7 +220,7 @@ def _recovery(report: dict[str, Any]) -> list[str]:
         burns = ", ".join(f"{name} {_burn(rate)}" for name, rate in budget["burn_rate"].items())
         lines.append(
             f"**Error budget** over the judged phases: {budget['failures']} failed requests of "
-            f"{budget['allowed_failures']:.1f} allowed, {consumed} consumed; burn rate {burns}."
+            f"{budget['allowed_failures']:g} allowed, {consumed} consumed; burn rate {burns}."
         )
     return [*lines, ""] if lines else []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from ..secrets import Secrets, read_secrets
 from .builder import Builder
 from .model import Experiment
 from .schema import schema_errors
-from .source import load_document
+from .source import Document, load_document
 from .variables import parse_overrides, substitute
 
 __all__ = ["Experiment", "SpecErrors", "load_experiment", "parse_overrides"]
@@ -30,6 +31,7 @@ class SpecErrors(SpecError):
 def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -> Experiment:
     """Load, substitute, validate and build; raise SpecErrors listing every problem found."""
     document = load_document(path)
+    _looks_like_an_experiment(document)
     declared = document.data.get("secrets") if isinstance(document.data, dict) else None
     secrets = read_secrets(declared, Path(document.file).resolve().parent, document.location)
     try:
@@ -38,7 +40,7 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         if errors:
             raise SpecErrors(errors)
         builder = Builder(document, variables, secrets)
-        experiment = builder.build()
+        experiment = replace(builder.build(), overrides=dict(overrides or {}))
         if builder.errors:
             raise SpecErrors(builder.errors)
     except SpecErrors as problems:  # an error may quote a value that holds a secret
@@ -46,6 +48,23 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
     except SpecError as error:
         raise _masked(error, secrets) from None
     return experiment
+
+
+EXPERIMENT_KEYS = {"title", "load", "slo", "phases", "faults"}
+
+
+def _looks_like_an_experiment(document: Document) -> None:
+    """One line for a YAML file that is something else (a Compose file, say), not a list of
+    schema errors about everything an experiment would have."""
+    data = document.data
+    if not isinstance(data, dict) or EXPERIMENT_KEYS & set(data) or data.get("version") == 1:
+        return  # an experiment, or not even a mapping (the schema says so)
+    found = ", ".join(f"{key}:" for key in list(data)[:3])
+    raise SpecError(
+        f"not a gameday experiment (it has {found})",
+        where=document.location(()),
+        hint="an experiment starts with version: 1, title:, load:, slo: and phases:",
+    )
 
 
 def _masked(error: SpecError, secrets: Secrets) -> SpecError:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import SpecError
+from ..errors import Location, SpecError
 from ..network.kernel import is_root, netem_available
 from ..secrets import NO_SECRETS, Secrets
 from ..units import format_duration, parse_duration, parse_percent, parse_rate
 from .model import (
+    FRONT,
     PHASES,
     ActivityProbe,
     Allowlist,
@@ -39,9 +40,11 @@ from .model import (
 )
 from .schema import field_path
 from .source import Document
+from .variables import PLACEHOLDER
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
+DEFAULT_READY_TIMEOUT = "15s"
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds, or 4 times the largest latency objective if longer
 DEFAULT_RECOVERY_WINDOW = 5.0  # seconds, or the recovery phase if shorter
 DEFAULT_MAX_STALL = 2.0  # seconds, without latency objectives (else the largest one, at least 1s)
@@ -74,6 +77,19 @@ class Builder:
         data = self.data
         services = {name: self.service(name, spec) for name, spec in data.get("services", {}).items()}
         for name, service in services.items():
+            if service.resolver == "gameday":
+                self.uses_dns = True
+                self.need_root(
+                    ("services", name, "resolver"),
+                    "resolver: gameday runs the service in a mount namespace of its own (root)",
+                    ("unshare", "mount"),
+                )
+                if service.isolation == "netns":
+                    self.error(
+                        ("services", name, "resolver"),
+                        "resolver: gameday does not work with isolation: netns yet",
+                        "drop one of them; with netns, give the service {dns} instead",
+                    )
             if service.isolation == "netns" and not is_root():
                 self.error(
                     ("services", name, "isolation"),
@@ -85,7 +101,7 @@ class Builder:
         driver = self.driver = data.get("target", {}).get("driver", "local")
         phases = self.phases(data["phases"])
         slo = self.slo(data["slo"], phases)
-        load = self.load(data["load"], slo)
+        load = self.load(data["load"], slo, services)
         faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
         for index, fault in enumerate(faults):
             if fault.family not in FAMILIES_BY_DRIVER[driver]:
@@ -164,20 +180,38 @@ class Builder:
             replicas=spec.get("replicas", 1),
             port=spec.get("port"),
             env={key: str(value) for key, value in spec.get("env", {}).items()},
-            ready=ReadyCheck(ready.get("http"), parse_duration(ready.get("timeout", "15s"))),
+            ready=ReadyCheck(
+                ready.get("http"),
+                parse_duration(ready.get("timeout", DEFAULT_READY_TIMEOUT)),
+                tcp=str(ready["tcp"]) if "tcp" in ready else None,
+                command=tuple(ready["command"]) if "command" in ready else None,
+            ),
             restart=RestartPolicy(
                 restart.get("policy", "always"), parse_duration(restart.get("delay", "1s"))
             ),
             where=self.document.location(("services", name), prefer_key=True),
             isolation=spec.get("isolation", "none"),
+            port_variable=_whole_variable(self.document.templates.get(("services", name, "port"))),
+            cwd=self.directory(("services", name, "cwd"), spec.get("cwd", ".")),
+            resolver=spec.get("resolver", "system"),
         )
 
+    def directory(self, path: tuple[str, ...], name: str) -> Path:
+        """A directory, relative to the experiment file's folder; it must exist."""
+        folder = (self.base / name).resolve()
+        if not folder.is_dir():
+            self.error(
+                path, f"no such directory: {folder}", "cwd is relative to the experiment file's folder"
+            )
+        return folder
+
     def check_program(self, name: str, service: ServiceSpec) -> None:
-        """The program a service runs must exist here ({python} always does)."""
+        """The program a service runs must exist here ({python} always does), relative to the
+        service's working directory when it is a path."""
         program = service.command[0]
         if "{" in program:
             return
-        found = Path(program).is_file() if "/" in program else shutil.which(program) is not None
+        found = (service.cwd / program).is_file() if "/" in program else shutil.which(program) is not None
         if not found:
             self.error(
                 ("services", name, "command", 0),
@@ -192,6 +226,10 @@ class Builder:
         texts += [(("services", name, "env", key), value) for key, value in service.env.items()]
         if service.ready.url:
             texts.append((("services", name, "ready", "http"), service.ready.url))
+        if service.ready.tcp:
+            texts.append((("services", name, "ready", "tcp"), service.ready.tcp))
+        for i, part in enumerate(service.ready.command or ()):
+            texts.append((("services", name, "ready", "command", i), part))
         for path, text in texts:
             for field, argument in SERVICE_PLACEHOLDER.findall(text):
                 if field not in SERVICE_FIELDS:
@@ -226,8 +264,9 @@ class Builder:
                     elif field == "proxied":
                         self.proxied.add(argument)
 
-    def load(self, spec: dict[str, Any], slo: SloSpec) -> LoadSpec:
+    def load(self, spec: dict[str, Any], slo: SloSpec, services: dict[str, ServiceSpec]) -> LoadSpec:
         locustfile = self.find_file(spec["locustfile"], ("load", "locustfile"))
+        self.check_python(locustfile)
         for i, option in enumerate(spec.get("options", [])):
             if option.split("=")[0] in UNSUPPORTED_LOCUST_OPTIONS:
                 self.error(
@@ -235,16 +274,19 @@ class Builder:
                     f"Locust option {option} is not supported here",
                     "gameday runs one headless Locust process and reads its recorder stream",
                 )
+        front = self.front(spec["host"], services)
         try:
-            parts = urlsplit(spec["host"])
+            parts = urlsplit(FRONT.sub(r"\g<1>127.0.0.1:1\g<4>", spec["host"]) if front else spec["host"])
             valid = parts.hostname is not None and parts.port != 0
         except ValueError:  # a port out of range, or not a number
             valid = False
         if not valid:
+            placeholder = "{" in spec["host"] and not front
             self.error(
                 ("load", "host"),
-                "not a usable URL: it needs a host and a valid port",
-                "e.g. http://127.0.0.1:8080",
+                "not a usable URL: it needs a host and a valid port"
+                + (", and a placeholder may only stand for the whole host:port" if placeholder else ""),
+                "e.g. http://127.0.0.1:8080, or http://{proxied:web} for a service gameday starts",
             )
         timeout = (
             parse_duration(spec["request_timeout"])
@@ -278,7 +320,48 @@ class Builder:
             request_timeout=timeout,
             arrival_rate=rate,
             pacing=pacing,
+            front=front,
         )
+
+    def front(self, host: str, services: dict[str, ServiceSpec]) -> tuple[str, str] | None:
+        """`http://{proxied:web}`: the load goes to gameday's front for a service it starts, which
+        spreads new connections over the replicas (through their fault proxies, with proxied)."""
+        match = FRONT.match(host)
+        if match is None:
+            return None
+        field, service = match.group(2), match.group(3)
+        if self.driver != "local":
+            self.error(("load", "host"), f"{{{field}:...}} is for services gameday starts (the local driver)")
+        elif service not in services:
+            self.error(
+                ("load", "host"),
+                f"{{{field}:{service}}} names no declared service",
+                "known: " + ", ".join(services),
+            )
+        elif services[service].port is None:
+            self.error(
+                ("load", "host"),
+                f"service {service!r} has no port to send load to",
+                f"add 'port:' under services.{service}",
+            )
+        elif field == "proxied":
+            self.proxied.add(service)
+        return field, service
+
+    def check_python(self, file: Path) -> None:
+        """A locustfile that does not even compile is refused now, at its own line, not after the
+        services have started."""
+        if not file.is_file():
+            return
+        try:
+            compile(file.read_bytes(), str(file), "exec")
+        except SyntaxError as error:
+            where = Location(str(file), error.lineno, error.offset)
+            self.errors.append(
+                SpecError(f"{error.msg} (the locustfile)", where=where, hint="fix the Python syntax")
+            )
+        except ValueError as error:  # NUL bytes
+            self.errors.append(SpecError(f"not Python source: {error}", where=str(file)))
 
     def find_file(self, name: str, path: tuple[str, ...]) -> Path:
         """Relative paths are looked up next to the experiment file, then in the working directory."""
@@ -659,3 +742,9 @@ def container_selector(selector: dict[str, Any]) -> ContainerSelector:
 def label_texts(labels: dict[str, Any]) -> dict[str, str]:
     """Docker label values are text; an unquoted 8080 in YAML (or from --var) means "8080"."""
     return {key: str(value) for key, value in labels.items()}
+
+
+def _whole_variable(template: str | None) -> str | None:
+    """The variable a value was given by, when it is exactly "${name}"."""
+    match = PLACEHOLDER.fullmatch(template or "")
+    return match.group(1) if match else None

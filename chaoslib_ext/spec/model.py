@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,9 @@ from ..errors import Location
 from ..secrets import Secrets
 
 PHASES = ("baseline", "fault", "recovery")
+FRONT = re.compile(
+    r"^(https?://)\{(proxied|endpoints):([a-z][a-z0-9-]*)\}(/.*)?$"
+)  # load.host: gameday's front
 LATENCY_QUANTILES = {  # exact, so that a nearest rank ceil(q * n) is never off by one
     "p50": Fraction(1, 2),
     "p90": Fraction(9, 10),
@@ -24,8 +28,13 @@ LATENCY_QUANTILES = {  # exact, so that a nearest rank ceil(q * n) is never off 
 
 @dataclass(frozen=True)
 class ReadyCheck:
+    """How gameday knows a replica is up: at most one of url, tcp and command; with none, its
+    port accepting connections (or, without a port, staying up for half a second)."""
+
     url: str | None
     timeout: float
+    tcp: str | None = None  # a port, placeholders allowed ("{port}")
+    command: tuple[str, ...] | None = None  # exits 0 when ready
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,9 @@ class ServiceSpec:
     restart: RestartPolicy
     where: Location
     isolation: str = "none"  # none | netns (each replica in a network namespace of its own)
+    port_variable: str | None = None  # the variable the port comes from, for a "--var" hint
+    cwd: Path = Path(".")  # where its replicas run: by default the experiment file's folder
+    resolver: str = "system"  # or "gameday": its system resolver is the run's DNS server (root)
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,7 @@ class LoadSpec:
     request_timeout: float = 10.0  # seconds; a request that takes longer fails with a timeout
     arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
     pacing: float | None = None  # open model: each user runs a task every this many seconds
+    front: tuple[str, str] | None = None  # ("proxied" | "endpoints", service): host is gameday's front
 
     @property
     def users_text(self) -> str:
@@ -269,4 +282,5 @@ class Experiment:
     faults: tuple[FaultSpec, ...]
     report_formats: tuple[str, ...]
     proxied: tuple[str, ...] = ()  # services reached through gameday's fault proxies
+    overrides: dict[str, Any] = field(default_factory=dict)  # what --var changed
     dns: bool = False  # whether gameday runs its DNS server for the services

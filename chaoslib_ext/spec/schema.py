@@ -131,7 +131,7 @@ def _show(value: Any) -> str:
 
 def _hint_for(expected: str) -> str:
     if "duration" in expected:
-        return "durations need a unit: ms, s, m or h"
+        return "a duration is a number and a unit, in lower case: us, ms, s, m or h (250ms, 10s, 1m30s)"
     if "percentage" in expected:
         return "write the % sign, e.g. 99.9%"
     if "URL" in expected:

@@ -32,6 +32,7 @@ class Document:
     file: str
     data: Any
     sha256: str = ""  # of the bytes read, so that nothing reads the file twice
+    templates: dict[Path_, str] = field(default_factory=dict)  # values that held ${...}, as written
     values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
 

@@ -92,6 +92,7 @@ def _replace(
                 where=document.location(path),
                 hint=f"write the value itself, or allow it on purpose: {SAFETY_OPT_IN}: [{name}]",
             )
+    document.templates[path] = value
     whole = PLACEHOLDER.fullmatch(value)
     if whole:
         return values[whole.group(1)]
