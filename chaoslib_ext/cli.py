@@ -18,13 +18,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from . import __version__
-from .errors import ExitCode, GamedayError, RunAborted, SpecError
-from .ledger import Ledger, ledgers, recover, state_dir
-from .locks import TargetLock, target_key
-from .spec import SpecErrors, load_experiment, parse_overrides
-from .trust import RunDirectory, Untrusted
-from .units import format_duration, format_ms, format_percent
+from chaoslib_ext import __version__
+from chaoslib_ext.errors import ExitCode, GamedayError, RunAborted, SpecError
+from chaoslib_ext.spec import SpecErrors, load_experiment, parse_overrides
+from chaoslib_ext.state.ledger import Ledger, ledgers, recover, state_dir
+from chaoslib_ext.state.locks import TargetLock, target_key
+from chaoslib_ext.state.trust import RunDirectory, Untrusted
+from chaoslib_ext.units import format_duration, format_ms, format_percent
 
 
 class Parser(argparse.ArgumentParser):
@@ -155,7 +155,7 @@ def _validate(args: argparse.Namespace) -> ExitCode:
 
 
 def _plan(args: argparse.Namespace) -> ExitCode:
-    from .plan import render_plan
+    from chaoslib_ext.plan.make import render_plan
 
     experiment = loaded(args.file, parse_overrides(args.var))
     print(masked(render_plan(planned(experiment))))
@@ -164,8 +164,8 @@ def _plan(args: argparse.Namespace) -> ExitCode:
 
 def planned(experiment: Any) -> Any:
     """The experiment's plan, its targets resolved and its blast radius within target.max_share."""
-    from .blast import check_blast_radius
-    from .plan import make_plan
+    from chaoslib_ext.plan.blast import check_blast_radius
+    from chaoslib_ext.plan.make import make_plan
 
     plan = make_plan(experiment, containers=container_resolver(experiment))
     check_blast_radius(plan)
@@ -173,7 +173,7 @@ def planned(experiment: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
-    from .engine import new_run_id
+    from chaoslib_ext.engine.run import new_run_id
 
     experiment = loaded(args.file, parse_overrides(args.var))
     plan = planned(experiment)
@@ -196,7 +196,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
 def docker_engine_id(experiment: Any) -> str:
     if experiment.driver != "docker":
         return ""
-    from .docker_target import connect
+    from chaoslib_ext.drivers.docker.driver import connect
 
     client = connect()
     try:
@@ -206,9 +206,9 @@ def docker_engine_id(experiment: Any) -> str:
 
 
 def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
-    from .engine import Engine, Interrupted
-    from .progress import Progress
-    from .report import write_reports
+    from chaoslib_ext.engine.progress import Progress
+    from chaoslib_ext.engine.run import Engine, Interrupted
+    from chaoslib_ext.report import write_reports
 
     try:
         run_dir = RunDirectory.create(args.report_dir, run_id)
@@ -279,7 +279,7 @@ def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | Non
     """For the docker driver: the names of the running containers a selector picks (and allows)."""
     if experiment.driver != "docker":
         return None
-    from .docker_target import connect, select
+    from chaoslib_ext.drivers.docker.driver import connect, select
 
     client = connect()
     return lambda selector, where: [c.name for c in select(client, selector, experiment.allow, where)]
@@ -314,7 +314,7 @@ HEADLINES = {
 
 def summary(report: dict[str, Any], written: list[Path]) -> str:
     """The final words of a run: verdict, per-phase numbers, why, and where the report is."""
-    from .report.markdown import headline_key
+    from chaoslib_ext.report.markdown import headline_key
 
     headline = HEADLINES[headline_key(report)]
     lines = ["", f"{headline}: {report['experiment']['title']}  (exit code {report['exit_code']})"]

@@ -23,7 +23,7 @@ import pytest
 from chaoslib_ext.load import recorder as recorder_module
 from chaoslib_ext.load.recorder import Recorder
 from chaoslib_ext.load.runner import store_second
-from chaoslib_ext.samples import SampleStore
+from chaoslib_ext.measure.samples import SampleStore
 
 T0 = 1_800_000_000.0  # a whole epoch second: the simulated load starts here
 

@@ -26,12 +26,12 @@ from docker_support import (
     wait_until,
 )
 
-from chaoslib_ext.docker_target import DockerTarget
+from chaoslib_ext.drivers.docker.driver import DockerTarget
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults import build_fault
-from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.spec import load_experiment
-from chaoslib_ext.timeline import Timeline
+from chaoslib_ext.state.ledger import Ledger, ledgers
 
 CLIENT, REASON = docker_client_or_reason()
 pytestmark = [

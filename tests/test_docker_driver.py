@@ -23,13 +23,13 @@ from docker_support import (
     wait_until,
 )
 
-from chaoslib_ext.docker_target import DockerTarget, engine_endpoint
+from chaoslib_ext.drivers.docker.aftermath import TargetLost
+from chaoslib_ext.drivers.docker.driver import DockerTarget, engine_endpoint
+from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults import build_fault
-from chaoslib_ext.faults.aftermath import TargetLost
-from chaoslib_ext.ledger import Ledger, ledgers
 from chaoslib_ext.spec import load_experiment
-from chaoslib_ext.timeline import Timeline
-from chaoslib_ext.undo import RestoreContainer
+from chaoslib_ext.state.ledger import Ledger, ledgers
+from chaoslib_ext.state.undo import RestoreContainer
 
 CLIENT, REASON = docker_client_or_reason()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(CLIENT is None, reason=REASON)]

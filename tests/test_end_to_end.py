@@ -19,11 +19,11 @@ import jsonschema
 import pytest
 from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
 
-from chaoslib_ext.ledger import ledgers
-from chaoslib_ext.locks import TargetLock, target_key
 from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
-from chaoslib_ext.undo import KillProcessGroup
+from chaoslib_ext.state.ledger import ledgers
+from chaoslib_ext.state.locks import TargetLock, target_key
+from chaoslib_ext.state.undo import KillProcessGroup
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ import pytest
 from conftest import free_port
 from simulation import T0, Answer, simulate
 
-from chaoslib_ext.guards import GuardWatch, MetricWatch
-from chaoslib_ext.prometheus import QueryFailed, instant_query
-from chaoslib_ext.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
+from chaoslib_ext.engine.guards import GuardWatch, MetricWatch
+from chaoslib_ext.engine.prometheus import QueryFailed, instant_query
+from chaoslib_ext.measure.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
 from chaoslib_ext.spec.model import Guard, HttpProbe
 
 NOW = 1_000_000.0  # an epoch second

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from chaoslib_ext.histogram import MAX_RELATIVE_ERROR, Histogram, bucket_bounds, bucket_index
+from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR, Histogram, bucket_bounds, bucket_index
 
 
 def exact_percentile(values: list[int], quantile: float) -> int:

@@ -18,11 +18,11 @@ from conftest import MINIMAL, REPO, gameday
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chaoslib_ext.blast import check_blast_radius
 from chaoslib_ext.errors import SpecError
-from chaoslib_ext.locks import target_key
-from chaoslib_ext.plan import make_plan
+from chaoslib_ext.plan.blast import check_blast_radius
+from chaoslib_ext.plan.make import make_plan
 from chaoslib_ext.spec import load_experiment, parse_overrides
+from chaoslib_ext.state.locks import target_key
 
 # generous: a hang would take forever, a slow machine takes a little longer
 PROPERTIES = settings(

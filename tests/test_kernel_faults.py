@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from conftest import REPO, connects, free_port_block, gameday, start_run, wait_for_line
 
-from chaoslib_ext.ledger import Ledger, ledgers
-from chaoslib_ext.network.kernel import Namespace, NamespaceFactory, fault_rules, run
-from chaoslib_ext.undo import KillProcessGroup, parse
+from chaoslib_ext.netfault.kernel import Namespace, NamespaceFactory, fault_rules, run
+from chaoslib_ext.state.ledger import Ledger, ledgers
+from chaoslib_ext.state.undo import KillProcessGroup, parse
 
 pytestmark = [
     pytest.mark.root,

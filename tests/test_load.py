@@ -14,10 +14,10 @@ import pytest
 from conftest import HOST, REPO, Starter
 
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.spec.model import LoadSpec
-from chaoslib_ext.timeline import Timeline
-from chaoslib_ext.trust import RunDirectory
+from chaoslib_ext.state.trust import RunDirectory
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ import pytest
 from conftest import HOST, Starter, free_port
 from dnslib import RCODE, DNSRecord
 
-from chaoslib_ext.network.dns import DnsRule, FaultDnsServer, RunNames, loopback_socket
-from chaoslib_ext.network.proxy import FaultHub, Toxic
+from chaoslib_ext.netfault.dns import DnsRule, FaultDnsServer, RunNames, loopback_socket
+from chaoslib_ext.netfault.proxy import FaultHub, Toxic
 
 TRIES = 2000
 Z_999 = 3.29  # two-sided 99.9% normal quantile

@@ -7,8 +7,8 @@ import socket
 
 from conftest import MINIMAL, REPO, free_port_block, gameday
 
-from chaoslib_ext.blast import blast_radius
-from chaoslib_ext.plan import make_plan
+from chaoslib_ext.plan.blast import blast_radius
+from chaoslib_ext.plan.make import make_plan
 from chaoslib_ext.spec import load_experiment
 
 WITH_FAULTS = MINIMAL.replace(

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import HOST, Starter, free_port
 
-from chaoslib_ext.probes import run_probe
+from chaoslib_ext.engine.probes import run_probe
 from chaoslib_ext.spec.model import ActivityProbe, HttpProbe
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import free_port_block
 
+from chaoslib_ext.drivers.local.services import ServiceSupervisor
 from chaoslib_ext.errors import Location, RunAborted
-from chaoslib_ext.services import ServiceSupervisor
+from chaoslib_ext.events import Timeline
 from chaoslib_ext.spec.model import ReadyCheck, RestartPolicy, ServiceSpec
-from chaoslib_ext.timeline import Timeline
-from chaoslib_ext.trust import RunDirectory
+from chaoslib_ext.state.trust import RunDirectory
 
 
 def backend(port: int, replicas: int = 2, policy: str = "always", delay: float = 0.3) -> ServiceSpec:

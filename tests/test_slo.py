@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from chaoslib_ext.histogram import Histogram
-from chaoslib_ext.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
-from chaoslib_ext.slo import Window, judge, measure, time_to_recover, whole_seconds
+from chaoslib_ext.measure.histogram import Histogram
+from chaoslib_ext.measure.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
+from chaoslib_ext.measure.slo import Window, judge, measure, time_to_recover, whole_seconds
 from chaoslib_ext.spec.model import SloSpec
 
 T0 = 1_800_000_000

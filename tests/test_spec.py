@@ -10,8 +10,8 @@ import pytest
 from conftest import LOCUSTFILE, MINIMAL, REPO, gameday
 
 from chaoslib_ext.errors import SpecError
-from chaoslib_ext.network.kernel import netem_available
-from chaoslib_ext.plan import make_plan
+from chaoslib_ext.netfault.kernel import netem_available
+from chaoslib_ext.plan.make import make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml")) + sorted(

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL, REPO, gameday
 
-from chaoslib_ext.ledger import ledgers, recover
-from chaoslib_ext.locks import TargetLock
-from chaoslib_ext.undo import DeleteNamespace, KillProcessGroup, Refused, parse, process_start_ticks
+from chaoslib_ext.state.ledger import ledgers, recover
+from chaoslib_ext.state.locks import TargetLock
+from chaoslib_ext.state.undo import DeleteNamespace, KillProcessGroup, Refused, parse, process_start_ticks
 
 NOBODY = 65534
 pytestmark = [
@@ -307,7 +307,7 @@ def test_validate_refuses_devices_and_pipes_without_hanging(tmp_path: Path):
 
 
 def test_run_logs_are_private_and_reports_publishable(tmp_path: Path):
-    from chaoslib_ext.trust import RunDirectory
+    from chaoslib_ext.state.trust import RunDirectory
 
     run = RunDirectory.create(tmp_path / "reports", "run-1")
     with run.create_log("svc-0.log") as log:

@@ -16,9 +16,9 @@ import pytest
 from exact_verdict import ExactSlo, phase_held
 from simulation import T0, Answer, hang, simulate, steady
 
-from chaoslib_ext.histogram import Histogram
-from chaoslib_ext.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
-from chaoslib_ext.slo import Window, judge
+from chaoslib_ext.measure.histogram import Histogram
+from chaoslib_ext.measure.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
+from chaoslib_ext.measure.slo import Window, judge
 from chaoslib_ext.spec.model import Objectives, SloSpec
 
 DEMO_LIMITS = (250_000, 1_000_000)

@@ -1,5 +1,5 @@
 """faults: one interface, one module per fault kind; drivers supply the targets."""
 
-from .base import Fault, FaultRecord, build_fault
+from chaoslib_ext.faults.base import Fault, FaultRecord, build_fault
 
 __all__ = ["Fault", "FaultRecord", "build_fault"]

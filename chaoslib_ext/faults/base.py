@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any, Protocol, TypeVar
 
-from ..errors import RunAborted
-from ..spec.model import FaultSpec
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.spec.model import FaultSpec
 
 
 @dataclass
@@ -103,10 +103,10 @@ def choose(
 
 
 def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:
-    from .container import ContainerFaultAction
-    from .dns import DnsFaultAction
-    from .network import NetworkFaultAction
-    from .pod_kill import PodKillFault
+    from chaoslib_ext.faults.container import ContainerFaultAction
+    from chaoslib_ext.faults.dns import DnsFaultAction
+    from chaoslib_ext.faults.network import NetworkFaultAction
+    from chaoslib_ext.faults.pod_kill import PodKillFault
 
     families: dict[str, type[Fault]] = {
         "pod": PodKillFault,

@@ -11,13 +11,13 @@ from typing import Any, Protocol
 
 from docker.errors import APIError, NotFound
 
-from ..docker_target import ending
-from ..errors import RunAborted
-from ..ledger import Ledger
-from ..spec.model import ContainerFault, ContainerSelector
-from ..undo import RestoreContainer
-from .aftermath import raise_if_lost
-from .base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.drivers.docker.aftermath import raise_if_lost
+from chaoslib_ext.drivers.docker.driver import ending
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.spec.model import ContainerFault, ContainerSelector
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.undo import RestoreContainer
 
 UNDO = {"container-stop": "start", "container-pause": "unpause"}
 STOP_TIMEOUT_SECONDS = 3  # docker stop's grace before SIGKILL

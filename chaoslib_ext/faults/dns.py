@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..docker_target import ContainerInstance
-from ..errors import RunAborted
-from ..network.container_dns import ContainerResolver
-from ..network.dns import DnsRule, FaultDnsServer
-from ..spec.model import ContainerSelector, DnsFault
-from .aftermath import ContainerTracker, raise_if_lost, settle
-from .base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.drivers.docker.aftermath import ContainerTracker, raise_if_lost, settle
+from chaoslib_ext.drivers.docker.driver import ContainerInstance
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.netfault.dns import DnsRule, FaultDnsServer
+from chaoslib_ext.netfault.namespace_dns import ContainerResolver
+from chaoslib_ext.spec.model import ContainerSelector, DnsFault
 
 
 class DnsTarget(Protocol):

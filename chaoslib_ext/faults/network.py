@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol, cast
 
-from ..errors import RunAborted
-from ..ledger import Ledger
-from ..network.kernel import KernelRule, KernelTarget, fault_rules, run
-from ..network.proxy import FaultProxy, Toxic
-from ..spec.model import NetworkFault
-from .aftermath import ContainerTracker, raise_if_lost, settle
-from .base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.drivers.docker.aftermath import ContainerTracker, raise_if_lost, settle
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import Fault, FaultError, FaultRecord, choose, selection_size
+from chaoslib_ext.netfault.kernel import KernelRule, KernelTarget, fault_rules, run
+from chaoslib_ext.netfault.proxy import FaultProxy, Toxic
+from chaoslib_ext.spec.model import NetworkFault
+from chaoslib_ext.state.ledger import Ledger
 
 
 class NetworkTarget(Protocol):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..errors import RunAborted
-from ..spec.model import PodKill
-from .base import Fault, FaultRecord, PodTarget, choose, selection_size
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import Fault, FaultRecord, PodTarget, choose, selection_size
+from chaoslib_ext.spec.model import PodKill
 
 
 class PodKillFault(Fault):

@@ -11,8 +11,8 @@ import sys
 
 import locust.main
 
-from .plugin import install
-from .protocol import (
+from chaoslib_ext.load.plugin import install
+from chaoslib_ext.load.protocol import (
     DEFAULT_TIMEOUT,
     FD_VARIABLE,
     LIMITS_VARIABLE,
@@ -20,7 +20,7 @@ from .protocol import (
     REQUEST_LOG_VARIABLE,
     TIMEOUT_VARIABLE,
 )
-from .recorder import Recorder
+from chaoslib_ext.load.recorder import Recorder
 
 
 def main() -> None:

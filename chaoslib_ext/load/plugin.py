@@ -20,7 +20,7 @@ from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.user import wait_time
 
-from .recorder import Recorder
+from chaoslib_ext.load.recorder import Recorder
 
 _PACED = wait_time.constant_pacing(1).__code__  # constant_throughput is constant_pacing(1 / rate)
 _POISSON = wait_time.poisson(1).__code__

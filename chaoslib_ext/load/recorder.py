@@ -24,8 +24,8 @@ from typing import IO, Any
 
 import gevent
 
-from ..histogram import Histogram
-from ..samples import Aggregate, EndpointSample
+from chaoslib_ext.measure.histogram import Histogram
+from chaoslib_ext.measure.samples import Aggregate, EndpointSample
 
 FLUSH_SECONDS = 0.2
 MAX_ERROR_KINDS = 20

@@ -12,14 +12,20 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import RunAborted
-from ..launch import start_held
-from ..samples import Aggregate, LoadSecond, SampleStore
-from ..spec.model import LoadSpec
-from ..timeline import Timeline
-from ..trust import RunDirectory
-from ..undo import KillProcessGroup, process_start_ticks
-from .protocol import FD_VARIABLE, LIMITS_VARIABLE, PACING_VARIABLE, REQUEST_LOG_VARIABLE, TIMEOUT_VARIABLE
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.launch import start_held
+from chaoslib_ext.load.protocol import (
+    FD_VARIABLE,
+    LIMITS_VARIABLE,
+    PACING_VARIABLE,
+    REQUEST_LOG_VARIABLE,
+    TIMEOUT_VARIABLE,
+)
+from chaoslib_ext.measure.samples import Aggregate, LoadSecond, SampleStore
+from chaoslib_ext.spec.model import LoadSpec
+from chaoslib_ext.state.trust import RunDirectory
+from chaoslib_ext.state.undo import KillProcessGroup, process_start_ticks
 
 START_TIMEOUT_SECONDS = 60.0  # on top of the ramp-up (users / spawn rate)
 STOP_TIMEOUT_SECONDS = 20.0

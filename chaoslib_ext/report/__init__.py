@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..engine import RunResult
-from ..trust import RunDirectory
-from .document import build_report
-from .junit import render_junit
-from .markdown import render_markdown
+from chaoslib_ext.engine.run import RunResult
+from chaoslib_ext.report.document import build_report
+from chaoslib_ext.report.junit import render_junit
+from chaoslib_ext.report.markdown import render_markdown
+from chaoslib_ext.state.trust import RunDirectory
 
 FILE_NAMES = {"json": "report.json", "markdown": "report.md", "junit": "junit.xml"}
 

@@ -10,15 +10,15 @@ from typing import Any
 
 import jsonschema
 
-from .. import __version__
-from ..engine import RunResult
-from ..errors import ExitCode
-from ..guards import GuardTrip
-from ..probes import ProbeResult
-from ..samples import Aggregate, SampleStore
-from ..slo import ObjectiveResult, measure
-from ..spec.schema import load_schema
-from ..units import format_duration, format_ms, format_percent
+from chaoslib_ext import __version__
+from chaoslib_ext.engine.guards import GuardTrip
+from chaoslib_ext.engine.probes import ProbeResult
+from chaoslib_ext.engine.run import RunResult
+from chaoslib_ext.errors import ExitCode
+from chaoslib_ext.measure.samples import Aggregate, SampleStore
+from chaoslib_ext.measure.slo import ObjectiveResult, measure
+from chaoslib_ext.spec.schema import load_schema
+from chaoslib_ext.units import format_duration, format_ms, format_percent
 
 SCHEMA_ID = "gameday-report/1"
 SERIES_KEYS = ("p50_ms", "p95_ms", "p99_ms", "max_ms")

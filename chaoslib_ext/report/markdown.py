@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..units import format_duration, format_ms, format_percent
+from chaoslib_ext.units import format_duration, format_ms, format_percent
 
 HEADLINES = {
     "held": "✅ SLO held",

@@ -6,13 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import SpecError
-from ..secrets import Secrets, read_secrets
-from .builder import Builder
-from .model import Experiment
-from .schema import schema_errors
-from .source import Document, load_document
-from .variables import parse_overrides, substitute
+from chaoslib_ext.errors import SpecError
+from chaoslib_ext.masking import Secrets, read_secrets
+from chaoslib_ext.spec.builder import Builder
+from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.spec.schema import schema_errors
+from chaoslib_ext.spec.source import Document, load_document
+from chaoslib_ext.spec.variables import parse_overrides, substitute
 
 __all__ = ["Experiment", "SpecErrors", "load_experiment", "parse_overrides"]
 

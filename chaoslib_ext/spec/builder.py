@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import Location, SpecError
-from ..network.kernel import is_root, netem_available
-from ..secrets import NO_SECRETS, Secrets
-from ..units import format_duration, parse_duration, parse_percent, parse_rate
-from .model import (
+from chaoslib_ext.errors import Location, SpecError
+from chaoslib_ext.masking import NO_SECRETS, Secrets
+from chaoslib_ext.netfault.kernel import is_root, netem_available
+from chaoslib_ext.spec.model import (
     FRONT,
     PHASES,
     ActivityProbe,
@@ -38,9 +37,10 @@ from .model import (
     ServiceSpec,
     SloSpec,
 )
-from .schema import field_path
-from .source import Document
-from .variables import PLACEHOLDER
+from chaoslib_ext.spec.schema import field_path
+from chaoslib_ext.spec.source import Document
+from chaoslib_ext.spec.variables import PLACEHOLDER
+from chaoslib_ext.units import format_duration, parse_duration, parse_percent, parse_rate
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured

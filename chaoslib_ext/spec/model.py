@@ -9,8 +9,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from ..errors import Location
-from ..secrets import Secrets
+from chaoslib_ext.errors import Location
+from chaoslib_ext.masking import Secrets
 
 PHASES = ("baseline", "fault", "recovery")
 FRONT = re.compile(

@@ -15,8 +15,8 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from ..errors import SpecError
-from .source import Document
+from chaoslib_ext.errors import SpecError
+from chaoslib_ext.spec.source import Document
 
 MAX_ERRORS = 20
 REFERENCE_HINT = "see the experiment reference in the README"

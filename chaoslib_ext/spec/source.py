@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import Location, SpecError
+from chaoslib_ext.errors import Location, SpecError
 
 Path_ = tuple[str | int, ...]
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import SpecError
-from .source import Document
+from chaoslib_ext.errors import SpecError
+from chaoslib_ext.spec.source import Document
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 SAFETY_SECTIONS = ("target", "guards")  # what limits a run: --var must not move it unless allowed

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from chaoslib_ext.network.proxy import FaultHub
+from chaoslib_ext.netfault.proxy import FaultHub
 
 HOST = "127.0.0.1"
 

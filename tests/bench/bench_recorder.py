@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaoslib_ext.histogram import Histogram
 from chaoslib_ext.load.protocol import FD_VARIABLE
+from chaoslib_ext.measure.histogram import Histogram
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parents[1]

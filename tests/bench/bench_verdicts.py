@@ -31,12 +31,12 @@ sys.path.insert(0, str(BENCH_DIR.parent))  # tests/exact_verdict.py
 from bench_recorder import HOST, demo_service  # noqa: E402
 from exact_verdict import ExactSlo, phase_held  # noqa: E402
 
+from chaoslib_ext.events import Timeline  # noqa: E402
 from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE  # noqa: E402
 from chaoslib_ext.load.runner import LoadRunner  # noqa: E402
-from chaoslib_ext.network.proxy import FaultHub, Toxic  # noqa: E402
-from chaoslib_ext.slo import Window, judge  # noqa: E402
+from chaoslib_ext.measure.slo import Window, judge  # noqa: E402
+from chaoslib_ext.netfault.proxy import FaultHub, Toxic  # noqa: E402
 from chaoslib_ext.spec.model import LoadSpec, SloSpec  # noqa: E402
-from chaoslib_ext.timeline import Timeline  # noqa: E402
 
 REPO = BENCH_DIR.parents[1]
 LOCUSTFILES = (REPO / "loadtests" / "checkout.py", BENCH_DIR / "locustfile_checkout_unpaced.py")

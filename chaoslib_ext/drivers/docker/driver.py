@@ -12,14 +12,14 @@ from typing import Any
 
 from docker.errors import NotFound
 
-from .errors import RunAborted, SpecError
-from .ledger import Ledger
-from .network.container_dns import ContainerResolver
-from .network.kernel import KernelTarget, Namespace
-from .network.proxy import FaultHub
-from .spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
-from .timeline import Timeline
-from .undo import Place
+from chaoslib_ext.errors import RunAborted, SpecError
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.netfault.kernel import KernelTarget, Namespace
+from chaoslib_ext.netfault.namespace_dns import ContainerResolver
+from chaoslib_ext.netfault.proxy import FaultHub
+from chaoslib_ext.spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.undo import Place
 
 STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL after this
 

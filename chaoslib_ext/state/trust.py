@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from .errors import RunAborted
+from chaoslib_ext.errors import RunAborted
 
 SHARED_GROUP_VARIABLE = "GAMEDAY_STATE_GROUP"
 MAX_FILE_BYTES = 8 * 1024 * 1024

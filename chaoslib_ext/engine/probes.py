@@ -10,7 +10,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from .spec.model import ActivityProbe, HttpProbe, Probe
+from chaoslib_ext.spec.model import ActivityProbe, HttpProbe, Probe
 
 MAX_BODY_BYTES = 1 << 20
 

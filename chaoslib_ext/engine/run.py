@@ -15,23 +15,33 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .docker_target import DockerTarget
-from .errors import ExitCode, RunAborted
-from .faults import Fault, FaultRecord, build_fault
-from .faults.aftermath import TargetLost
-from .faults.base import FaultError
-from .guards import GuardTrip, GuardTripped, GuardWatch
-from .ledger import Ledger
-from .load.runner import LoadRunner
-from .local_target import LocalTarget
-from .plan import Plan
-from .probes import ProbeResult, run_probe
-from .progress import Progress
-from .samples import FLUSH_LAG_SECONDS, SampleStore
-from .slo import ObjectiveResult, Sli, Verdict, Window, check, judge, measure, top_error, whole_seconds
-from .timeline import Timeline
-from .trust import RunDirectory
-from .undo import UndoAction
+from chaoslib_ext.drivers.docker.aftermath import TargetLost
+from chaoslib_ext.drivers.docker.driver import DockerTarget
+from chaoslib_ext.drivers.local.driver import LocalTarget
+from chaoslib_ext.engine.guards import GuardTrip, GuardTripped, GuardWatch
+from chaoslib_ext.engine.probes import ProbeResult, run_probe
+from chaoslib_ext.engine.progress import Progress
+from chaoslib_ext.errors import ExitCode, RunAborted
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.faults import Fault, FaultRecord, build_fault
+from chaoslib_ext.faults.base import FaultError
+from chaoslib_ext.load.runner import LoadRunner
+from chaoslib_ext.measure.samples import FLUSH_LAG_SECONDS, SampleStore
+from chaoslib_ext.measure.slo import (
+    ObjectiveResult,
+    Sli,
+    Verdict,
+    Window,
+    check,
+    judge,
+    measure,
+    top_error,
+    whole_seconds,
+)
+from chaoslib_ext.plan.make import Plan
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.trust import RunDirectory
+from chaoslib_ext.state.undo import UndoAction
 
 LIVE_WINDOW_SECONDS = 5
 GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped

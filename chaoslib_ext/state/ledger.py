@@ -18,9 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import undo as undo_forms
-from .trust import PRIVATE, SHARED, Untrusted, create_file, open_directory, read_regular, shared_group
-from .undo import UndoAction, process_start_ticks
+from chaoslib_ext.state import undo as undo_forms
+from chaoslib_ext.state.trust import (
+    PRIVATE,
+    SHARED,
+    Untrusted,
+    create_file,
+    open_directory,
+    read_regular,
+    shared_group,
+)
+from chaoslib_ext.state.undo import UndoAction, process_start_ticks
 
 SUFFIX = ".ledger"
 

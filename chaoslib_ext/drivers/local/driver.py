@@ -7,16 +7,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .errors import RunAborted
-from .ledger import Ledger
-from .network.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
-from .network.kernel import KernelTarget, Namespace, NamespaceFactory
-from .network.proxy import FaultHub, FaultProxy
-from .services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
-from .spec.model import FRONT, Experiment, NetworkFault
-from .timeline import Timeline
-from .trust import RunDirectory
-from .undo import tool
+from chaoslib_ext.drivers.local.services import LOOPBACK, Replica, ServiceSupervisor, endpoints, replica_port
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.netfault.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
+from chaoslib_ext.netfault.kernel import KernelTarget, Namespace, NamespaceFactory
+from chaoslib_ext.netfault.proxy import FaultHub, FaultProxy
+from chaoslib_ext.spec.model import FRONT, Experiment, NetworkFault
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.trust import RunDirectory
+from chaoslib_ext.state.undo import tool
 
 
 class LocalTarget:

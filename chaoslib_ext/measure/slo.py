@@ -15,10 +15,10 @@ import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from .histogram import Histogram
-from .samples import Aggregate, EndpointSample, SampleStore
-from .spec.model import LATENCY_QUANTILES, Objectives, SloSpec
-from .units import exactly, format_duration, format_ms, format_percent
+from chaoslib_ext.measure.histogram import Histogram
+from chaoslib_ext.measure.samples import Aggregate, EndpointSample, SampleStore
+from chaoslib_ext.spec.model import LATENCY_QUANTILES, Objectives, SloSpec
+from chaoslib_ext.units import exactly, format_duration, format_ms, format_percent
 
 THROUGHPUT_DROP = 0.5  # a phase whose request rate falls below half the baseline's is flagged
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ..errors import RunAborted
-from .base import Fault, FaultError, FaultRecord
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import Fault, FaultError, FaultRecord
 
 
 class TargetLost(FaultError):

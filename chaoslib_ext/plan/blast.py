@@ -15,12 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import SpecError
-from .spec.model import ContainerFault, DnsFault, NetworkFault, PodKill
-from .units import format_percent
+from chaoslib_ext.errors import SpecError
+from chaoslib_ext.spec.model import ContainerFault, DnsFault, NetworkFault, PodKill
+from chaoslib_ext.units import format_percent
 
 if TYPE_CHECKING:
-    from .plan import Plan  # plan.py renders the radius: a runtime import would be circular
+    from chaoslib_ext.plan.make import Plan  # plan.py renders the radius: a runtime import would be circular
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,17 @@ import subprocess
 from dataclasses import dataclass
 from functools import cache
 
-from ..errors import RunAborted
-from ..ledger import Ledger
-from ..undo import DeleteLink, DeleteNamespace, DeleteQdisc, DeleteRule, Place, UndoAction, tool
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.undo import (
+    DeleteLink,
+    DeleteNamespace,
+    DeleteQdisc,
+    DeleteRule,
+    Place,
+    UndoAction,
+    tool,
+)
 
 SUBNET = ipaddress.ip_network("10.231.0.0/16")  # only ever inside namespaces this run creates
 

@@ -19,12 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import RunAborted
-from ..ledger import Ledger
-from ..undo import DeleteRule, ForgetDnsFlows, Place
-from .dns import FaultDnsServer, Forwarder
-from .kernel import run
-from .proxy import FaultHub
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.netfault.dns import FaultDnsServer, Forwarder
+from chaoslib_ext.netfault.kernel import run
+from chaoslib_ext.netfault.proxy import FaultHub
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.undo import DeleteRule, ForgetDnsFlows, Place
 
 CLONE_NEWNET = 0x40000000
 FORWARD_MARK = 0x6764  # "gd": the forwarder's own queries, which the redirect lets through

@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .blast import blast_radius
-from .faults.base import choose, selection_size
-from .guards import describe as describe_guard
-from .network.dns import DNS_ZONE
-from .ports import port_holder, port_in_use
-from .services import replica_port
-from .spec.model import (
+from chaoslib_ext.drivers.local.services import replica_port
+from chaoslib_ext.engine.guards import describe as describe_guard
+from chaoslib_ext.faults.base import choose, selection_size
+from chaoslib_ext.netfault.dns import DNS_ZONE
+from chaoslib_ext.plan.blast import blast_radius
+from chaoslib_ext.ports import port_holder, port_in_use
+from chaoslib_ext.spec.model import (
     PHASES,
     ContainerFault,
     ContainerSelector,
@@ -24,7 +24,7 @@ from .spec.model import (
     PodKill,
     ServiceSpec,
 )
-from .units import format_clock, format_duration, format_percent, format_rate
+from chaoslib_ext.units import format_clock, format_duration, format_percent, format_rate
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import RunAborted
-from .probes import run_probe
-from .prometheus import QueryFailed, instant_query
-from .samples import LoadSecond, SampleStore
-from .spec.model import LATENCY_QUANTILES, Guard
-from .units import exactly, format_duration, format_ms, format_percent
+from chaoslib_ext.engine.probes import run_probe
+from chaoslib_ext.engine.prometheus import QueryFailed, instant_query
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.measure.samples import LoadSecond, SampleStore
+from chaoslib_ext.spec.model import LATENCY_QUANTILES, Guard
+from chaoslib_ext.units import exactly, format_duration, format_ms, format_percent
 
 
 @dataclass

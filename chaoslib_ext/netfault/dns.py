@@ -21,8 +21,8 @@ from typing import Protocol
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
-from ..errors import RunAborted
-from .proxy import FaultHub
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.netfault.proxy import FaultHub
 
 DEFAULT_TTL = 5
 DNS_ZONE = "gameday.internal"  # the run's own names; never forwarded to the system resolver

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from .errors import RunAborted
-from .ledger import open_state_dir, state_dir
-from .spec.model import Experiment
-from .trust import PRIVATE, SHARED, Untrusted, open_directory, shared_group
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.state.ledger import open_state_dir, state_dir
+from chaoslib_ext.state.trust import PRIVATE, SHARED, Untrusted, open_directory, shared_group
 
 
 def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:

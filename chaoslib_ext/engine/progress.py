@@ -7,8 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .slo import Sli
-from .units import format_clock, format_ms
+from chaoslib_ext.measure.slo import Sli
+from chaoslib_ext.units import format_clock, format_ms
 
 NON_TTY_EVERY_SECONDS = 5.0
 

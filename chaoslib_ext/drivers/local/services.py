@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from .errors import RunAborted
-from .launch import start_held
-from .ledger import Ledger
-from .ports import port_holder, port_in_use
-from .spec.model import ServiceSpec
-from .timeline import Timeline
-from .trust import RunDirectory
-from .undo import KillProcessGroup, process_start_ticks
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.launch import start_held
+from chaoslib_ext.ports import port_holder, port_in_use
+from chaoslib_ext.spec.model import ServiceSpec
+from chaoslib_ext.state.ledger import Ledger
+from chaoslib_ext.state.trust import RunDirectory
+from chaoslib_ext.state.undo import KillProcessGroup, process_start_ticks
 
 LOOPBACK = "127.0.0.1"
 POLL_SECONDS = 0.05

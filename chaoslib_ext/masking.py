@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import escape
 
-from .errors import Location, SpecError
+from chaoslib_ext.errors import Location, SpecError
 
 MASK = "***"
 MIN_LENGTH = 6  # shorter values could not be told apart from ordinary text in the outputs

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from .histogram import Histogram
+from chaoslib_ext.measure.histogram import Histogram
 
 FLUSH_LAG_SECONDS = 0.5  # the recorder flushes a finished second within 0.2 s: earlier ones are complete
 

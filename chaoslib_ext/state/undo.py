@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import RunAborted
+from chaoslib_ext.errors import RunAborted
 
 SAFE_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 COMMAND_TIMEOUT_SECONDS = 30
