@@ -11,19 +11,16 @@ import contextlib
 import difflib
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, NoReturn
 
-from chaoslib_ext import __version__
-from chaoslib_ext.errors import ExitCode, GamedayError, RunAborted, SpecError
+from chaoslib_ext import __version__, app
+from chaoslib_ext.errors import ExitCode, GamedayError
 from chaoslib_ext.spec import SpecErrors, load_experiment, parse_overrides
-from chaoslib_ext.state.ledger import Ledger, ledgers, recover, state_dir
-from chaoslib_ext.state.locks import TargetLock, target_key
-from chaoslib_ext.state.trust import RunDirectory, Untrusted
+from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.state.ledger import state_dir
 from chaoslib_ext.units import format_duration, format_ms, format_percent
 
 
@@ -110,38 +107,37 @@ def _add_var(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"validate": _validate, "plan": _plan, "run": _run, "recover": _recover}
+    masks = Masks()
     try:
-        return int(handlers[args.command](args))
+        return int(handlers[args.command](args, masks))
     except GamedayError as error:
         for line in str(error).splitlines():
-            print(f"gameday: error: {masked(line)}", file=sys.stderr)
+            print(f"gameday: error: {masks(line)}", file=sys.stderr)
         return int(error.exit_code)
 
 
-_masks: list[Callable[[str], str]] = []  # the secrets of the experiments this command loaded
+class Masks:
+    """The secrets of the experiments this command loaded: nothing it prints shows them."""
+
+    def __init__(self) -> None:
+        self._masks: list[Callable[[str], str]] = []
+
+    def add(self, experiment: Experiment) -> Experiment:
+        self._masks.append(experiment.secrets.mask)
+        return experiment
+
+    def __call__(self, text: str) -> str:
+        for mask in self._masks:
+            text = mask(text)
+        return text
 
 
-def loaded(file: str, overrides: dict[str, Any]) -> Any:
-    """load_experiment, remembering its secrets so that nothing this command prints shows them."""
-    experiment = load_experiment(file, overrides)
-    _masks.append(experiment.secrets.mask)
-    return experiment
-
-
-def masked(text: str) -> str:
-    for mask in _masks:
-        text = mask(text)
-    return text
-
-
-def _validate(args: argparse.Namespace) -> ExitCode:
+def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
     overrides = parse_overrides(args.var)
     worst = ExitCode.HELD
     for file in args.files:
         try:
-            experiment = loaded(file, overrides)
-            if experiment.driver == "local":  # the docker driver needs the engine to know its targets
-                planned(experiment)
+            experiment = masks.add(app.validate(file, overrides))
         except SpecErrors as errors:
             for error in errors.errors:
                 print(f"gameday: error: {error}", file=sys.stderr)
@@ -150,110 +146,26 @@ def _validate(args: argparse.Namespace) -> ExitCode:
             print(f"gameday: error: {error}", file=sys.stderr)
             worst = ExitCode.INVALID_INPUT
         else:
-            print(masked(f"ok  {file}: {experiment.title}"))
+            print(masks(f"ok  {file}: {experiment.title}"))
     return worst
 
 
-def _plan(args: argparse.Namespace) -> ExitCode:
-    from chaoslib_ext.plan.make import render_plan
+def _plan(args: argparse.Namespace, masks: Masks) -> ExitCode:
+    from chaoslib_ext.plan.render import render_plan
 
-    experiment = loaded(args.file, parse_overrides(args.var))
-    print(masked(render_plan(planned(experiment))))
+    prepared = app.prepare(masks.add(load_experiment(args.file, parse_overrides(args.var))))
+    print(masks(render_plan(prepared.plan, prepared.driver)))
     return ExitCode.HELD
 
 
-def planned(experiment: Any) -> Any:
-    """The experiment's plan, its targets resolved and its blast radius within target.max_share."""
-    from chaoslib_ext.plan.blast import check_blast_radius
-    from chaoslib_ext.plan.make import make_plan
-
-    plan = make_plan(experiment, containers=container_resolver(experiment))
-    check_blast_radius(plan)
-    return plan
-
-
-def _run(args: argparse.Namespace) -> ExitCode:
-    from chaoslib_ext.engine.run import new_run_id
-
-    experiment = loaded(args.file, parse_overrides(args.var))
-    plan = planned(experiment)
-    run_id = new_run_id(experiment.secrets.mask(experiment.title))  # it names files and rules
-    lock = TargetLock.acquire(target_key(experiment, docker_engine_id(experiment)), run_id, experiment.path)
-    try:
-        left_behind = [state for state in ledgers() if state.blocks]
-        if left_behind:  # checked holding the lock: no other run can be leaving some right now
-            raise RunAborted(
-                f"run {left_behind[0].run_id} (pid {left_behind[0].pid}) died and left "
-                f"{len(left_behind[0].pending)} change(s) behind",
-                where=str(left_behind[0].path),
-                hint="run `gameday recover` first",
-            )
-        return _run_locked(args, plan, run_id)
-    finally:
-        lock.release()
-
-
-def docker_engine_id(experiment: Any) -> str:
-    if experiment.driver != "docker":
-        return ""
-    from chaoslib_ext.drivers.docker.driver import connect
-
-    client = connect()
-    try:
-        return str(client.info().get("ID", ""))
-    finally:
-        client.close()
-
-
-def _run_locked(args: argparse.Namespace, plan: Any, run_id: str) -> ExitCode:
+def _run(args: argparse.Namespace, masks: Masks) -> ExitCode:
     from chaoslib_ext.engine.progress import Progress
-    from chaoslib_ext.engine.run import Engine, Interrupted
-    from chaoslib_ext.report import write_reports
 
-    try:
-        run_dir = RunDirectory.create(args.report_dir, run_id)
-    except Untrusted as error:  # a bad --report-dir is bad input
-        raise SpecError(error.message, where=error.where, hint=error.hint) from None
-    progress = Progress(quiet=args.quiet, mask=masked)
-    engine = Engine(plan, run_id, run_dir, progress, dry_run=args.dry_run)
-    received: list[str] = []
-
-    def on_signal(number: int, _frame: FrameType | None) -> None:
-        """The first signal stops the run (clean-up included); the second is acknowledged; the
-        third forces the exit."""
-        name = signal.Signals(number).name
-        received.append(name)
-        if len(received) == 1 and engine.cancellable:
-            raise Interrupted(name)
-        if len(received) < 3:
-            say(
-                f"gameday: {name}: already stopping: reverting, stopping services and writing the report "
-                f"(send it {3 - len(received)} more time(s) to force an exit, which may leave faults behind)"
-            )
-            return
-        force_exit(name, engine.ledger)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = engine.run()
-        report, written = write_reports(result, run_dir)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        run_dir.close()
-    tell(masked(summary(report, written)))
-    return result.exit_code
-
-
-def force_exit(signal_name: str, ledger: Ledger | None) -> NoReturn:
-    """Leave now, saying what may be left behind: the ledger keeps it for `gameday recover`."""
-    pending = list(ledger.pending.values()) if ledger is not None else []
-    lines = [f"gameday: {signal_name} again: forced exit, without finishing the clean-up"]
-    lines += [f"gameday: may be left behind: {masked(entry['what'])}" for entry in pending]
-    if ledger is not None and pending:
-        lines.append(f"gameday: run `gameday recover` to undo it (ledger: {ledger.path})")
-    say(*lines)
-    os._exit(int(ExitCode.ABORTED))
+    prepared = app.prepare(masks.add(load_experiment(args.file, parse_overrides(args.var))))
+    progress = Progress(quiet=args.quiet, mask=masks)
+    outcome = app.run(prepared, args.report_dir, watchers=[progress], dry_run=args.dry_run)
+    tell(masks(summary(outcome.report, outcome.written)))
+    return outcome.exit_code
 
 
 def tell(text: str) -> None:
@@ -265,41 +177,17 @@ def tell(text: str) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def say(*lines: str) -> None:
-    """To stderr, best effort: a closed pipe must not keep a signal handler from its work."""
-    try:
-        for line in lines:
-            print(line, file=sys.stderr)
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
-
-
-def container_resolver(experiment: Any) -> Callable[[Any, str], list[str]] | None:
-    """For the docker driver: the names of the running containers a selector picks (and allows)."""
-    if experiment.driver != "docker":
-        return None
-    from chaoslib_ext.drivers.docker.driver import connect, select
-
-    client = connect()
-    return lambda selector, where: [c.name for c in select(client, selector, experiment.allow, where)]
-
-
-def _recover(_args: argparse.Namespace) -> ExitCode:
-    me = os.geteuid()
-    for state in ledgers():
-        if state.alive:
-            print(f"still running, left alone: run {state.run_id} (pid {state.pid})")
-        elif state.owner != me and me != 0 and state.pending:
-            print(f"left alone: run {state.run_id} belongs to uid {state.owner} (they, or root, recover it)")
-    done, failed = recover()
-    for line in done:
+def _recover(_args: argparse.Namespace, _masks: Masks) -> ExitCode:
+    recovery = app.recover()
+    for line in recovery.left_alone:
+        print(line)
+    for line in recovery.undone:
         print(f"undone: {line}")
-    for line in failed:
+    for line in recovery.failed:
         print(f"gameday: error: could not undo: {line}", file=sys.stderr)
-    if not done and not failed:
+    if not recovery.undone and not recovery.failed:
         print(f"nothing to recover in {state_dir()}")
-    return ExitCode.ABORTED if failed else ExitCode.HELD
+    return ExitCode.ABORTED if recovery.failed else ExitCode.HELD
 
 
 HEADLINES = {

@@ -26,12 +26,14 @@ from docker_support import (
     wait_until,
 )
 
-from chaoslib_ext.drivers.docker.driver import DockerTarget
+from chaoslib_ext.drivers.base import RunContext
+from chaoslib_ext.drivers.docker.driver import DockerDriver
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
-from chaoslib_ext.faults import build_fault
+from chaoslib_ext.faults.injection import Injection
 from chaoslib_ext.spec import load_experiment
 from chaoslib_ext.state.ledger import Ledger, ledgers
+from chaoslib_ext.state.trust import RunDirectory
 
 CLIENT, REASON = docker_client_or_reason()
 pytestmark = [
@@ -164,11 +166,12 @@ def experiment_path(
 
 def driver(
     tmp_path: Path, kind: str, label: str, extra: str, role: str = "front"
-) -> tuple[object, DockerTarget, Ledger]:
+) -> tuple[object, DockerDriver, Ledger]:
     experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra, role=role), {"label": label})
     ledger = Ledger.create(f"docker-dns-{label}-{kind}", tmp_path / "state")
-    target = DockerTarget(experiment, Timeline(), ledger)
-    return build_fault(0, experiment.faults[0], 7), target, ledger
+    target = DockerDriver(experiment)
+    target.start(RunContext(RunDirectory.create(tmp_path / "reports", ledger.run_id), Timeline(), ledger))
+    return Injection(0, experiment.faults[0], 7), target, ledger
 
 
 def test_dns_error_fails_the_named_share_of_a_containers_lookups_and_revert_restores_them(
@@ -227,7 +230,7 @@ def test_a_restart_between_two_dns_faults_loses_the_first_not_the_second(tmp_pat
     front, back = stack
     first, target, ledger = driver(tmp_path, "dns-error", label, "")
     spec = first.spec
-    second = build_fault(1, spec, 8)
+    second = Injection(1, spec, 8)
     try:
         first.apply(target)
         assert lookups(front, back.name, 3)[0] == {"SERVFAIL": 3}

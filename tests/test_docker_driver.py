@@ -23,12 +23,14 @@ from docker_support import (
     wait_until,
 )
 
-from chaoslib_ext.drivers.docker.aftermath import TargetLost
-from chaoslib_ext.drivers.docker.driver import DockerTarget, engine_endpoint
+from chaoslib_ext.drivers.base import RunContext
+from chaoslib_ext.drivers.docker.driver import DockerDriver
+from chaoslib_ext.drivers.docker.engine import engine_endpoint
 from chaoslib_ext.events import Timeline
-from chaoslib_ext.faults import build_fault
+from chaoslib_ext.faults.injection import FaultError, Injection
 from chaoslib_ext.spec import load_experiment
 from chaoslib_ext.state.ledger import Ledger, ledgers
+from chaoslib_ext.state.trust import RunDirectory
 from chaoslib_ext.state.undo import RestoreContainer
 
 CLIENT, REASON = docker_client_or_reason()
@@ -61,11 +63,12 @@ def experiment_path(tmp_path: Path, kind: str, fault: str = "3s", extra: str = "
     return path
 
 
-def driver(tmp_path: Path, kind: str, label: str, extra: str = "") -> tuple[object, DockerTarget, Ledger]:
+def driver(tmp_path: Path, kind: str, label: str, extra: str = "") -> tuple[object, DockerDriver, Ledger]:
     experiment = load_experiment(experiment_path(tmp_path, kind, extra=extra), {"label": label})
     ledger = Ledger.create(f"docker-test-{label}-{kind}", tmp_path / "state")
-    target = DockerTarget(experiment, Timeline(), ledger)
-    return build_fault(0, experiment.faults[0], 1), target, ledger
+    target = DockerDriver(experiment)
+    target.start(RunContext(RunDirectory.create(tmp_path / "reports", ledger.run_id), Timeline(), ledger))
+    return Injection(0, experiment.faults[0], 1), target, ledger
 
 
 @pytest.mark.parametrize("kind", ["container-stop", "container-pause"])
@@ -323,7 +326,7 @@ def test_a_network_fault_on_a_container_that_restarts_is_reported_and_leaves_not
     fault.apply(target)
     back.kill()
     with pytest.raises(
-        TargetLost, match=r"exited \(exit code 137\) during fault #1 network-partition"
+        FaultError, match=r"exited \(exit code 137\) during fault #1 network-partition"
     ) as lost:
         fault.revert(target)
     assert [r.action for r in lost.value.records] == ["exited"] and ledger.pending == {}

@@ -19,10 +19,11 @@ import jsonschema
 import pytest
 from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
 
+from chaoslib_ext.drivers import driver_for
 from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
 from chaoslib_ext.state.ledger import ledgers
-from chaoslib_ext.state.locks import TargetLock, target_key
+from chaoslib_ext.state.locks import TargetLock
 from chaoslib_ext.state.undo import KillProcessGroup
 
 pytestmark = pytest.mark.slow
@@ -361,7 +362,7 @@ def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
     experiment = load_experiment(REPO / "experiments" / "demo-pod-kill.yaml", parse_overrides(ports[1::2]))
     port = ports[1].split("=")[1]
     same_target = replace(experiment, load=replace(experiment.load, host=f"http://localhost:{port}"))
-    lock = TargetLock.acquire(target_key(same_target), "the-holding-run", experiment.path)
+    lock = TargetLock.acquire(driver_for(same_target).lock_key(), "the-holding-run", experiment.path)
     try:
         refused = gameday("run", str(experiment.path), *ports, "--report-dir", str(tmp_path))
     finally:
@@ -373,19 +374,19 @@ def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
     )
     assert f"pid {os.getpid()}" in refused.stderr and list(tmp_path.iterdir()) == []  # nothing started
     holder = subprocess.Popen(  # a holder that dies by SIGKILL: the kernel frees its lock
-        [sys.executable, "-c", HOLD_THE_LOCK, target_key(experiment), str(experiment.path)],
+        [sys.executable, "-c", HOLD_THE_LOCK, driver_for(experiment).lock_key(), str(experiment.path)],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     holder.kill()
     holder.wait(timeout=10)
-    TargetLock.acquire(target_key(experiment), "the-next-run", experiment.path).release()
+    TargetLock.acquire(driver_for(experiment).lock_key(), "the-next-run", experiment.path).release()
 
 
 HOLD_THE_LOCK = """
 import sys, time
-from chaoslib_ext.locks import TargetLock
+from chaoslib_ext.state.locks import TargetLock
 TargetLock.acquire(sys.argv[1], "a-doomed-run", sys.argv[2])
 print("held", flush=True)
 time.sleep(60)

@@ -17,7 +17,14 @@ from simulation import T0, Answer, simulate
 from chaoslib_ext.engine.guards import GuardWatch, MetricWatch
 from chaoslib_ext.engine.prometheus import QueryFailed, instant_query
 from chaoslib_ext.measure.samples import Aggregate, EndpointSample, LoadSecond, SampleStore
-from chaoslib_ext.spec.model import Guard, HttpProbe
+from chaoslib_ext.spec.model import (
+    DeadlineGuard,
+    ErrorRateGuard,
+    HttpProbe,
+    LatencyGuard,
+    ProbeGuard,
+    PrometheusGuard,
+)
 
 NOW = 1_000_000.0  # an epoch second
 
@@ -36,7 +43,7 @@ def silent(waiting_since: float | None = None, waiting: int = 0) -> LoadSecond:
     return LoadSecond(Aggregate(), waiting, waiting_since)
 
 
-def trips(guard: Guard, *seconds: LoadSecond, max_stall: float = 1.0):
+def trips(guard: ErrorRateGuard | LatencyGuard, *seconds: LoadSecond, max_stall: float = 1.0):
     """Feed the seconds (from NOW on) to one guard in order; the trip, if any."""
     watch = MetricWatch(guard, max_stall)
     for offset, happened in enumerate(seconds):
@@ -47,7 +54,7 @@ def trips(guard: Guard, *seconds: LoadSecond, max_stall: float = 1.0):
 
 
 def test_error_rate_trips_after_its_seconds_of_bad_evidence():
-    guard = Guard("error_rate", limit=0.5, seconds=2)
+    guard = ErrorRateGuard(limit=0.5, seconds=2)
     assert trips(guard, second(10, 0), second(4, 6)) is None  # one bad second of two
     trip = trips(guard, second(4, 6), second(3, 7))
     assert trip is not None and trip.guard == "error rate above 50% for 2s"
@@ -57,13 +64,13 @@ def test_error_rate_trips_after_its_seconds_of_bad_evidence():
 
 
 def test_a_second_with_nothing_finished_and_nobody_waiting_long_proves_nothing_either_way():
-    guard = Guard("error_rate", limit=0.5, seconds=2)
+    guard = ErrorRateGuard(limit=0.5, seconds=2)
     assert trips(guard, second(4, 6), silent(), second(3, 7)) is not None  # sparse completions still trip
     assert trips(guard, second(4, 6), silent(NOW + 1.5, waiting=4), second(9, 1)) is None
 
 
 def test_users_waiting_with_no_answer_is_a_breach_after_the_grace():
-    guard = Guard("error_rate", limit=0.5, seconds=2)
+    guard = ErrorRateGuard(limit=0.5, seconds=2)
     # 4 requests sent at +0.2s still waiting at the end of +1s and +2s: nothing answered
     trip = trips(guard, second(10, 0), silent(NOW + 0.2, 4), silent(NOW + 0.2, 4), max_stall=1.0)
     assert trip is not None and "no answer (4 waiting, for 1.8s)" in trip.observed
@@ -71,7 +78,7 @@ def test_users_waiting_with_no_answer_is_a_breach_after_the_grace():
 
 
 def test_latency_guard_reads_the_percentile_of_each_second():
-    guard = Guard("latency", limit=0.2, percentile="p95", seconds=1)
+    guard = LatencyGuard(percentile="p95", limit=0.2, seconds=1)
     assert trips(guard, second(100, 0, latency_ms=150)) is None
     trip = trips(guard, second(100, 0, latency_ms=300))
     assert trip is not None and trip.guard == "p95 latency above 200ms for 1s"
@@ -83,7 +90,7 @@ def test_sparse_completions_trip_a_two_second_error_rate_guard(monkeypatch):
         return Answer(2.0, ok=False) if sent >= T0 + 10 else Answer(0.01)
 
     run = simulate(monkeypatch, service, users=4, interval=0.1, seconds=20)
-    watch = MetricWatch(Guard("error_rate", limit=0.5, seconds=2), max_stall=1.0)
+    watch = MetricWatch(ErrorRateGuard(limit=0.5, seconds=2), max_stall=1.0)
     trip = None
     for offset in range(20):
         happened = run.samples.second(int(T0) + offset)
@@ -102,7 +109,7 @@ def test_the_guard_thread_sees_every_second_even_a_breach_that_is_already_over()
     for offset in range(10):
         happened = second(3, 7) if offset in (3, 4) else second(10, 0)
         samples.add_second(int(NOW) + offset, happened)
-    watch = GuardWatch((Guard("error_rate", limit=0.5, seconds=2),), samples, started_at=NOW)
+    watch = GuardWatch((ErrorRateGuard(limit=0.5, seconds=2),), samples, started_at=NOW)
     watch.start_watching(since=NOW)
     try:
         deadline = time.monotonic() + 10
@@ -118,7 +125,7 @@ def test_guards_ignore_seconds_before_the_load_started():
     samples = SampleStore()
     samples.add_second(int(NOW) - 1, second(0, 10))
     samples.add_second(int(NOW), second(10, 0))
-    watch = GuardWatch((Guard("error_rate", limit=0.1, seconds=1),), samples, started_at=NOW - 100)
+    watch = GuardWatch((ErrorRateGuard(limit=0.1, seconds=1),), samples, started_at=NOW - 100)
     watch.start_watching(since=NOW)
     try:
         samples.wait_for_second(int(NOW) + 5, timeout=0.5)  # give the thread time to look
@@ -128,7 +135,7 @@ def test_guards_ignore_seconds_before_the_load_started():
 
 
 def test_deadline_trips_once_the_run_has_lasted_that_long():
-    watch = GuardWatch((Guard("deadline", limit=30.0),), SampleStore(), started_at=NOW)
+    watch = GuardWatch((DeadlineGuard(limit=30.0),), SampleStore(), started_at=NOW)
     assert watch.check(NOW + 29.9) is None
     trip = watch.check(NOW + 30.2)
     assert trip is not None and trip.breach_at == NOW + 30 and trip.detected_at == NOW + 30.2
@@ -153,7 +160,7 @@ def test_a_probe_guard_needs_its_failures_in_a_row():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    guard = Guard("probe", probe=HttpProbe(url=url, timeout=1.0), every=0.02, failures=2)
+    guard = ProbeGuard(probe=HttpProbe(url=url, timeout=1.0), every=0.02, failures=2)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
     watch.start_watching(since=time.time())
     try:
@@ -170,7 +177,7 @@ def test_a_probe_guard_needs_its_failures_in_a_row():
 
 def test_a_probe_guard_trips_after_its_failures_in_a_row():
     closed = f"http://127.0.0.1:{free_port()}/"  # nothing listens: every probe fails at once
-    guard = Guard("probe", probe=HttpProbe(url=closed, timeout=1.0), every=0.05, failures=3)
+    guard = ProbeGuard(probe=HttpProbe(url=closed, timeout=1.0), every=0.05, failures=3)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
     watch.start_watching(since=time.time())
     try:
@@ -250,7 +257,7 @@ def prometheus(tmp_path_factory):
 
 def test_a_prometheus_guard_trips_only_once_its_query_has_been_over_the_limit_long_enough(prometheus):
     Exporter.value = 1.0
-    guard = Guard("prometheus", limit=5.0, seconds=2, every=0.2, url=prometheus, query="gameday_test_errors")
+    guard = PrometheusGuard(limit=5.0, seconds=2, every=0.2, url=prometheus, query="gameday_test_errors")
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
     watch.start_watching(since=time.time())
     try:
@@ -290,7 +297,7 @@ def test_a_prometheus_guard_that_cannot_read_its_query_stops_the_run(prometheus,
         "not http": (f"http://127.0.0.1:{garbage.server_address[1]}", "up", False),
         "no series under a floor": (prometheus, "no_such_metric", True),
     }[answer]
-    guard = Guard("prometheus", limit=5.0, seconds=1, every=0.2, url=url, query=query, below=below)
+    guard = PrometheusGuard(limit=5.0, seconds=1, every=0.2, url=url, query=query, below=below)
     watch = GuardWatch((guard,), SampleStore(), started_at=time.time())
     watch.start_watching(since=time.time())
     try:

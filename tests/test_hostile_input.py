@@ -18,11 +18,10 @@ from conftest import MINIMAL, REPO, gameday
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from chaoslib_ext import app
+from chaoslib_ext.drivers import driver_for
 from chaoslib_ext.errors import SpecError
-from chaoslib_ext.plan.blast import check_blast_radius
-from chaoslib_ext.plan.make import make_plan
-from chaoslib_ext.spec import load_experiment, parse_overrides
-from chaoslib_ext.state.locks import target_key
+from chaoslib_ext.spec import parse_overrides
 
 # generous: a hang would take forever, a slow machine takes a little longer
 PROPERTIES = settings(
@@ -35,10 +34,10 @@ def outcome(path: Path, overrides: dict[str, Any] | None = None) -> str:
     """'ok' or 'refused'; anything else escapes and fails the test with its traceback. What
     loads is also planned, as `validate` and `run` do: plan, blast radius, lock key."""
     try:
-        experiment = load_experiment(path, overrides)
-        if experiment.driver == "local":
-            check_blast_radius(make_plan(experiment))
-            target_key(experiment)
+        experiment = app.validate(path, overrides)
+        driver = driver_for(experiment)
+        if driver.offline:
+            driver.lock_key()
     except SpecError as error:
         assert str(error).strip(), "an error with no message"
         return "refused"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, connects, free_port_block, gameday, start_run, wait_for_line
 
+from chaoslib_ext.faults import KINDS
 from chaoslib_ext.netfault.kernel import Namespace, NamespaceFactory, fault_rules, run
 from chaoslib_ext.state.ledger import Ledger, ledgers
 from chaoslib_ext.state.undo import KillProcessGroup, parse
@@ -115,9 +116,8 @@ def acceptor_in(namespace: Namespace, port: int) -> subprocess.Popen[bytes]:
 
 
 def apply(namespace: Namespace, ledger: Ledger, kind: str, port: int, **options) -> list:
-    rules = fault_rules(
-        namespace, kind, port, options.pop("direction", "upstream"), "gameday:test:fault-1", **options
-    )
+    fault = KINDS[kind](direction=options.pop("direction", "upstream"), **options)
+    rules = fault_rules(namespace, fault, port, "gameday:test:fault-1")
     applied = []
     for rule in rules:
         applied.append((ledger.record(rule.what, rule.undo), rule))

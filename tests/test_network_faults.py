@@ -19,8 +19,16 @@ import pytest
 from conftest import HOST, Starter, free_port
 from dnslib import RCODE, DNSRecord
 
-from chaoslib_ext.netfault.dns import DnsRule, FaultDnsServer, RunNames, loopback_socket
-from chaoslib_ext.netfault.proxy import FaultHub, Toxic
+from chaoslib_ext.faults import KINDS
+from chaoslib_ext.faults.dns_delay import DnsDelay
+from chaoslib_ext.faults.dns_error import DnsError
+from chaoslib_ext.faults.dns_spoof import DnsSpoof
+from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
+from chaoslib_ext.faults.network_latency import NetworkLatency
+from chaoslib_ext.faults.network_loss import NetworkLoss
+from chaoslib_ext.faults.network_partition import NetworkPartition
+from chaoslib_ext.netfault.dns import FaultDnsServer, RunNames, loopback_socket
+from chaoslib_ext.netfault.proxy import FaultHub
 
 TRIES = 2000
 Z_999 = 3.29  # two-sided 99.9% normal quantile
@@ -181,7 +189,7 @@ def test_without_toxics_bytes_pass_untouched_and_no_latency_is_added(hub, tmp_pa
 def test_latency_seen_by_a_client_is_what_was_asked(hub, backend, direction, delay, expected):
     proxy = hub.proxy("backend", (HOST, backend))
     baseline = median_ms(proxy.port)
-    proxy.add("t", Toxic("latency", direction, delay=delay))
+    proxy.add("t", NetworkLatency(direction=direction, delay=delay))
     added = median_ms(proxy.port) - baseline
     assert abs(added - expected) <= 0.1 * expected + 2, added
     proxy.remove("t")
@@ -193,7 +201,7 @@ def test_latency_applies_to_connections_that_were_already_open(hub, backend):
     connection = http.client.HTTPConnection(HOST, proxy.port, timeout=5)
     connection.request("GET", "/work")
     connection.getresponse().read()
-    proxy.add("t", Toxic("latency", "upstream", delay=0.15))
+    proxy.add("t", NetworkLatency(direction="upstream", delay=0.15))
     samples = []
     for _ in range(5):  # the same keep-alive connection, opened before the fault
         started = time.perf_counter()
@@ -207,7 +215,9 @@ def test_latency_applies_to_connections_that_were_already_open(hub, backend):
 def test_jitter_spreads_latency_around_the_delay(hub, backend):
     proxy = hub.proxy("backend", (HOST, backend))
     baseline = median_ms(proxy.port)
-    proxy.add("t", Toxic("latency", "upstream", delay=0.05, jitter=0.02, distribution="uniform"), seed=5)
+    proxy.add(
+        "t", NetworkLatency(direction="upstream", delay=0.05, jitter=0.02, distribution="uniform"), seed=5
+    )
     samples = [get_ms(proxy.port) for _ in range(60)]
     assert min(samples) >= 30  # never less than delay - jitter
     assert abs(statistics.median(samples) - baseline - 50) <= 8  # centred on the delay
@@ -220,7 +230,7 @@ def test_jitter_spreads_latency_around_the_delay(hub, backend):
 )
 def test_loss_and_reset_hit_the_asked_share_of_connections(hub, echo, kind, probability, failed):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("t", Toxic(kind, "both", probability=probability), seed=1234)
+    proxy.add("t", KINDS[f"network-{kind}"](direction="both", probability=probability), seed=1234)
     outcomes = attempts(proxy.port, TRIES, timeout=1.0)
     low, high = binomial_bounds(TRIES, probability)
     assert low <= outcomes[failed] <= high, outcomes
@@ -232,7 +242,7 @@ def test_loss_and_reset_hit_the_asked_share_of_connections(hub, echo, kind, prob
 def test_bandwidth_limit_holds_within_15_percent(hub, tmp_path, file_server):
     (tmp_path / "blob.bin").write_bytes(b"x" * 400_000)
     proxy = hub.proxy("files", (HOST, file_server))
-    proxy.add("t", Toxic("bandwidth", "downstream", rate=200_000))
+    proxy.add("t", NetworkBandwidth(direction="downstream", rate=200_000))
     started = time.perf_counter()
     size = len(download(proxy.port, "/blob.bin"))
     rate = size / (time.perf_counter() - started)
@@ -243,7 +253,7 @@ def test_bandwidth_limit_holds_within_15_percent(hub, tmp_path, file_server):
 def test_connections_through_one_shaped_proxy_share_its_bandwidth_as_on_a_link(hub, tmp_path, file_server):
     (tmp_path / "blob.bin").write_bytes(b"x" * 200_000)
     proxy = hub.proxy("files", (HOST, file_server))
-    proxy.add("t", Toxic("bandwidth", "downstream", rate=200_000))
+    proxy.add("t", NetworkBandwidth(direction="downstream", rate=200_000))
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         sizes = list(pool.map(lambda _: len(download(proxy.port, "/blob.bin")), range(4)))
@@ -265,10 +275,10 @@ def attempts_ok(port: int) -> bool:
 
 def test_partition_refuses_or_blackholes_every_attempt_then_heals(hub, echo):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("t", Toxic("partition", "both", mode="refuse"))
+    proxy.add("t", NetworkPartition(direction="both", mode="refuse"))
     assert attempts(proxy.port, 200, timeout=1.0)["reset"] == 200
     proxy.remove("t")
-    proxy.add("t", Toxic("partition", "both", mode="blackhole"))
+    proxy.add("t", NetworkPartition(direction="both", mode="blackhole"))
     assert attempts(proxy.port, 50, timeout=0.3)["timeout"] == 50
     proxy.remove("t")
     assert attempts(proxy.port, 50)["ok"] == 50
@@ -279,7 +289,7 @@ def test_a_refusing_partition_cuts_open_connections_too(hub, backend):
     connection = http.client.HTTPConnection(HOST, proxy.port, timeout=2)
     connection.request("GET", "/work")
     connection.getresponse().read()
-    proxy.add("t", Toxic("partition", "both", mode="refuse"))
+    proxy.add("t", NetworkPartition(direction="both", mode="refuse"))
     with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
         connection.request("GET", "/work")
         connection.getresponse().read()
@@ -318,7 +328,7 @@ def test_dns_answers_its_names_resolves_localhost_and_never_forwards_its_zone(dn
 
 @pytest.mark.parametrize("rcode", ["SERVFAIL", "NXDOMAIN", "REFUSED"])
 def test_dns_error_is_seen_as_the_right_rcode_and_other_names_still_resolve(dns, rcode):
-    dns.add("f", DnsRule("error", ("*.gameday.internal",), rcode=rcode))
+    dns.add("f", DnsError(patterns=("*.gameday.internal",), rcode=rcode))
     assert RCODE.get(query(dns, "backend-0.gameday.internal").header.rcode) == rcode
     assert [str(r.rdata) for r in query(dns, "localhost").rr] == ["127.0.0.1"]
     dns.remove("f")
@@ -327,7 +337,7 @@ def test_dns_error_is_seen_as_the_right_rcode_and_other_names_still_resolve(dns,
 
 @pytest.mark.slow
 def test_dns_error_probability_is_within_the_binomial_bound(dns):
-    dns.add("f", DnsRule("error", ("backend-*",), rcode="SERVFAIL", probability=0.5), seed=99)
+    dns.add("f", DnsError(patterns=("backend-*",), rcode="SERVFAIL", probability=0.5), seed=99)
     failures = sum(
         query(dns, "backend-0.gameday.internal").header.rcode == RCODE.SERVFAIL for _ in range(TRIES)
     )
@@ -336,14 +346,14 @@ def test_dns_error_probability_is_within_the_binomial_bound(dns):
 
 
 def test_dns_timeout_drops_the_query(dns):
-    dns.add("f", DnsRule("error", ("backend-*",), rcode="TIMEOUT"))
+    dns.add("f", DnsError(patterns=("backend-*",), rcode="TIMEOUT"))
     with pytest.raises(TimeoutError):
         query(dns, "backend-0.gameday.internal", timeout=0.5)
     assert query(dns, "localhost").header.rcode == RCODE.NOERROR
 
 
 def test_dns_delay_and_spoof(dns):
-    dns.add("d", DnsRule("delay", ("backend-*",), delay=0.2))
+    dns.add("d", DnsDelay(patterns=("backend-*",), delay=0.2))
     samples = []
     for _ in range(5):
         started = time.perf_counter()
@@ -351,7 +361,7 @@ def test_dns_delay_and_spoof(dns):
         samples.append((time.perf_counter() - started) * 1000)
     assert abs(statistics.median(samples) - 200) <= 0.1 * 200 + 5, samples
     assert dns.remove("d") == {"matched": 5, "delayed": 5}
-    dns.add("s", DnsRule("spoof", ("backend-*",), addresses=("127.0.0.9",)))
+    dns.add("s", DnsSpoof(patterns=("backend-*",), addresses=("127.0.0.9",)))
     assert [str(r.rdata) for r in query(dns, "backend-0.gameday.internal").rr] == ["127.0.0.9"]
 
 
@@ -360,7 +370,7 @@ def test_a_healed_blackhole_delivers_the_held_bytes_late_but_whole(hub, echo):
     with socket.create_connection((HOST, proxy.port), timeout=5) as client:
         client.sendall(b"A")
         assert client.recv(16) == b"A"
-        proxy.add("t", Toxic("partition", "upstream", mode="blackhole"))
+        proxy.add("t", NetworkPartition(direction="upstream", mode="blackhole"))
         client.sendall(b"B")
         client.settimeout(0.5)
         with pytest.raises(TimeoutError):
@@ -377,7 +387,7 @@ def test_a_healed_blackhole_delivers_the_held_bytes_late_but_whole(hub, echo):
 def test_a_shaped_link_pushes_back_on_the_sender_and_a_closed_side_ends_the_connection(hub):
     server = TcpServer("stream")
     proxy = hub.proxy("stream", (HOST, server.port))
-    proxy.add("t", Toxic("bandwidth", "downstream", rate=10_000))
+    proxy.add("t", NetworkBandwidth(direction="downstream", rate=10_000))
     try:
         with socket.create_connection((HOST, proxy.port), timeout=5) as client:
             client.recv(1000)
@@ -392,7 +402,7 @@ def test_a_shaped_link_pushes_back_on_the_sender_and_a_closed_side_ends_the_conn
 
 def test_reverting_loss_resets_the_connections_it_dropped(hub, echo):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("t", Toxic("loss", "both", probability=1.0))
+    proxy.add("t", NetworkLoss(direction="both", probability=1.0))
     with socket.create_connection((HOST, proxy.port), timeout=5) as client:
         client.sendall(b"lost")
         client.settimeout(0.5)
@@ -406,7 +416,7 @@ def test_reverting_loss_resets_the_connections_it_dropped(hub, echo):
 
 def test_a_refusing_partition_refuses_new_connections_whatever_its_direction(hub, echo):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("t", Toxic("partition", "downstream", mode="refuse"))
+    proxy.add("t", NetworkPartition(direction="downstream", mode="refuse"))
     with (
         pytest.raises(ConnectionResetError),  # at connect, or at the first read
         socket.create_connection((HOST, proxy.port), timeout=5) as client,
@@ -418,7 +428,7 @@ def test_a_refusing_partition_refuses_new_connections_whatever_its_direction(hub
 
 def test_connections_held_by_loss_or_blackhole_are_let_go_when_their_clients_leave(hub, echo):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("loss", Toxic("loss", "both", probability=1.0))
+    proxy.add("loss", NetworkLoss(direction="both", probability=1.0))
     for _ in range(300):  # clients that connect, get nothing, and give up
         with socket.create_connection((HOST, proxy.port), timeout=5) as client:
             client.sendall(b"hello")
@@ -427,7 +437,7 @@ def test_connections_held_by_loss_or_blackhole_are_let_go_when_their_clients_lea
         assert time.monotonic() < deadline, f"{hub.call(lambda: hub.open_connections)} connections still held"
         time.sleep(0.05)
     proxy.remove("loss")
-    proxy.add("hole", Toxic("partition", "both", mode="blackhole"))
+    proxy.add("hole", NetworkPartition(direction="both", mode="blackhole"))
     clients = [socket.create_connection((HOST, proxy.port), timeout=5) for _ in range(50)]
     wait(lambda: hub.call(lambda: hub.open_connections) == 50)
     for client in clients:
@@ -437,7 +447,7 @@ def test_connections_held_by_loss_or_blackhole_are_let_go_when_their_clients_lea
 
 def test_connections_over_what_the_descriptors_allow_are_refused_and_counted(hub, echo):
     proxy = hub.proxy("echo", (HOST, echo))
-    proxy.add("loss", Toxic("loss", "both", probability=1.0))  # every connection is held
+    proxy.add("loss", NetworkLoss(direction="both", probability=1.0))  # every connection is held
     hub.capacity = 40
     clients = [socket.create_connection((HOST, proxy.port), timeout=5) for _ in range(60)]
     try:

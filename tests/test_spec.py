@@ -9,10 +9,18 @@ from pathlib import Path
 import pytest
 from conftest import LOCUSTFILE, MINIMAL, REPO, gameday
 
+from chaoslib_ext import app
 from chaoslib_ext.errors import SpecError
 from chaoslib_ext.netfault.kernel import netem_available
 from chaoslib_ext.plan.make import make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
+from chaoslib_ext.spec.model import (
+    DeadlineGuard,
+    ErrorRateGuard,
+    LatencyGuard,
+    ProbeGuard,
+    PrometheusGuard,
+)
 
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml")) + sorted(
     path for path in (REPO / "experiments" / "docker").glob("*.yaml") if path.name != "compose.yaml"
@@ -157,11 +165,25 @@ steady_state:
   - activity: {type: probe, name: nap, provider: {type: python, module: time, func: sleep}}
 load: {options: ["--processes", "4"], """,
     )
-    errors = "\n".join(errors_of(experiment_file(text)))
-    assert "services.app.command[0]: program not found: no-such-program-here" in errors
+    path = experiment_file(text)
+    errors = "\n".join(errors_of(path))
     assert "steady_state[0].http.body: invalid regular expression" in errors
     assert "steady_state[1].activity: invalid chaostoolkit activity" in errors
     assert "load.options[0]: Locust option --processes is not supported here" in errors
+    assert "program not found" not in errors  # PATH is the host's: validate reads the file alone
+    runnable = (
+        path.read_text()
+        .replace('load: {options: ["--processes", "4"], ', "load: {")
+        .replace(
+            '\nsteady_state:\n  - http: {url: "http://127.0.0.1:18500/", body: "(["}\n'
+            "  - activity: {type: probe, name: nap, provider: {type: python, module: time, func: sleep}}",
+            "",
+        )
+    )
+    path.write_text(runnable)
+    with pytest.raises(SpecErrors) as caught:  # plan and run check the host first
+        app.prepare(load_experiment(path))
+    assert "services.app.command[0]: program not found: no-such-program-here" in str(caught.value)
 
 
 def test_network_and_dns_faults_need_their_wiring(experiment_file):
@@ -205,12 +227,14 @@ load: {""",
     )
     if netem_available():
         pytest.skip("this kernel has sch_netem: latency can take the kernel path")
-    errors = "\n".join(errors_of(experiment_file(text.replace("PATH", "kernel"))))
+    kernel = load_experiment(experiment_file(text.replace("PATH", "kernel")))  # the file is valid...
+    with pytest.raises(SpecErrors) as caught:  # ...but this host cannot do it
+        app.prepare(kernel)
     assert (
         "faults[2].network-latency.path: the kernel path cannot be used: this kernel has no sch_netem"
-        in errors
+        in str(caught.value)
     )
-    plan = make_plan(load_experiment(experiment_file(text.replace("PATH", "auto"))))
+    plan = app.prepare(load_experiment(experiment_file(text.replace("PATH", "auto")))).plan
     loss, latency, _ = plan.faults
     assert "in each one's network namespace (iptables/tc, kernel path)" in loss.description
     assert "through gameday's userspace proxy" in latency.description
@@ -264,7 +288,7 @@ def test_docker_label_values_are_text_even_when_yaml_or_a_var_reads_them_as_numb
     )
     experiment = load_experiment(experiment_file(docker), {"build": 62865287})
     assert experiment.allow.labels == {"build": "62865287", "canary": "true"}
-    assert experiment.faults[0].params.selector.labels == {"port": "8080"}
+    assert experiment.faults[0].selection.selector.labels == {"port": "8080"}
     [error] = errors_of(experiment_file(docker.replace("canary: 'true'", "canary: yes")))
     assert "target.allow.labels.canary: expected a label value" in error and "quote values" in error
 
@@ -302,15 +326,14 @@ def test_guards_are_read_with_their_defaults(experiment_file):
         "  - abort_if: {probe: {http: {url: 'http://127.0.0.1:9/'}}, failures: 2}\n  - deadline: 1m\n"
     )
     error_rate, latency, probe, deadline = load_experiment(experiment_file(MINIMAL + guards)).guards
-    assert (error_rate.kind, error_rate.limit, error_rate.seconds) == ("error_rate", 0.2, 1)
-    assert (latency.percentile, latency.limit, latency.seconds) == ("p99", 2.0, 3)
-    assert (probe.kind, probe.every, probe.failures, probe.probe.url) == (
-        "probe",
+    assert error_rate == ErrorRateGuard(limit=0.2, seconds=1)
+    assert latency == LatencyGuard(percentile="p99", limit=2.0, seconds=3)
+    assert isinstance(probe, ProbeGuard) and (probe.every, probe.failures, probe.probe.url) == (
         1.0,
         2,
         "http://127.0.0.1:9/",
     )
-    assert (deadline.kind, deadline.limit) == ("deadline", 60.0)
+    assert deadline == DeadlineGuard(limit=60.0)
 
 
 def test_a_prometheus_guard_needs_a_bound(experiment_file):
@@ -321,13 +344,9 @@ def test_a_prometheus_guard_needs_a_bound(experiment_file):
     )
     fixed = guard.replace("query: up}", "query: up, below: 1}, for: 3s, every: 500ms")
     [prometheus] = load_experiment(experiment_file(MINIMAL + fixed)).guards
-    assert (prometheus.kind, prometheus.limit, prometheus.below, prometheus.seconds) == (
-        "prometheus",
-        1.0,
-        True,
-        3,
+    assert prometheus == PrometheusGuard(
+        url="http://127.0.0.1:9090", query="up", limit=1.0, below=True, seconds=3, every=0.5
     )
-    assert (prometheus.url, prometheus.query, prometheus.every) == ("http://127.0.0.1:9090", "up", 0.5)
 
 
 def test_the_load_always_has_a_request_timeout(experiment_file):

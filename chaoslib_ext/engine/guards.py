@@ -26,7 +26,15 @@ from chaoslib_ext.engine.probes import run_probe
 from chaoslib_ext.engine.prometheus import QueryFailed, instant_query
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.measure.samples import LoadSecond, SampleStore
-from chaoslib_ext.spec.model import LATENCY_QUANTILES, Guard
+from chaoslib_ext.spec.model import (
+    LATENCY_QUANTILES,
+    DeadlineGuard,
+    ErrorRateGuard,
+    Guard,
+    LatencyGuard,
+    ProbeGuard,
+    PrometheusGuard,
+)
 from chaoslib_ext.units import exactly, format_duration, format_ms, format_percent
 
 
@@ -46,25 +54,25 @@ class GuardTripped(RunAborted):
 
 
 def describe(guard: Guard) -> str:
-    lasting = f" for {guard.seconds}s"
-    if guard.kind == "error_rate":
-        return f"error rate above {format_percent(guard.limit)}{lasting}"
-    if guard.kind == "latency":
-        return f"{guard.percentile} latency above {format_duration(guard.limit)}{lasting}"
-    if guard.kind == "prometheus":
-        side = "below" if guard.below else "above"
-        return f"prometheus {guard.query} {side} {guard.limit:g}{lasting}"
-    if guard.kind == "probe":
-        assert guard.probe is not None
-        times = "once" if guard.failures == 1 else f"{guard.failures} times in a row"
-        return f"probe {guard.probe.name} failing {times} (every {format_duration(guard.every)})"
-    return f"deadline of {format_duration(guard.limit)} from the start of the run"
+    match guard:
+        case ErrorRateGuard():
+            return f"error rate above {format_percent(guard.limit)} for {guard.seconds}s"
+        case LatencyGuard():
+            return f"{guard.percentile} latency above {format_duration(guard.limit)} for {guard.seconds}s"
+        case PrometheusGuard():
+            side = "below" if guard.below else "above"
+            return f"prometheus {guard.query} {side} {guard.limit:g} for {guard.seconds}s"
+        case ProbeGuard():
+            times = "once" if guard.failures == 1 else f"{guard.failures} times in a row"
+            return f"probe {guard.probe.name} failing {times} (every {format_duration(guard.every)})"
+        case DeadlineGuard():
+            return f"deadline of {format_duration(guard.limit)} from the start of the run"
 
 
 class MetricWatch:
     """One error-rate or latency guard: fed every second of the run once, in order."""
 
-    def __init__(self, guard: Guard, max_stall: float) -> None:
+    def __init__(self, guard: ErrorRateGuard | LatencyGuard, max_stall: float) -> None:
         self.guard = guard
         self.max_stall = max_stall
         self.bad: list[str] = []  # what the bad seconds since the last good one showed
@@ -86,11 +94,11 @@ class MetricWatch:
         """What made the second bad; "" if it was good; None if it proves nothing."""
         finished = happened.finished
         guard = self.guard
-        if guard.kind == "error_rate" and finished.requests:
+        if isinstance(guard, ErrorRateGuard) and finished.requests:
             over = finished.failures > exactly(guard.limit) * finished.requests
             return format_percent(finished.failures / finished.requests) if over else ""
         ok = finished.total().ok
-        if guard.kind == "latency" and ok.count:
+        if isinstance(guard, LatencyGuard) and ok.count:
             quantile, limit_us = LATENCY_QUANTILES[guard.percentile], round(guard.limit * 1e6)
             return "" if ok.within(quantile, limit_us) else format_ms(ok.percentile_ms(quantile))
         if happened.stalled(second, self.max_stall):
@@ -119,14 +127,19 @@ class GuardWatch:
     def start_watching(self, since: float) -> None:
         """Start the threads: one for the metric guards (from the second `since`, the load's
         start), one per probe and Prometheus guard."""
-        metrics = [MetricWatch(g, self.max_stall) for g in self.guards if g.kind in ("error_rate", "latency")]
+        metrics = [
+            MetricWatch(g, self.max_stall)
+            for g in self.guards
+            if isinstance(g, ErrorRateGuard | LatencyGuard)
+        ]
         targets: list[tuple[str, Callable[[], None]]] = []
         if metrics:
             targets.append(("guard-metrics", lambda: self._watch_seconds(metrics, math.ceil(since))))
-        watchers = {"probe": self._watch_probe, "prometheus": self._watch_prometheus}
         for guard in self.guards:
-            if guard.kind in watchers:
-                targets.append((f"guard-{guard.kind}", functools.partial(watchers[guard.kind], guard)))
+            if isinstance(guard, ProbeGuard):
+                targets.append(("guard-probe", functools.partial(self._watch_probe, guard)))
+            elif isinstance(guard, PrometheusGuard):
+                targets.append(("guard-prometheus", functools.partial(self._watch_prometheus, guard)))
         for name, target in targets:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -144,7 +157,7 @@ class GuardWatch:
                 self._watched_trip.detected_at = max(self._watched_trip.detected_at, now)
                 return self._watched_trip
         for guard in self.guards:
-            if guard.kind == "deadline" and now >= self.started_at + guard.limit:
+            if isinstance(guard, DeadlineGuard) and now >= self.started_at + guard.limit:
                 return GuardTrip(
                     describe(guard),
                     f"the run has lasted {now - self.started_at:.1f}s",
@@ -166,8 +179,7 @@ class GuardWatch:
                     return
             second += 1
 
-    def _watch_probe(self, guard: Guard) -> None:
-        assert guard.probe is not None
+    def _watch_probe(self, guard: ProbeGuard) -> None:
         failed_in_a_row = 0
         while not self._stopping.is_set():
             outcome = run_probe(guard.probe)
@@ -177,7 +189,7 @@ class GuardWatch:
                 return
             self._stopping.wait(guard.every)
 
-    def _watch_prometheus(self, guard: Guard) -> None:
+    def _watch_prometheus(self, guard: PrometheusGuard) -> None:
         bad_since: float | None = None
         while not self._stopping.is_set():
             asked = time.time()
@@ -205,7 +217,7 @@ class GuardWatch:
                 self._watched_trip = trip
 
 
-def _beyond(guard: Guard, value: float) -> bool:
+def _beyond(guard: PrometheusGuard, value: float) -> bool:
     """Over the limit (under it, for `below`); not a number (0/0, say) always counts."""
     if math.isnan(value):
         return True

@@ -1,4 +1,5 @@
-"""The live progress line and event lines a person watches during a run."""
+"""The live progress line and event lines a person watches during a run: a subscriber to the
+run's events (events.Timeline), which says which of them a person sees, and how."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from chaoslib_ext.events import Event
 from chaoslib_ext.measure.slo import Sli
 from chaoslib_ext.units import format_clock, format_ms
 
@@ -25,6 +27,19 @@ class Progress:
         self.interactive = self.stream.isatty()
         self._last_printed = 0.0
         self._pending = False
+
+    def __call__(self, event: Event) -> None:
+        """Show a run event, if it is one a person watches."""
+        if event.action == "finished":
+            self.close()
+        elif event.action == "status":
+            self.status(event.subject, **event.detail)
+        elif event.action == "phase-over":
+            self.phase_over(event.subject, event.detail["sli"])
+        else:
+            line = _line(event)
+            if line is not None:
+                self.event(line)
 
     def event(self, text: str) -> None:
         if self.quiet:
@@ -74,6 +89,31 @@ class Progress:
         except (OSError, ValueError):  # ValueError: the stream was closed
             pass
         self._pending = pending
+
+
+def _line(event: Event) -> str | None:
+    """The line a run event prints, or None for one a person need not watch."""
+    detail = event.detail
+    match event.source, event.action:
+        case "engine", "run":
+            return f"gameday: {detail['title']}  (run {event.subject})"
+        case "engine", "starting-services":
+            return f"starting services: {event.subject}"
+        case "load", "starting":
+            return f"starting load: {detail['users']} users on {event.subject}"
+        case "engine", "phase":
+            return f"-- {event.subject} phase ({detail['length']:g}s)"
+        case "engine", ("aborted" | "interrupted" | "baseline-failed") as status:
+            return f"! {status}: {detail['detail']}"
+        case "fault", "revert-failed":
+            return f"! could not revert {event.subject}: {detail['error']}"
+        case "fault", action:
+            rest = {key: value for key, value in detail.items() if key != "fault"}
+            return f"   {detail['fault']}: {action} {event.subject} {rest}"
+        case "probe", ("passed" | "failed") as outcome:
+            mark = "ok  " if outcome == "passed" else "FAIL"
+            return f"steady state {detail['when']}: {mark} {event.subject}: {detail['detail']}"
+    return None
 
 
 def _errors(sli: Sli) -> str:

@@ -11,20 +11,17 @@ import re
 import secrets
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from chaoslib_ext.drivers.docker.aftermath import TargetLost
-from chaoslib_ext.drivers.docker.driver import DockerTarget
-from chaoslib_ext.drivers.local.driver import LocalTarget
+from chaoslib_ext.drivers.base import Driver, RunContext
 from chaoslib_ext.engine.guards import GuardTrip, GuardTripped, GuardWatch
 from chaoslib_ext.engine.probes import ProbeResult, run_probe
-from chaoslib_ext.engine.progress import Progress
 from chaoslib_ext.errors import ExitCode, RunAborted
-from chaoslib_ext.events import Timeline
-from chaoslib_ext.faults import Fault, FaultRecord, build_fault
-from chaoslib_ext.faults.base import FaultError
+from chaoslib_ext.events import Subscriber, Timeline
+from chaoslib_ext.faults.injection import FaultError, FaultRecord, Injection
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.measure.samples import FLUSH_LAG_SECONDS, SampleStore
 from chaoslib_ext.measure.slo import (
@@ -130,17 +127,26 @@ def new_run_id(title: str, now: float | None = None) -> str:
 
 class Engine:
     def __init__(
-        self, plan: Plan, run_id: str, run_dir: RunDirectory, progress: Progress, dry_run: bool = False
+        self,
+        plan: Plan,
+        driver: Driver,
+        run_id: str,
+        run_dir: RunDirectory,
+        watchers: Sequence[Subscriber] = (),
+        dry_run: bool = False,
     ) -> None:
+        """`watchers` see every run event as it happens (the progress lines, say)."""
         self.plan = plan
+        self.driver = driver
         self.dry_run = dry_run  # everything but the injection: faults say what they would do
         self.experiment = plan.experiment
-        self.progress = progress
         self.result = RunResult(run_id, plan, run_dir.path, time.time(), Timeline(), dry_run=dry_run)
         self.timeline = self.result.timeline
+        for watcher in watchers:
+            self.timeline.subscribe(watcher)
         self.logs = run_dir
         self.ledger: Ledger | None = None  # made when the run starts changing things
-        self.target: LocalTarget | DockerTarget | None = None
+        self.started = False  # the driver has set up what the faults act through
         slo = self.experiment.slo
         self.load = LoadRunner(
             self.experiment.load,
@@ -153,7 +159,7 @@ class Engine:
         self.guards = GuardWatch(
             self.experiment.guards, self.load.samples, self.result.started_at, slo.max_stall
         )
-        self.faults: list[Fault] = [build_fault(f.index, f.spec, f.seed) for f in plan.faults]
+        self.faults = [Injection(f.index, f.spec, f.seed) for f in plan.faults]
         self.applied: set[int] = set()
         self.cancellable = False  # True while a signal may interrupt the run (not during clean-up)
         self.load_entry: int | None = None
@@ -202,7 +208,7 @@ class Engine:
             self._stop_target,
             self._mask_logs,
             self._close_ledger,
-            self.progress.close,
+            self._finished,
         ):
             try:
                 step()
@@ -212,30 +218,27 @@ class Engine:
                 if self.result.status not in ("aborted", "interrupted"):
                     self._stop_with("aborted", f"clean-up step {step.__name__} failed: {error}")
 
+    def _finished(self) -> None:
+        self.timeline.publish("engine", "finished")
+
     def _stop_with(self, status: str, error: str) -> None:
         self.result.status, self.result.error = status, error
         self.timeline.add("engine", status, detail=error)
-        self.progress.event(f"! {status}: {error}")
 
     def _run(self) -> None:
         result = self.result
-        self.progress.event(f"gameday: {self.experiment.title}  (run {result.run_id})")
+        self.timeline.add("engine", "run", result.run_id, title=self.experiment.title)
         if self.experiment.services:
-            self.progress.event(f"starting services: {', '.join(self.experiment.services)}")
+            self.timeline.add("engine", "starting-services", ", ".join(self.experiment.services))
         self.ledger = Ledger.create(result.run_id)
-        if self.experiment.driver == "docker":
-            self.target = DockerTarget(self.experiment, self.timeline, self.ledger)
-        else:
-            self.target = LocalTarget(self.experiment, self.logs, self.timeline, self.ledger)
-        self.target.start()
-        self.load.host = self.target.load_host(self.experiment.load.host)
+        self.started = True  # from now on, whatever start did before it failed is stopped
+        self.driver.start(RunContext(self.logs, self.timeline, self.ledger))
+        self.load.host = self.driver.load_host(self.experiment.load.host)
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):
             result.status = "steady-state-failed"
             return
-        self.progress.event(
-            f"starting load: {self.experiment.load.users} users on {self.experiment.load.host}"
-        )
+        self.timeline.add("load", "starting", self.experiment.load.host, users=self.experiment.load.users)
         ledger = self.ledger
 
         def remember_load(undo: UndoAction) -> None:
@@ -262,7 +265,7 @@ class Engine:
         self._judge(until=None)
 
     def _follow_timeline(self, origin: float) -> None:
-        """Sleep from event to event (phase changes, fault applies and reverts), redrawing progress."""
+        """Sleep from event to event (phase changes, fault applies and reverts), publishing status."""
         pending = [(origin + action.at, action) for action in self.plan.actions]
         phases = list(self.result.windows)
         end = origin + self.plan.duration
@@ -277,8 +280,7 @@ class Engine:
                 baseline = next(w for w in self.result.windows if w.name == "baseline")
                 if phase.name == "fault" and self.plan.faults and whole_seconds(baseline.start, baseline.end):
                     self._gate(baseline)
-                self.timeline.add("engine", "phase", phase.name)
-                self.progress.event(f"-- {phase.name} phase ({phase.length:g}s)")
+                self.timeline.add("engine", "phase", phase.name, length=phase.length)
             while pending and pending[0][0] <= now:
                 _, action = pending.pop(0)
                 if action.kind == "apply":
@@ -339,8 +341,8 @@ class Engine:
             self.ledger.done(self.load_entry)
 
     def _stop_target(self) -> None:
-        if self.target is not None:
-            self.target.stop()
+        if self.started:
+            self.driver.stop()
 
     def _mask_logs(self) -> None:
         """The services and Locust wrote their logs themselves: mask the secrets there now."""
@@ -362,10 +364,10 @@ class Engine:
             targets = ", ".join(planned.candidates) or "the run's DNS server"
             self._record([fault.record("dry-run", targets, {"would": planned.description})])
             return
-        if fault.reversible:
+        if fault.lasting:
             self.applied.add(index)  # before it acts: a half-applied fault is reverted too
         try:
-            records = fault.apply(self.target)
+            records = fault.apply(self.driver)
         except FaultError as error:  # part-way: what it did is reverted below, and reported
             self._record(error.records)
             raise
@@ -376,18 +378,17 @@ class Engine:
             return
         fault = self.faults[index]
         try:
-            records = fault.revert(self.target)
-        except TargetLost as lost:  # reverted, but a container it held did not stay: say so, then stop
-            self.applied.discard(index)
-            self._record(lost.records)
-            raise
-        except FaultError as error:  # reverted in part: report that part; clean-up tries the rest again
+            records = fault.revert(self.driver)
+        except FaultError as error:
             self._record(error.records)
+            if error.lost:  # reverted, but a target it held did not stay: say so, then stop
+                self.applied.discard(index)
+                raise
+            # reverted in part: report that part; clean-up tries the rest again
             self.timeline.add("fault", "revert-failed", fault.label, error=str(error))
             raise RunAborted(f"could not revert fault #{index + 1} {fault.label}: {error}") from error
         except Exception as error:
             self.timeline.add("fault", "revert-failed", fault.label, error=repr(error))
-            self.progress.event(f"! could not revert {fault.label}: {error!r}")
             raise RunAborted(f"could not revert fault #{index + 1} {fault.label}: {error!r}") from error
         self.applied.discard(index)
         self._record(records)
@@ -412,7 +413,6 @@ class Engine:
         self.result.fault_records += records
         for record in records:
             self.timeline.add("fault", record.action, record.target, fault=record.fault, **record.detail)
-            self.progress.event(f"   {record.fault}: {record.action} {record.target} {record.detail}")
 
     def _steady_state(self, when: str) -> list[ProbeResult]:
         results = []
@@ -422,8 +422,6 @@ class Engine:
             self.timeline.add(
                 "probe", "passed" if outcome.ok else "failed", outcome.name, when=when, detail=outcome.detail
             )
-            mark = "ok  " if outcome.ok else "FAIL"
-            self.progress.event(f"steady state {when}: {mark} {outcome.name}: {outcome.detail}")
         return results
 
     def _show_status(self, origin: float, now: float) -> None:
@@ -438,7 +436,16 @@ class Engine:
         slo_ok = (
             all(o.held for o in check(self.experiment.slo, so_far, window.name)) if so_far.requests else None
         )
-        self.progress.status(window.name, now - origin, self.plan.duration, so_far, recent, slo_ok)
+        self.timeline.publish(
+            "engine",
+            "status",
+            window.name,
+            elapsed=now - origin,
+            total=self.plan.duration,
+            so_far=so_far,
+            recent=recent,
+            slo_ok=slo_ok,
+        )
 
     def _phase_so_far(self, window: Window, stop: float) -> Sli:
         seconds = max(0, int(stop) - int(window.start))
@@ -447,7 +454,7 @@ class Engine:
     def _phase_over(self, window: Window) -> None:
         """One line per phase when it ends, whatever the output: its own figures."""
         self.load.samples.wait_for_second(int(window.end) - 1, timeout=FLUSH_LAG_SECONDS)
-        self.progress.phase_over(window.name, self._phase_so_far(window, window.end))
+        self.timeline.publish("engine", "phase-over", window.name, sli=self._phase_so_far(window, window.end))
 
     def _judge(self, until: float | None, cut_short: bool = False) -> None:
         windows = self.result.windows

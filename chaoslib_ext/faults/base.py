@@ -1,93 +1,70 @@
-"""The fault interface the engine drives, independent of where the targets live."""
+"""What every fault kind is, and what a fault may ask of a driver.
+
+A fault kind is a frozen dataclass of its own parameters that says how it is described in a plan,
+whether it lasts, and how it is applied and reverted through the `Actions` a driver offers. It
+never knows which driver it runs on: the driver chooses how (a proxy, iptables, the Docker API,
+a Chaos Mesh object) and keeps what it needs to undo it, by the fault's tag.
+"""
 
 from __future__ import annotations
 
 import math
 import random
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypeVar
 
-from chaoslib_ext.errors import RunAborted
-from chaoslib_ext.spec.model import FaultSpec
+from chaoslib_ext.errors import Location, RunAborted
 
+if TYPE_CHECKING:
+    from chaoslib_ext.faults.lookup import LookupFault
+    from chaoslib_ext.faults.traffic import TrafficFault
 
-@dataclass
-class FaultRecord:
-    """What one action of a fault did, for the report and the timeline."""
-
-    at: float
-    fault_index: int
-    fault: str
-    action: str
-    target: str
-    detail: dict[str, Any] = field(default_factory=dict)
+Scope = Literal[
+    "process", "network", "names"
+]  # what a fault acts on: running targets, their traffic, lookups
+Signal = Literal["SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP"]
+SIGNALS: tuple[Signal, ...] = ("SIGKILL", "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP")
+Suspension = Literal["stop", "pause"]
 
 
-class FaultError(RunAborted):
-    """A fault failed part-way: what it did before (its records) still belongs in the report."""
+class Selector(Protocol):
+    """A driver's way of naming targets (a service, a label selector...)."""
 
-    def __init__(self, error: RunAborted, records: list[FaultRecord]) -> None:
-        super().__init__(error.message, where=error.where, hint=error.hint)
-        self.records = records
+    def describe(self) -> str: ...
 
 
-class Pod(Protocol):
-    name: str
+class Target(Protocol):
+    """One thing a fault may hit: a replica, a container, a pod."""
 
     @property
-    def pid(self) -> int | None: ...
+    def name(self) -> str: ...
 
 
-class PodTarget(Protocol):
-    """What a driver offers pod faults: the live pods of a service, and a way to signal one."""
+@dataclass(frozen=True)
+class Selection:
+    """Which targets a fault may hit (the driver's selector) and how many per injection."""
 
-    def live(self, service: str) -> list[Pod]: ...
+    selector: Selector
+    count: int | None = None
+    percent: float | None = None
 
-    def kill(self, pod: Any, signal_name: str) -> int: ...
+    def size(self, available: int, every: bool) -> int:
+        """How many of `available` targets one injection hits: count, or percent rounded up (at
+        least 1); without either, every one or one."""
+        if self.count is not None:
+            return min(self.count, available)
+        if self.percent is not None:
+            return min(available, max(1, math.ceil(self.percent * available)))
+        return available if every else min(1, available)
 
-    def traffic_to(self, pod: Any) -> int | None:
-        """Connections the pod has carried so far, where the driver can tell (None otherwise)."""
-
-
-class Fault(ABC):
-    """A fault is applied at its planned times and, if it lasts, reverted at the end of its window."""
-
-    reversible = False  # pod-kill heals by itself (the restart policy); network and DNS faults last
-
-    def __init__(self, index: int, spec: FaultSpec, seed: int) -> None:
-        self.index = index
-        self.spec = spec
-        self.seed = seed
-        self.rng = random.Random(seed)
-
-    @property
-    def label(self) -> str:
-        return self.spec.kind
-
-    def record(self, action: str, target: str, detail: dict[str, Any]) -> FaultRecord:
-        """What this fault just did to `target`, stamped now."""
-        return FaultRecord(time.time(), self.index, self.label, action, target, detail)
-
-    @abstractmethod
-    def apply(self, target: Any) -> list[FaultRecord]:
-        """Inject once (called at each planned time); raise RunAborted if it cannot."""
-
-    def revert(self, target: Any) -> list[FaultRecord]:
-        """Take the fault back; faults that heal by themselves (a killed pod) have nothing to undo."""
-        return []
-
-
-def selection_size(count: int | None, percent: float | None, available: int, default: int) -> int:
-    """How many of `available` targets one injection hits: count, or percent rounded up (at least 1)."""
-    if count is not None:
-        return min(count, available)
-    if percent is not None:
-        return min(available, max(1, math.ceil(percent * available)))
-    return min(default, available)
+    def share_text(self) -> str:
+        """The share asked for, as written: "2", "50%", or "1" for a fault that hits one."""
+        if self.count is not None:
+            return str(self.count)
+        return "1" if self.percent is None else f"{self.percent * 100:g}%"
 
 
 T = TypeVar("T")
@@ -102,16 +79,110 @@ def choose(
     return sorted(rng.sample(by_name, size), key=name)
 
 
-def build_fault(index: int, spec: FaultSpec, seed: int) -> Fault:
-    from chaoslib_ext.faults.container import ContainerFaultAction
-    from chaoslib_ext.faults.dns import DnsFaultAction
-    from chaoslib_ext.faults.network import NetworkFaultAction
-    from chaoslib_ext.faults.pod_kill import PodKillFault
+@dataclass(frozen=True)
+class Outcome:
+    """What one driver action did to one target, for the report and the timeline."""
 
-    families: dict[str, type[Fault]] = {
-        "pod": PodKillFault,
-        "network": NetworkFaultAction,
-        "dns": DnsFaultAction,
-        "container": ContainerFaultAction,
-    }
-    return families[spec.family](index, spec, seed)
+    action: str  # kill, inject, revert, stop, start, restarted, exited, removed...
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class PartialFailure(RunAborted):
+    """An action failed part-way: what it did before (its outcomes) still belongs in the report."""
+
+    def __init__(self, error: RunAborted, done: list[Outcome]) -> None:
+        super().__init__(error.message, where=error.where, hint=error.hint)
+        self.done = done
+
+
+class TargetLost(PartialFailure):
+    """A target a lasting fault held exited or was removed before the fault ended: everything was
+    put back, but the fault did not last as planned, so the run cannot be judged as planned."""
+
+
+class Actions(Protocol):
+    """What faults ask of a driver (drivers/base.py's Driver offers it). Lasting changes are kept
+    by the driver under the fault's tag, recorded in the ledger before they are made, and undone
+    by tag: a fault interrupted half-way is reverted as far as it went."""
+
+    def targets(self, selection: Selection, scope: Scope, where: str) -> Sequence[Target]:
+        """The targets the selection names now (for `process`, only running ones)."""
+
+    def traffic_to(self, target: Target) -> int | None:
+        """Connections the target has carried so far, where the driver can tell."""
+
+    def kill(self, target: Target, signal: Signal) -> dict[str, Any]: ...
+
+    def restart(self, target: Target) -> dict[str, Any]: ...
+
+    def suspend(self, target: Target, how: Suspension, tag: str) -> dict[str, Any]: ...
+
+    def resume(self, tag: str) -> list[Outcome]: ...
+
+    def impair(
+        self, targets: Sequence[Target], impairment: TrafficFault, tag: str, seed: int
+    ) -> list[Outcome]: ...
+
+    def restore(self, tag: str) -> list[Outcome]: ...
+
+    def add_dns_rule(
+        self, targets: Sequence[Target] | None, rule: LookupFault, tag: str, seed: int
+    ) -> list[Outcome]:
+        """`targets` None: the run's own DNS server, for every service that resolves through it."""
+
+    def remove_dns_rule(self, tag: str) -> list[Outcome]: ...
+
+
+class SpecContext(Protocol):
+    """Where a kind reports what a schema cannot say about its parameters."""
+
+    def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None: ...
+
+
+class FaultKind(ABC):
+    """One kind of fault: subclasses are frozen dataclasses of its parameters, registered under
+    their `kind` (and any aliases) with faults.registry.register."""
+
+    kind: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names users may write for it
+    scope: ClassVar[Scope]
+    lasting: ClassVar[bool]  # reverted at the end of its window (else: instant, may repeat)
+    every_by_default: ClassVar[bool]  # without count or percent: every target (else one)
+    properties: ClassVar[dict[str, Any]] = {}  # the JSON Schema of its own fields
+    required: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, spec: Mapping[str, Any], path: tuple[str | int, ...], context: SpecContext) -> Self:
+        """From schema-valid YAML (durations and percentages still as written)."""
+
+    @abstractmethod
+    def describe(self, unit: str = "connections") -> str:
+        """What it does, for `gameday plan` (`unit`: what the driver decides on, for shares)."""
+
+    @property
+    def repeat_every(self) -> float | None:
+        """An instant fault repeated every so many seconds of the fault phase (None: once)."""
+        return None
+
+    @abstractmethod
+    def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
+        """Inject once (at each planned time); raise PartialFailure after a part, RunAborted before."""
+
+    def revert(self, driver: Actions, tag: str) -> list[Outcome]:
+        """Take a lasting fault back; an instant one (a kill) has nothing to undo."""
+        return []
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One fault of an experiment: its kind's parameters, which targets, and when."""
+
+    kind: str  # as written in the experiment (an alias stays an alias in reports)
+    params: FaultKind
+    selection: Selection | None  # None: the fault names no targets (the local driver's DNS faults)
+    after: float  # offset into the fault phase
+    duration: float | None  # None: until the end of the fault phase (instant faults: none)
+    seed: int | None
+    where: Location

@@ -1,29 +1,62 @@
-"""pod-kill: signal a share of a service's live replicas, as `kubectl delete pod --force` would."""
+"""pod-kill (also written container-kill): a signal to a share of the running targets, as
+`kubectl delete pod --force` or `docker kill` would send it; repeated every `interval` if given.
+It heals by itself (the restart policy), so there is nothing to revert."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+
 from chaoslib_ext.errors import RunAborted
-from chaoslib_ext.faults.base import Fault, FaultRecord, PodTarget, choose, selection_size
-from chaoslib_ext.spec.model import PodKill
+from chaoslib_ext.faults.base import (
+    SIGNALS,
+    Actions,
+    FaultKind,
+    Outcome,
+    PartialFailure,
+    Signal,
+    SpecContext,
+    Target,
+)
+from chaoslib_ext.faults.registry import DURATION, register
+from chaoslib_ext.units import parse_duration
 
 
-class PodKillFault(Fault):
-    def apply(self, target: PodTarget) -> list[FaultRecord]:
-        params: PodKill = self.spec.params
-        live = target.live(params.service)
-        if not live:
-            raise RunAborted(
-                f"pod-kill: no live replica of {params.service!r} to kill",
-                where=str(self.spec.where),
-                hint="the restart delay may be longer than the kill interval",
-            )
-        victims = choose(self.rng, live, selection_size(params.count, params.percent, len(live), default=1))
-        records = []
-        for pod in victims:
-            traffic = target.traffic_to(pod)
-            pid = target.kill(pod, params.signal)
-            detail: dict[str, object] = {"pid": pid, "signal": params.signal, "live_before": len(live)}
+@register
+@dataclass(frozen=True)
+class PodKill(FaultKind):
+    kind = "pod-kill"
+    aliases = ("container-kill",)
+    scope = "process"
+    lasting = False
+    every_by_default = False
+    properties: ClassVar[dict[str, Any]] = {"signal": {"enum": list(SIGNALS)}, "interval": DURATION}
+
+    signal: Signal = "SIGKILL"
+    interval: float | None = None  # seconds between injections (None: once)
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any], path: tuple[str | int, ...], context: SpecContext) -> Self:
+        interval = parse_duration(spec["interval"]) if "interval" in spec else None
+        return cls(spec.get("signal", "SIGKILL"), interval)
+
+    def describe(self, unit: str = "connections") -> str:
+        return self.signal
+
+    @property
+    def repeat_every(self) -> float | None:
+        return self.interval
+
+    def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
+        done: list[Outcome] = []
+        for victim in victims or ():
+            traffic = driver.traffic_to(victim)
+            try:
+                detail = driver.kill(victim, self.signal)
+            except RunAborted as error:
+                raise PartialFailure(error, done) from None
             if traffic is not None:
                 detail["traffic"] = traffic
-            records.append(self.record("kill", pod.name, detail))
-        return records
+            done.append(Outcome("kill", victim.name, {"signal": self.signal, **detail}))
+        return done

@@ -9,39 +9,26 @@ resolver) or `Forwarder` (inside a container: the container's own resolver, unto
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import ipaddress
 import random
 import secrets
 import socket
 import struct
 from collections import Counter
-from dataclasses import dataclass
 from typing import Protocol
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.dns_delay import DnsDelay
+from chaoslib_ext.faults.dns_error import DnsError
+from chaoslib_ext.faults.dns_spoof import DnsSpoof
+from chaoslib_ext.faults.lookup import LookupFault
 from chaoslib_ext.netfault.proxy import FaultHub
 
 DEFAULT_TTL = 5
 DNS_ZONE = "gameday.internal"  # the run's own names; never forwarded to the system resolver
 RCODES = {"SERVFAIL": RCODE.SERVFAIL, "NXDOMAIN": RCODE.NXDOMAIN, "REFUSED": RCODE.REFUSED}
-
-
-@dataclass(frozen=True)
-class DnsRule:
-    """One DNS fault: error (an rcode, or TIMEOUT to drop), delay, or spoof."""
-
-    kind: str  # error | delay | spoof
-    patterns: tuple[str, ...]
-    rcode: str = "SERVFAIL"  # SERVFAIL | NXDOMAIN | REFUSED | TIMEOUT
-    probability: float = 1.0
-    delay: float = 0.0
-    addresses: tuple[str, ...] = ()
-
-    def matches(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, pattern.lower().rstrip(".")) for pattern in self.patterns)
 
 
 class Upstream(Protocol):
@@ -78,7 +65,7 @@ class FaultDnsServer:
     def __init__(self, hub: FaultHub, sock: socket.socket, upstream: Upstream) -> None:
         self.hub = hub
         self.upstream = upstream
-        self.rules: dict[str, DnsRule] = {}
+        self.rules: dict[str, LookupFault] = {}
         self.rule_hits: dict[str, Counter[str]] = {}  # per rule: what it did, for its fault's report
         self.rng = random.Random()
         self.port: int = sock.getsockname()[1]
@@ -122,7 +109,7 @@ class FaultDnsServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def add(self, rule_id: str, rule: DnsRule, seed: int | None = None) -> None:
+    def add(self, rule_id: str, rule: LookupFault, seed: int | None = None) -> None:
         def install() -> None:
             if seed is not None:
                 self.rng.seed(seed)
@@ -158,7 +145,7 @@ class FaultDnsServer:
             hits["matched"] += 1
             if self.rng.random() >= rule.probability:
                 continue
-            if rule.kind == "error":
+            if isinstance(rule, DnsError):
                 if rule.rcode == "TIMEOUT":
                     hits["dropped"] += 1
                     return
@@ -167,10 +154,10 @@ class FaultDnsServer:
                 reply.header.rcode = RCODES[rule.rcode]
                 self._send(reply.pack(), addr, endpoint)
                 return
-            if rule.kind == "delay":
+            if isinstance(rule, DnsDelay):
                 hits["delayed"] += 1
                 await asyncio.sleep(rule.delay)
-            elif rule.kind == "spoof":
+            elif isinstance(rule, DnsSpoof):
                 hits["spoofed"] += 1
                 spoofed = list(rule.addresses)
         answer = addressed_reply(query, spoofed) if spoofed else await self.upstream.answer(query)

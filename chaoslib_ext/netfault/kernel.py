@@ -4,7 +4,8 @@ every rule carries the comment `gameday:<run>:<fault>`, so that revert and `game
 remove exactly what the run added.
 
 This kernel has tbf but no sch_netem: latency, jitter, corruption and duplication cannot go
-through here; `netem_available()` says so and the spec sends those faults to the userspace path.
+through here; `netem_available()` says so and the local driver sends those faults to the userspace
+path.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
+from chaoslib_ext.faults.network_latency import NetworkLatency
+from chaoslib_ext.faults.network_loss import NetworkLoss
+from chaoslib_ext.faults.network_partition import NetworkPartition
+from chaoslib_ext.faults.network_reset import NetworkReset
+from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.state.ledger import Ledger
 from chaoslib_ext.state.undo import (
     DeleteLink,
@@ -103,7 +110,6 @@ class KernelTarget:
     name: str
     namespace: Namespace
     port: int | None
-    instance: object = None  # docker: the container's start it was found in (see DockerTarget.fate)
 
 
 class NamespaceFactory:
@@ -184,21 +190,12 @@ class KernelRule:
 
 
 def fault_rules(
-    namespace: Namespace,
-    kind: str,
-    port: int | None,
-    direction: str,
-    comment: str,
-    probability: float = 1.0,
-    rate: float = 0.0,
-    mode: str = "refuse",
-    delay: float = 0.0,
-    jitter: float = 0.0,
-    distribution: str = "uniform",
+    namespace: Namespace, fault: TrafficFault, port: int | None, comment: str
 ) -> list[KernelRule]:
     """The iptables rules and qdiscs that make one network fault on one namespaced replica."""
     inside = namespace.place
     tag = ["-m", "comment", "--comment", comment]
+    probability = fault.probability if isinstance(fault, NetworkLoss | NetworkReset) else 1.0
     chance = (
         []
         if probability >= 1
@@ -213,61 +210,56 @@ def fault_rules(
         delete = DeleteRule(inside, "filter", (chain, "-p", "tcp", *match, *chance, *tag, "-j", *target))
         rules.append(KernelRule(what, inside, delete.add_argv(), delete))
 
-    if kind == "network-loss":
-        if direction in ("upstream", "both"):
+    if isinstance(fault, NetworkLoss):
+        if fault.applies("upstream"):
             iptables("INPUT", to_port, ["DROP"], f"drop {probability:.0%} of packets to {where}")
-        if direction in ("downstream", "both"):
+        if fault.applies("downstream"):
             iptables("OUTPUT", from_port, ["DROP"], f"drop {probability:.0%} of packets from {where}")
-    elif kind == "network-reset":
+    elif isinstance(fault, NetworkReset):
         iptables(
             "INPUT",
             ["--syn", *to_port],
             ["REJECT", "--reject-with", "tcp-reset"],
             f"reset {probability:.0%} of connections to {where}",
         )
-    elif kind == "network-partition" and mode == "refuse":
+    elif isinstance(fault, NetworkPartition) and fault.mode == "refuse":
         # An RST must go to the client, so refusing works on what arrives, whatever the direction.
-        iptables(
-            "INPUT",
-            to_port,
-            ["REJECT", "--reject-with", "tcp-reset"],
-            f"partition {where} (refuse)",
-        )
-    elif kind == "network-partition":
-        if direction in ("upstream", "both"):
+        iptables("INPUT", to_port, ["REJECT", "--reject-with", "tcp-reset"], f"partition {where} (refuse)")
+    elif isinstance(fault, NetworkPartition):
+        if fault.applies("upstream"):
             iptables("INPUT", to_port, ["DROP"], f"partition {where} (blackhole)")
-        if direction in ("downstream", "both"):
+        if fault.applies("downstream"):
             iptables("OUTPUT", from_port, ["DROP"], f"partition replies from {where} (blackhole)")
-    elif kind == "network-bandwidth":
-        bits = f"{max(1, round(rate * 8))}bit"
-        burst = f"{max(1600, round(rate / 10))}b"  # about 100 ms of data, at least one packet
+    elif isinstance(fault, NetworkBandwidth):
+        bits = f"{max(1, round(fault.rate * 8))}bit"
+        burst = f"{max(1600, round(fault.rate / 10))}b"  # about 100 ms of data, at least one packet
         qdisc = ["tbf", "rate", bits, "burst", burst, "latency", "1s"]
-        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, direction)]
-    elif kind == "network-latency" and netem_available():
-        # Not exercised where gameday is developed (those kernels have no sch_netem): the spec
+        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, fault)]
+    elif isinstance(fault, NetworkLatency) and netem_available():
+        # Not exercised where gameday is developed (those kernels have no sch_netem): preflight
         # refuses or reroutes latency there, so this only runs where netem_available() proved it works.
-        qdisc = ["netem", "delay", f"{delay * 1000:g}ms"]
-        if jitter > 0:
+        qdisc = ["netem", "delay", f"{fault.delay * 1000:g}ms"]
+        if fault.jitter > 0:
             qdisc += [
-                f"{jitter * 1000:g}ms",
-                *(["distribution", "normal"] if distribution == "normal" else []),
+                f"{fault.jitter * 1000:g}ms",
+                *(["distribution", "normal"] if fault.distribution == "normal" else []),
             ]
-        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, direction)]
+        rules += [_qdisc(place, device, qdisc) for place, device in _shaped_devices(namespace, fault)]
     else:
         raise RunAborted(
-            f"{kind} has no kernel path on this machine (no sch_netem)",
+            f"{fault.kind} has no kernel path on this machine (no sch_netem)",
             hint="reach the service through {proxied:SERVICE} to use the userspace proxy",
         )
     return rules
 
 
-def _shaped_devices(namespace: Namespace, direction: str) -> list[tuple[Place, str]]:
+def _shaped_devices(namespace: Namespace, fault: TrafficFault) -> list[tuple[Place, str]]:
     """Where a qdisc shapes each direction: the replica's egress carries its responses
     (downstream), the host side's egress carries the requests to it (upstream)."""
     devices = []
-    if direction in ("downstream", "both"):
+    if fault.applies("downstream"):
         devices.append((namespace.place, namespace.inner_veth))
-    if direction in ("upstream", "both"):
+    if fault.applies("upstream"):
         devices.append((Place(), namespace.host_veth))
     return devices
 

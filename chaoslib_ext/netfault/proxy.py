@@ -1,6 +1,7 @@
 """A userspace TCP fault proxy, in the spirit of Toxiproxy.
 
-Each FaultProxy listens on 127.0.0.1 and forwards to one upstream address. Faults ("toxics") are
+Each FaultProxy listens on 127.0.0.1 and forwards to one upstream address. Faults ("toxics": the
+network-* kinds' own parameters) are
 added and removed at run time and apply to connections that are already open as well as to new
 ones. With no toxic, bytes are copied untouched. All proxies of a run share one asyncio loop in a
 background thread (FaultHub), so the engine's thread never blocks on network I/O.
@@ -22,28 +23,18 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
+from chaoslib_ext.faults.network_latency import NetworkLatency
+from chaoslib_ext.faults.network_loss import NetworkLoss
+from chaoslib_ext.faults.network_partition import NetworkPartition
+from chaoslib_ext.faults.network_reset import NetworkReset
+from chaoslib_ext.faults.traffic import TrafficFault
+
 CHUNK = 64 * 1024
 MAX_QUEUED_CHUNKS = 16  # at most 1 MiB (16 slices) waits in a proxy per direction and connection
 HOLD_POLL_SECONDS = 0.05
 FDS_KEPT_FREE = 256  # for the ledger, logs, probes and Locust's pipe: proxied connections never take them
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"  # client -> server, server -> client
-
-
-@dataclass(frozen=True)
-class Toxic:
-    """One fault on a proxy. `direction` is upstream, downstream or both."""
-
-    kind: str  # latency | loss | reset | bandwidth | partition
-    direction: str = "both"
-    delay: float = 0.0  # seconds (latency)
-    jitter: float = 0.0  # seconds (latency)
-    distribution: str = "uniform"  # uniform | normal (latency jitter)
-    probability: float = 1.0  # loss, reset: share of connections hit
-    rate: float = 0.0  # bytes per second (bandwidth)
-    mode: str = "refuse"  # partition: refuse (reset at once) | blackhole (swallow silently)
-
-    def applies(self, direction: str) -> bool:
-        return self.direction in ("both", direction)
 
 
 @dataclass
@@ -86,7 +77,7 @@ class FaultProxy:
         self.upstreams = (upstream, *more)
         self._turn = 0
         self.hub = hub
-        self.toxics: dict[str, Toxic] = {}
+        self.toxics: dict[str, TrafficFault] = {}
         self.stats = ProxyStats()
         self.rng = random.Random()
         self._connections: set[_Connection] = set()
@@ -114,14 +105,14 @@ class FaultProxy:
     async def _serve(self) -> None:
         self._server = await asyncio.start_server(self._handle, sock=self._socket)
 
-    def add(self, toxic_id: str, toxic: Toxic, seed: int | None = None) -> None:
+    def add(self, toxic_id: str, toxic: TrafficFault, seed: int | None = None) -> None:
         """Start a toxic; a refusing partition also cuts the connections that are open now."""
 
         def install() -> None:
             if seed is not None:
                 self.rng.seed(seed)
             self.toxics[toxic_id] = toxic
-            if toxic.kind == "partition" and toxic.mode == "refuse":
+            if isinstance(toxic, NetworkPartition) and toxic.mode == "refuse":
                 for connection in list(self._connections):
                     self.stats.hit(toxic_id, "refused")
                     self._reset(connection)
@@ -141,7 +132,7 @@ class FaultProxy:
 
         return self.hub.call(uninstall)
 
-    def _active(self, direction: str) -> list[tuple[str, Toxic]]:
+    def _active(self, direction: str) -> list[tuple[str, TrafficFault]]:
         return [(key, t) for key, t in self.toxics.items() if t.applies(direction)]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -196,7 +187,7 @@ class FaultProxy:
     def _refused(self, connection: _Connection) -> bool:
         """A refusing partition refuses every new connection, whatever its direction says."""
         for key, toxic in self.toxics.items():
-            if toxic.kind == "partition" and toxic.mode == "refuse":
+            if isinstance(toxic, NetworkPartition) and toxic.mode == "refuse":
                 self.stats.hit(key, "refused")
                 self._reset(connection)
                 return True
@@ -205,12 +196,12 @@ class FaultProxy:
     def _rolled(self, connection: _Connection, direction: str) -> bool:
         """Loss and reset are decided once per connection and toxic; True if the connection is gone."""
         for key, toxic in self._active(direction):
-            if toxic.kind not in ("loss", "reset") or key in connection.decided:
+            if not isinstance(toxic, NetworkLoss | NetworkReset) or key in connection.decided:
                 continue
             connection.decided.add(key)
             if self.rng.random() >= toxic.probability:
                 continue
-            if toxic.kind == "reset":
+            if isinstance(toxic, NetworkReset):
                 self.stats.hit(key, "reset")
                 self._reset(connection)
                 return True
@@ -288,7 +279,7 @@ class FaultProxy:
         """Under a bandwidth limit, a piece takes size / rate on the link, which every connection
         through this proxy shares, one piece at a time in arrival order, as on a real link. A
         connection that ends while it waits never takes its turn, so it uses no capacity."""
-        rates = [t.rate for _, t in self._active(direction) if t.kind == "bandwidth" and t.rate > 0]
+        rates = self._rates(direction)
         if not rates:
             return
         link = self._links.setdefault(direction, asyncio.Lock())
@@ -298,11 +289,16 @@ class FaultProxy:
     def _piece_size(self, direction: str) -> int:
         """Under a bandwidth limit, data leaves in slices of about 100 ms, so that it flows
         steadily instead of in one late burst per chunk."""
-        rates = [t.rate for _, t in self._active(direction) if t.kind == "bandwidth" and t.rate > 0]
+        rates = self._rates(direction)
         return CHUNK if not rates else max(1024, min(CHUNK, int(min(rates) / 10)))
 
+    def _rates(self, direction: str) -> list[float]:
+        return [t.rate for _, t in self._active(direction) if isinstance(t, NetworkBandwidth) and t.rate > 0]
+
     def _swallowed(self, direction: str) -> bool:
-        return any(t.kind == "partition" and t.mode == "blackhole" for _, t in self._active(direction))
+        return any(
+            isinstance(t, NetworkPartition) and t.mode == "blackhole" for _, t in self._active(direction)
+        )
 
     def _due(self, direction: str, last_due: float) -> float:
         """When a chunk arriving now may go onto the link: after its latency and after the chunk
@@ -310,11 +306,11 @@ class FaultProxy:
         now = time.monotonic()
         due = now
         for _, toxic in self._active(direction):
-            if toxic.kind == "latency":
+            if isinstance(toxic, NetworkLatency):
                 due = max(due, now + self._latency(toxic))
         return max(due, last_due)
 
-    def _latency(self, toxic: Toxic) -> float:
+    def _latency(self, toxic: NetworkLatency) -> float:
         if toxic.jitter <= 0:
             return toxic.delay
         if toxic.distribution == "normal":

@@ -4,43 +4,45 @@ from __future__ import annotations
 
 import math
 import re
-import shutil
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from chaoslib_ext.drivers import driver_class
 from chaoslib_ext.errors import Location, SpecError
+from chaoslib_ext.faults import KINDS, FaultSpec
 from chaoslib_ext.masking import NO_SECRETS, Secrets
-from chaoslib_ext.netfault.kernel import is_root, netem_available
 from chaoslib_ext.spec.model import (
     FRONT,
     PHASES,
     ActivityProbe,
     Allowlist,
     BlastLimit,
-    ContainerFault,
-    ContainerSelector,
-    DnsFault,
+    DeadlineGuard,
+    ErrorRateGuard,
     Experiment,
-    FaultSpec,
     Guard,
     HttpProbe,
+    LatencyGuard,
     LoadSpec,
-    NetworkFault,
     Objectives,
     Phases,
-    PodKill,
     Probe,
+    ProbeGuard,
+    PrometheusGuard,
     ReadyCheck,
     RestartPolicy,
     ServiceSpec,
     SloSpec,
+    label_texts,
 )
 from chaoslib_ext.spec.schema import field_path
 from chaoslib_ext.spec.source import Document
 from chaoslib_ext.spec.variables import PLACEHOLDER
-from chaoslib_ext.units import format_duration, parse_duration, parse_percent, parse_rate
+from chaoslib_ext.units import format_duration, parse_duration, parse_percent
+
+if TYPE_CHECKING:
+    from chaoslib_ext.drivers.base import Driver
 
 SERVICE_PLACEHOLDER = re.compile(r"\{([a-z]+)(?::([a-z][a-z0-9-]*))?\}")
 DEFAULT_WARMUP = "2s"  # after every user is spawned, before the baseline is measured
@@ -51,7 +53,6 @@ DEFAULT_MAX_STALL = 2.0  # seconds, without latency objectives (else the largest
 MAX_USERS = 10_000
 SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
-FAMILIES_BY_DRIVER = {"local": {"pod", "network", "dns"}, "docker": {"container", "network", "dns"}}
 UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
 
 
@@ -67,67 +68,48 @@ class Builder:
         self.base = Path(document.file).resolve().parent
         self.proxied: set[str] = set()  # services that callers reach through {proxied:SERVICE}
         self.uses_dns = False  # some service resolves names through {dns}
-        self.driver = "local"
+        self.services: dict[str, ServiceSpec] = {}
 
     def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
         message = f"{field_path(path)}: {message}"
         self.errors.append(SpecError(message, where=self.document.location(path), hint=hint))
 
+    def location(self, path: tuple[str | int, ...]) -> Location:
+        return self.document.location(path)
+
     def build(self) -> Experiment:
         data = self.data
-        services = {name: self.service(name, spec) for name, spec in data.get("services", {}).items()}
+        services = self.services = {
+            name: self.service(name, spec) for name, spec in data.get("services", {}).items()
+        }
         for name, service in services.items():
             if service.resolver == "gameday":
                 self.uses_dns = True
-                self.need_root(
-                    ("services", name, "resolver"),
-                    "resolver: gameday runs the service in a mount namespace of its own (root)",
-                    ("unshare", "mount"),
-                )
                 if service.isolation == "netns":
                     self.error(
                         ("services", name, "resolver"),
                         "resolver: gameday does not work with isolation: netns yet",
                         "drop one of them; with netns, give the service {dns} instead",
                     )
-            if service.isolation == "netns" and not is_root():
-                self.error(
-                    ("services", name, "isolation"),
-                    "isolation: netns needs root",
-                    "run as root, or drop isolation to use the userspace fault path",
-                )
             self.check_program(name, service)
             self.check_placeholders(name, service, services)
-        driver = self.driver = data.get("target", {}).get("driver", "local")
         phases = self.phases(data["phases"])
         slo = self.slo(data["slo"], phases)
         load = self.load(data["load"], slo, services)
-        faults = tuple(self.fault(i, item, services, phases) for i, item in enumerate(data.get("faults", [])))
-        for index, fault in enumerate(faults):
-            if fault.family not in FAMILIES_BY_DRIVER[driver]:
-                self.error(
-                    ("faults", index),
-                    f"{fault.kind} does not work with driver {driver}",
-                    f"driver {driver} takes: " + ", ".join(sorted(FAMILIES_BY_DRIVER[driver])) + " faults",
-                )
-        allow = self.allowlist(data.get("target", {}))
-        self.check_allowed_services(allow, faults)
+        driver = driver_class(data.get("target", {}).get("driver", "local"))
+        faults = tuple(
+            self.fault(index, item, driver, phases) for index, item in enumerate(data.get("faults", []))
+        )
         guards = tuple(self.guard(i, item) for i, item in enumerate(data.get("guards", [])))
         planned = phases.warmup + sum(getattr(phases, name) for name in PHASES)
         for index, guard in enumerate(guards):
-            if guard.kind == "deadline" and guard.limit <= planned:
+            if isinstance(guard, DeadlineGuard) and guard.limit <= planned:
                 self.error(
                     ("guards", index, "deadline"),
                     f"deadline {format_duration(guard.limit)} is not longer than the phases "
                     f"({format_duration(planned)}), so every run would abort",
                     "a deadline bounds overruns: give it the phases plus the time to start and check",
                 )
-        if driver == "docker" and allow is None:
-            self.error(
-                ("target",),
-                "the docker driver needs target.allow: without it any container on the engine could be hit",
-                'allow: {labels: {com.docker.compose.project: shop}} or allow: {names: ["shop-*"]}',
-            )
         for index, name in enumerate(data.get("safety_variables", [])):
             if name not in data.get("variables", {}):
                 self.error(
@@ -135,25 +117,13 @@ class Builder:
                     f"no variable {name!r} is declared",
                     "declare it under variables:",
                 )
-        if driver == "docker" and services:
-            self.error(
-                ("services",),
-                "the docker driver acts on containers that already run",
-                "start them with docker or docker compose, and select them by label or name",
-            )
-        if driver == "local" and any(f.family == "dns" for f in faults) and not self.uses_dns:
-            self.error(
-                ("faults",),
-                "DNS faults are declared but no service resolves names through gameday",
-                "pass {dns} to the service that should use gameday's DNS server",
-            )
-        return Experiment(
+        experiment = Experiment(
             path=Path(self.document.file),
             sha256=self.document.sha256,
             title=data["title"],
             description=data.get("description", ""),
-            driver=driver,
-            allow=allow,
+            driver=driver.name,
+            allow=self.allowlist(data.get("target", {})),
             blast_limit=self.blast_limit(data.get("target", {})),
             variables=self.variables,
             secrets=self.secrets,
@@ -170,6 +140,8 @@ class Builder:
             proxied=tuple(sorted(self.proxied)),
             dns=self.uses_dns,
         )
+        driver.check_experiment(experiment, self)
+        return experiment
 
     def service(self, name: str, spec: dict[str, Any]) -> ServiceSpec:
         ready = spec.get("ready", {})
@@ -206,13 +178,12 @@ class Builder:
         return folder
 
     def check_program(self, name: str, service: ServiceSpec) -> None:
-        """The program a service runs must exist here ({python} always does), relative to the
-        service's working directory when it is a path."""
+        """A program given as a path must exist, relative to the service's working directory (one
+        looked up on PATH is the driver's preflight: it depends on the host)."""
         program = service.command[0]
-        if "{" in program:
+        if "{" in program or "/" not in program:
             return
-        found = (service.cwd / program).is_file() if "/" in program else shutil.which(program) is not None
-        if not found:
+        if not (service.cwd / program).is_file():
             self.error(
                 ("services", name, "command", 0),
                 f"program not found: {program}",
@@ -330,9 +301,7 @@ class Builder:
         if match is None:
             return None
         field, service = match.group(2), match.group(3)
-        if self.driver != "local":
-            self.error(("load", "host"), f"{{{field}:...}} is for services gameday starts (the local driver)")
-        elif service not in services:
+        if service not in services:
             self.error(
                 ("load", "host"),
                 f"{{{field}:{service}}} names no declared service",
@@ -461,7 +430,7 @@ class Builder:
     def guard(self, index: int, item: dict[str, Any]) -> Guard:
         kind, spec = next(iter(item.items()))
         if kind == "deadline":
-            return Guard("deadline", limit=parse_duration(spec))
+            return DeadlineGuard(parse_duration(spec))
         window = parse_duration(spec.get("for", "1s"))
         if window != int(window) or window < 1:
             self.error(
@@ -470,24 +439,22 @@ class Builder:
                 "guards judge whole seconds of load: 1s, 2s, ...",
             )
         if "error_rate" in spec:
-            return Guard("error_rate", limit=parse_percent(spec["error_rate"]), seconds=int(window))
+            return ErrorRateGuard(parse_percent(spec["error_rate"]), seconds=int(window))
         if "latency" in spec:
             [(percentile, bound)] = spec["latency"].items()
-            return Guard("latency", limit=parse_duration(bound), percentile=percentile, seconds=int(window))
+            return LatencyGuard(percentile, parse_duration(bound), seconds=int(window))
         if "prometheus" in spec:
             query = spec["prometheus"]
-            return Guard(
-                "prometheus",
-                limit=float(query.get("above", query.get("below", 0))),
-                seconds=int(window),
-                every=parse_duration(spec.get("every", "1s")),
+            return PrometheusGuard(
                 url=query["url"],
                 query=query["query"],
+                limit=float(query.get("above", query.get("below", 0))),
                 below="below" in query,
+                seconds=int(window),
+                every=parse_duration(spec.get("every", "1s")),
             )
-        return Guard(
-            "probe",
-            probe=self.probe(("guards", index, "abort_if", "probe"), spec["probe"]),
+        return ProbeGuard(
+            self.probe(("guards", index, "abort_if", "probe"), spec["probe"]),
             every=parse_duration(spec.get("every", "1s")),
             failures=spec.get("failures", 1),
         )
@@ -506,96 +473,28 @@ class Builder:
             )
         return activity
 
-    def fault(
-        self, index: int, item: dict[str, Any], services: dict[str, ServiceSpec], phases: Phases
-    ) -> FaultSpec:
-        kind, spec = next(iter(item.items()))
-        path = ("faults", index, kind)
-        family = kind.split("-")[0]
-        params: PodKill | NetworkFault | DnsFault | ContainerFault
-        if family == "dns":
-            params = self.dns_fault(path, spec)
-        elif family == "container":
-            params = self.container_fault(spec)
-        elif family == "network" and self.driver == "docker":
-            params = self.container_network_fault(path, kind, spec)
-        else:
-            service = spec["selector"]["service"] if family == "pod" else spec.get("to", "")
-            field = ("selector", "service") if family == "pod" else ("to",)
-            if not service:
-                self.error(
-                    path,
-                    "with the local driver a network fault names a service",
-                    "write to: SERVICE (selector: is for the docker driver)",
-                )
-            elif service not in services:
-                self.error(
-                    (*path, *field),
-                    f"no service named {service!r}",
-                    "declared services: " + (", ".join(services) or "none"),
-                )
-            count = spec.get("count")
-            replicas = services[service].replicas if service in services else None
-            if replicas is not None and count is not None and count > replicas:
-                self.error(
-                    (*path, "count"),
-                    f"count {count} is more than the {replicas} replica(s) of {service!r}",
-                    "lower count, or use percent: 100%",
-                )
-            percent = parse_percent(spec["percent"]) if "percent" in spec else None
-            if family == "pod":
-                params = PodKill(
-                    service,
-                    count,
-                    percent,
-                    spec.get("signal", "SIGKILL"),
-                    parse_duration(spec["interval"]) if "interval" in spec else None,
-                )
-            else:
-                route = self.network_path(path, kind, spec.get("path", "auto"), services.get(service))
-                params = self.network_fault(kind, spec, service, count, percent, route)
+    def fault(self, index: int, item: dict[str, Any], driver: type[Driver], phases: Phases) -> FaultSpec:
+        name, spec = next(iter(item.items()))
+        path = ("faults", index, name)
+        kind = KINDS[name]
+        if kind.kind not in driver.kinds:
+            self.error(
+                ("faults", index),
+                f"{name} does not work with driver {driver.name}",
+                f"driver {driver.name} takes: " + ", ".join(sorted(driver.kinds)),
+            )
+        params = kind.parse(spec, path, self)
+        selection = driver.parse_selection(kind, spec, path, self)
         after = parse_duration(spec.get("after", 0))
-        duration = parse_duration(spec["duration"]) if "duration" in spec else None
         if after >= phases.fault:
             self.error(
                 (*path, "after"),
                 f"after ({after:g}s) is not inside the fault phase ({phases.fault:g}s)",
                 "shorten 'after' or lengthen phases.fault",
             )
-        if family == "pod" and duration is not None:
-            self.error(
-                (*path, "duration"), "pod-kill is instant: it has no duration", "use interval to repeat it"
-            )
-        return FaultSpec(
-            kind, params, after, duration, spec.get("seed"), self.document.location(path, prefer_key=True)
-        )
-
-    def container_network_fault(
-        self, path: tuple[str | int, ...], kind: str, spec: dict[str, Any]
-    ) -> NetworkFault:
-        """A network fault inside containers' namespaces (entered with nsenter): the kernel path."""
-        self.need_container_selector(path, spec, "a network fault")
-        if kind == "network-latency" and not netem_available():
-            self.error(
-                (*path,),
-                "network-latency in a container needs sch_netem, which this kernel lacks",
-                "use loss, reset, bandwidth or partition on containers here",
-            )
-        self.need_root(
-            path,
-            "network faults in containers need root (nsenter, iptables, tc)",
-            ("nsenter", "iptables", "ip", "tc"),
-        )
-        selector = spec.get("selector", {})
-        fault = self.network_fault(
-            kind,
-            spec,
-            "",
-            spec.get("count"),
-            parse_percent(spec["percent"]) if "percent" in spec else None,
-            "kernel",
-        )
-        return replace(fault, selector=container_selector(selector))
+        duration = parse_duration(spec["duration"]) if "duration" in spec else None
+        where = self.document.location(path, prefer_key=True)
+        return FaultSpec(name, params, selection, after, duration, spec.get("seed"), where)
 
     def allowlist(self, target: dict[str, Any]) -> Allowlist | None:
         allow = target.get("allow")
@@ -607,141 +506,10 @@ class Builder:
             tuple(allow.get("services", ())),
         )
 
-    def check_allowed_services(self, allow: Allowlist | None, faults: tuple[FaultSpec, ...]) -> None:
-        if allow is None or not allow.services:
-            return
-        for index, fault in enumerate(faults):
-            service = fault.params.service if isinstance(fault.params, PodKill | NetworkFault) else ""
-            if service and service not in allow.services:
-                self.error(
-                    ("faults", index),
-                    f"{fault.kind} on service {service!r}, which is outside target.allow.services",
-                    "allowed: " + ", ".join(allow.services),
-                )
-
     def blast_limit(self, target: dict[str, Any]) -> BlastLimit | None:
         if "max_share" not in target:
             return None
         return BlastLimit(parse_percent(target["max_share"]), self.document.location(("target", "max_share")))
-
-    def container_fault(self, spec: dict[str, Any]) -> ContainerFault:
-        selector = spec["selector"]
-        return ContainerFault(
-            selector=container_selector(selector),
-            count=spec.get("count"),
-            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
-            signal=spec.get("signal", "SIGKILL"),
-        )
-
-    def network_path(
-        self, path: tuple[str | int, ...], kind: str, asked: str, service: ServiceSpec | None
-    ) -> str:
-        """Which way a network fault goes in: the kernel (namespaced replicas, root) or the proxy."""
-        if service is None:
-            return "userspace"
-        kernel_ok = service.isolation == "netns" and (kind != "network-latency" or netem_available())
-        if asked == "kernel" and not kernel_ok:
-            reason = (
-                "this kernel has no sch_netem for latency"
-                if service.isolation == "netns"
-                else f"services.{service.name} is not isolated in network namespaces"
-            )
-            self.error(
-                (*path, "path"),
-                f"the kernel path cannot be used: {reason}",
-                f"use path: userspace and reach {service.name} through {{proxied:{service.name}}}",
-            )
-            return "kernel"
-        if asked == "kernel" or (asked == "auto" and kernel_ok):
-            return "kernel"
-        if service.name not in self.proxied:
-            hint = f"write {{proxied:{service.name}}} where callers are given its address"
-            if service.isolation == "netns" and kind == "network-latency":
-                hint += " (this kernel has no sch_netem, so latency needs the userspace proxy)"
-            self.error(
-                (*path, "to"), f"nothing reaches {service.name!r} through gameday's fault proxies", hint
-            )
-        return "userspace"
-
-    def network_fault(
-        self,
-        kind: str,
-        spec: dict[str, Any],
-        service: str,
-        count: int | None,
-        percent: float | None,
-        route: str,
-    ) -> NetworkFault:
-        # latency and bandwidth act once per request/response exchange by default, on the responses
-        default_direction = "downstream" if kind in ("network-bandwidth", "network-latency") else "both"
-        return NetworkFault(
-            service=service,
-            count=count,
-            percent=percent,
-            direction=spec.get("direction", default_direction),
-            delay=parse_duration(spec.get("delay", 0)),
-            jitter=parse_duration(spec.get("jitter", 0)),
-            distribution=spec.get("distribution", "uniform"),
-            probability=parse_percent(spec.get("probability", "100%")),
-            rate=parse_rate(spec["rate"]) if "rate" in spec else 0.0,
-            mode=spec.get("mode", "refuse"),
-            path=route,
-        )
-
-    def dns_fault(self, path: tuple[str | int, ...], spec: dict[str, Any]) -> DnsFault:
-        if self.driver == "docker":
-            self.need_container_selector(path, spec, "a DNS fault")
-            self.need_root(
-                path,
-                "DNS faults in containers need root (setns, nsenter, iptables, conntrack)",
-                ("nsenter", "iptables", "conntrack"),
-            )
-        elif "selector" in spec or "count" in spec or "percent" in spec:
-            field = next(key for key in ("selector", "count", "percent") if key in spec)
-            self.error(
-                (*path, field),
-                f"{field} is for the docker driver: with the local driver a DNS fault acts on the "
-                "run's DNS server",
-                "remove it, and give {dns} to the services that should resolve through gameday",
-            )
-        return DnsFault(
-            patterns=tuple(spec["names"]),
-            probability=parse_percent(spec.get("probability", "100%")),
-            rcode=spec.get("rcode", "SERVFAIL"),
-            delay=parse_duration(spec.get("delay", 0)),
-            addresses=tuple(spec.get("addresses", ())),
-            selector=container_selector(spec["selector"]) if "selector" in spec else None,
-            count=spec.get("count"),
-            percent=parse_percent(spec["percent"]) if "percent" in spec else None,
-        )
-
-    def need_container_selector(self, path: tuple[str | int, ...], spec: dict[str, Any], what: str) -> None:
-        if "selector" not in spec:
-            self.error(
-                (*path, "to") if "to" in spec else path,
-                f"with the docker driver {what} selects containers",
-                "write selector: {labels: {...}} or {name: ...}",
-            )
-
-    def need_root(self, path: tuple[str | int, ...], message: str, programs: tuple[str, ...]) -> None:
-        if not is_root():
-            self.error(path, message, "run gameday as root")
-        missing = [program for program in programs if shutil.which(program) is None]
-        if missing:
-            self.error(
-                path,
-                f"{message}; not found: {', '.join(missing)}",
-                "install them (Debian: apt-get install util-linux iproute2 iptables conntrack)",
-            )
-
-
-def container_selector(selector: dict[str, Any]) -> ContainerSelector:
-    return ContainerSelector(label_texts(selector.get("labels", {})), selector.get("name"))
-
-
-def label_texts(labels: dict[str, Any]) -> dict[str, str]:
-    """Docker label values are text; an unquoted 8080 in YAML (or from --var) means "8080"."""
-    return {key: str(value) for key, value in labels.items()}
 
 
 def _whole_variable(template: str | None) -> str | None:

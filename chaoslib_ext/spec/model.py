@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chaoslib_ext.errors import Location
+from chaoslib_ext.faults.base import FaultSpec
 from chaoslib_ext.masking import Secrets
 
 PHASES = ("baseline", "fault", "recovery")
@@ -141,19 +142,52 @@ Probe = HttpProbe | ActivityProbe
 
 
 @dataclass(frozen=True)
-class Guard:
-    """A stop condition: the run aborts, and reverts at once, when it trips."""
+class ErrorRateGuard:
+    """Trip when more than `limit` (a share) of the requests finished in a second failed, for
+    `seconds` bad seconds in a row."""
 
-    kind: str  # error_rate | latency | probe | prometheus | deadline
-    limit: float = 0.0  # error_rate: a share; latency and deadline: seconds; prometheus: a value
-    percentile: str = ""  # latency: p50 ... max
-    seconds: int = 1  # error_rate, latency: for how many whole seconds in a row
-    probe: Probe | None = None
-    every: float = 1.0  # probe: seconds between runs
-    failures: int = 1  # probe: failures in a row that trip it
-    url: str = ""  # prometheus: its base URL
-    query: str = ""  # prometheus: PromQL
-    below: bool = False  # prometheus: trip under the limit instead of over it
+    limit: float
+    seconds: int = 1
+
+
+@dataclass(frozen=True)
+class LatencyGuard:
+    """Trip when a second's `percentile` is over `limit` seconds, for `seconds` bad seconds in a row."""
+
+    percentile: str  # p50 ... max
+    limit: float
+    seconds: int = 1
+
+
+@dataclass(frozen=True)
+class ProbeGuard:
+    """Trip when the probe fails `failures` times in a row, run every `every` seconds."""
+
+    probe: Probe
+    every: float = 1.0
+    failures: int = 1
+
+
+@dataclass(frozen=True)
+class PrometheusGuard:
+    """Trip when the query is over `limit` (under it, with `below`) for `seconds`, asked every `every`."""
+
+    url: str  # Prometheus's base URL
+    query: str  # PromQL
+    limit: float
+    below: bool = False
+    seconds: int = 1
+    every: float = 1.0
+
+
+@dataclass(frozen=True)
+class DeadlineGuard:
+    """Trip when the run has lasted `limit` seconds from its start."""
+
+    limit: float
+
+
+Guard = ErrorRateGuard | LatencyGuard | ProbeGuard | PrometheusGuard | DeadlineGuard  # a stop condition
 
 
 @dataclass(frozen=True)
@@ -168,53 +202,9 @@ class Phases:
         return self.warmup + self.baseline + self.fault + self.recovery
 
 
-@dataclass(frozen=True)
-class PodKill:
-    service: str
-    count: int | None
-    percent: float | None
-    signal: str
-    interval: float | None
-
-
-@dataclass(frozen=True)
-class ContainerSelector:
-    labels: dict[str, str]
-    name: str | None  # a glob on the container name
-
-    def describe(self) -> str:
-        parts = [f"{key}={value}" for key, value in self.labels.items()]
-        return " ".join(parts + ([f"name~{self.name}"] if self.name else []))
-
-
-@dataclass(frozen=True)
-class NetworkFault:
-    """A fault on the traffic to a service, through the userspace proxies in front of its replicas."""
-
-    service: str
-    count: int | None  # replicas hit (default: all)
-    percent: float | None
-    direction: str  # upstream (to the service) | downstream (from it) | both
-    delay: float = 0.0
-    jitter: float = 0.0
-    distribution: str = "uniform"
-    probability: float = 1.0
-    rate: float = 0.0  # bytes per second
-    mode: str = "refuse"
-    path: str = "userspace"  # resolved: userspace (the proxy) | kernel (iptables/tc in namespaces)
-    selector: ContainerSelector | None = None  # docker driver: the containers instead of a service
-
-
-@dataclass(frozen=True)
-class DnsFault:
-    patterns: tuple[str, ...]
-    probability: float = 1.0
-    rcode: str = "SERVFAIL"
-    delay: float = 0.0
-    addresses: tuple[str, ...] = ()
-    selector: ContainerSelector | None = None  # docker driver: the containers whose lookups are hit
-    count: int | None = None
-    percent: float | None = None
+def label_texts(labels: dict[str, Any]) -> dict[str, str]:
+    """Label values are text; an unquoted 8080 in YAML (or from --var) means "8080"."""
+    return {key: str(value) for key, value in labels.items()}
 
 
 @dataclass(frozen=True)
@@ -235,31 +225,6 @@ class Allowlist:
     def admits(self, name: str, labels: dict[str, str]) -> bool:
         by_label = bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
         return by_label or any(fnmatch.fnmatchcase(name, pattern) for pattern in self.names)
-
-
-@dataclass(frozen=True)
-class ContainerFault:
-    """A fault on Docker containers: kill (a signal), stop or pause (for a duration), restart."""
-
-    selector: ContainerSelector
-    count: int | None
-    percent: float | None
-    signal: str = "SIGKILL"
-
-
-@dataclass(frozen=True)
-class FaultSpec:
-    kind: str  # pod-kill, network-latency, ..., dns-spoof
-    params: PodKill | NetworkFault | DnsFault | ContainerFault
-    after: float  # offset into the fault phase
-    duration: float | None  # None: until the end of the fault phase (pod-kill: instant)
-    seed: int | None
-    where: Location
-
-    @property
-    def family(self) -> str:
-        """pod, network, dns or container."""
-        return self.kind.split("-")[0]
 
 
 @dataclass(frozen=True)

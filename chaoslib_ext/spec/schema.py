@@ -16,6 +16,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from chaoslib_ext.errors import SpecError
+from chaoslib_ext.faults.base import Scope
 from chaoslib_ext.spec.source import Document
 
 MAX_ERRORS = 20
@@ -24,9 +25,53 @@ REFERENCE_HINT = "see the experiment reference in the README"
 
 @cache
 def load_schema(name: str) -> dict[str, Any]:
-    """A schema shipped in chaoslib_ext/schemas, by file stem ("experiment", "report")."""
+    """A schema shipped in chaoslib_ext/schemas, by file stem ("experiment", "report"). The
+    experiment's gets its fault kinds and drivers from their registries (faults/, drivers/)."""
     text = resources.files("chaoslib_ext.schemas").joinpath(f"{name}.schema.json").read_text()
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    if name == "experiment":
+        _add_faults_and_drivers(schema)
+    return schema
+
+
+def _add_faults_and_drivers(schema: dict[str, Any]) -> None:
+    """Each fault kind declares its own fields; each driver, the fields its faults select with."""
+    from chaoslib_ext.drivers import DRIVERS, driver_class
+    from chaoslib_ext.faults.registry import kind_schemas
+
+    drivers = [driver_class(name) for name in DRIVERS]
+
+    def selecting(scope: Scope) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for driver in drivers:
+            for key, field in driver.selection_properties[scope].items():
+                if key in merged and "properties" in field:  # one selector object, every driver's fields
+                    merged[key] = {
+                        **merged[key],
+                        "properties": {**merged[key]["properties"], **field["properties"]},
+                    }
+                else:
+                    merged[key] = {**field}
+        for field in merged.values():
+            if field.get("type") == "object":
+                field.update(additionalProperties=False, minProperties=1)
+                field.pop("description", None)
+        return merged
+
+    kinds = kind_schemas(selecting)
+    names = sorted(kinds)
+    schema["$defs"].update(kinds)
+    schema["$defs"]["fault"] = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "propertyNames": {"enum": names, "x-expected": "a fault kind: " + ", ".join(names)},
+        "properties": {name: {"$ref": f"#/$defs/{name}"} for name in names},
+    }
+    schema["properties"]["target"]["properties"]["driver"] = {
+        "enum": list(DRIVERS),
+        "x-expected": "driver: " + " or ".join(DRIVERS),
+    }
 
 
 @cache

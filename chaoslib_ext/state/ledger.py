@@ -14,6 +14,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,20 @@ class Ledger:
             self.pending[entry_id] = {"id": entry_id, "what": what, "undo": action.to_data()}
             self._append(self.pending[entry_id])
         return entry_id
+
+    @contextmanager
+    def intent(
+        self, what: str, action: UndoAction, not_made: type[BaseException] | tuple[type[BaseException], ...]
+    ) -> Iterator[int]:
+        """Record a change, then make it in the body: when the body fails with `not_made` (an error
+        that proves nothing changed), the entry is closed, since there is nothing to undo. Any other
+        exit (a signal, say) leaves it open for the revert and for `gameday recover`."""
+        entry_id = self.record(what, action)
+        try:
+            yield entry_id
+        except not_made:
+            self.done(entry_id)
+            raise
 
     def done(self, entry_id: int) -> None:
         with self._lock:

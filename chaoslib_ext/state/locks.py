@@ -1,7 +1,7 @@
 """One experiment at a time per target.
 
-A target is what the faults would touch: for the local driver, the system behind the load's host
-(address and port); for the docker driver, the Docker engine. The lock is an flock(2) on a file
+A target is what the faults would touch, as its driver names it (drivers.base.Driver.lock_key):
+the system behind the load's host (address and port), a Docker engine... The lock is an flock(2) on a file
 in the state directory's `locks/`, which also says who holds it. Runs with different state
 directories (by default, different users) do not see each other's locks. The kernel drops an flock when its
 holder dies, even by SIGKILL, so a lock is never stale; what a dead run left behind is the
@@ -23,24 +23,17 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from chaoslib_ext.errors import RunAborted
-from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import open_state_dir, state_dir
 from chaoslib_ext.state.trust import PRIVATE, SHARED, Untrusted, open_directory, shared_group
 
 
-def target_key(experiment: Experiment, docker_engine_id: str = "") -> str:
-    """The docker driver: the engine (by its ID, however it is reached). The local driver: the
-    load's host (by address, so that localhost and 127.0.0.1 are one target) and port."""
-    if experiment.driver == "docker":
-        return f"docker engine {docker_engine_id}"
-    if experiment.load.front:  # gameday's front for a service it starts: that service's first port
-        service = experiment.services[experiment.load.front[1]]
-        return f"local 127.0.0.1:{service.port}"
-    parts = urlsplit(experiment.load.host)
+def address_key(url: str) -> str:
+    """host:port of a URL, the host by address (so that localhost and 127.0.0.1 are one target)."""
+    parts = urlsplit(url)
     host = parts.hostname or ""
     with contextlib.suppress(OSError):  # unresolvable now: its name is the best key there is
         host = socket.gethostbyname(host)
-    return f"local {host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
 class TargetLock:

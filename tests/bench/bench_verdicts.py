@@ -32,10 +32,15 @@ from bench_recorder import HOST, demo_service  # noqa: E402
 from exact_verdict import ExactSlo, phase_held  # noqa: E402
 
 from chaoslib_ext.events import Timeline  # noqa: E402
+from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth  # noqa: E402
+from chaoslib_ext.faults.network_latency import NetworkLatency  # noqa: E402
+from chaoslib_ext.faults.network_partition import NetworkPartition  # noqa: E402
+from chaoslib_ext.faults.network_reset import NetworkReset  # noqa: E402
+from chaoslib_ext.faults.traffic import TrafficFault  # noqa: E402
 from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE  # noqa: E402
 from chaoslib_ext.load.runner import LoadRunner  # noqa: E402
 from chaoslib_ext.measure.slo import Window, judge  # noqa: E402
-from chaoslib_ext.netfault.proxy import FaultHub, Toxic  # noqa: E402
+from chaoslib_ext.netfault.proxy import FaultHub  # noqa: E402
 from chaoslib_ext.spec.model import LoadSpec, SloSpec  # noqa: E402
 
 REPO = BENCH_DIR.parents[1]
@@ -45,24 +50,24 @@ PHASES = (("baseline", 0, 8), ("fault", 8, 14), ("recovery", 14, 22))
 QUANTILES = ("p50", "p90", "p95", "p99", "p999", "max")
 
 
-def random_fault(rng: random.Random) -> tuple[str, Toxic | None, str]:
+def random_fault(rng: random.Random) -> tuple[str, TrafficFault | None, str]:
     """(description, toxic, frontend timeout)"""
     kind = rng.choice(["latency", "reset", "hang", "bandwidth", "none"])
     if kind == "latency":
         delay = rng.uniform(0.05, 0.6)
-        return f"+{delay * 1000:.0f}ms on responses", Toxic("latency", "downstream", delay=delay), "2"
+        return f"+{delay * 1000:.0f}ms on responses", NetworkLatency(direction="downstream", delay=delay), "2"
     if kind == "reset":
         share = rng.uniform(0.1, 0.4)
-        return f"{share:.0%} of connections reset", Toxic("reset", "both", probability=share), "0.5"
+        return f"{share:.0%} of connections reset", NetworkReset(direction="both", probability=share), "0.5"
     if kind == "hang":
         return (
             "every backend blackholed (the frontend waits)",
-            Toxic("partition", "both", mode="blackhole"),
+            NetworkPartition(direction="both", mode="blackhole"),
             "60",
         )
     if kind == "bandwidth":
         rate = rng.choice([1000, 3000, 8000])
-        return f"{rate} B/s per backend", Toxic("bandwidth", "downstream", rate=rate), "0.5"
+        return f"{rate} B/s per backend", NetworkBandwidth(direction="downstream", rate=rate), "0.5"
     return "no fault", None, "0.5"
 
 

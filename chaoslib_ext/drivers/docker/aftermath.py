@@ -8,38 +8,26 @@ every other container was put back, with the report saying which and how it ende
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
+from chaoslib_ext.drivers.docker.engine import ContainerInstance, fate
 from chaoslib_ext.errors import RunAborted
-from chaoslib_ext.faults.base import Fault, FaultError, FaultRecord
+from chaoslib_ext.faults.base import Outcome, TargetLost
 
 
-class TargetLost(FaultError):
-    """A container a fault held exited or was removed before the fault ended."""
-
-    def __init__(self, message: str, records: list[FaultRecord], hint: str) -> None:
-        super().__init__(RunAborted(message, hint=hint), records)
-
-
-class ContainerTracker(Protocol):
-    def fate(self, instance: Any) -> tuple[str, dict[str, Any]]: ...
-
-
-def settle(
-    fault: Fault, target: ContainerTracker, outcomes: list[tuple[Any, dict[str, Any]]]
-) -> list[FaultRecord]:
-    """Records for a reverted fault, one per (container instance, what the revert found there);
-    pass them to raise_if_lost."""
-    records = []
-    for instance, detail in outcomes:
-        fate, facts = target.fate(instance)
-        action = "revert" if fate == "running" else fate
-        records.append(fault.record(action, instance.name, {**detail, **facts}))
-    return records
+def settle(client: Any, results: list[tuple[ContainerInstance, dict[str, Any]]]) -> list[Outcome]:
+    """Outcomes of a reverted fault, one per (container start, what the revert found there); pass
+    them to raise_if_lost."""
+    outcomes = []
+    for instance, detail in results:
+        state, facts = fate(client, instance)
+        action = "revert" if state == "running" else state
+        outcomes.append(Outcome(action, instance.name, {**detail, **facts}))
+    return outcomes
 
 
-def raise_if_lost(fault: Fault, records: list[FaultRecord]) -> None:
-    lost = [record for record in records if record.action in ("exited", "removed")]
+def raise_if_lost(outcomes: list[Outcome]) -> None:
+    lost = [outcome for outcome in outcomes if outcome.action in ("exited", "removed")]
     if not lost:
         return
     first = lost[0]
@@ -48,8 +36,9 @@ def raise_if_lost(fault: Fault, records: list[FaultRecord]) -> None:
         how += f" (exit code {first.detail.get('exit_code')}"
         how += ", OOM-killed)" if first.detail.get("oom_killed") else ")"
     raise TargetLost(
-        f"container {first.target} {how} during fault #{fault.index + 1} {fault.label}, "
-        "so the fault did not last as planned",
-        records,
-        hint=f"see `docker logs {first.target}`; a restart policy brings it back where that is wanted",
+        RunAborted(
+            f"container {first.target} {how}",
+            hint=f"see `docker logs {first.target}`; a restart policy brings it back where that is wanted",
+        ),
+        outcomes,
     )

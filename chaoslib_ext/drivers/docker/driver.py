@@ -1,195 +1,221 @@
-"""The docker driver's target: containers that already run, selected by label or name, and only
-those the experiment's allowlist admits. Talks to the Docker Engine API with the docker package.
-"""
+"""The docker driver: containers that already run, selected by label or name, and only those the
+experiment's allowlist admits. Talks to the Docker Engine API with the docker package, which is
+imported only here, when a run uses containers."""
 
 from __future__ import annotations
 
-import fnmatch
-import os
-import re
-from dataclasses import dataclass
+import random
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from docker.errors import NotFound
-
+from chaoslib_ext.drivers.base import BuildContext, Driver, RunContext
+from chaoslib_ext.drivers.docker.aftermath import raise_if_lost, settle
+from chaoslib_ext.drivers.docker.engine import (
+    STOP_TIMEOUT_SECONDS,
+    ContainerInstance,
+    connect,
+    ending,
+    engine_endpoint,
+    fate,
+    host_peer,
+    own_namespace_problem,
+    select,
+)
+from chaoslib_ext.drivers.docker.selection import (
+    SELECTION_PROPERTIES,
+    ContainerSelector,
+    parse_container_selection,
+)
 from chaoslib_ext.errors import RunAborted, SpecError
-from chaoslib_ext.events import Timeline
-from chaoslib_ext.netfault.kernel import KernelTarget, Namespace
+from chaoslib_ext.faults.base import (
+    FaultKind,
+    FaultSpec,
+    Outcome,
+    PartialFailure,
+    Scope,
+    Selection,
+    Signal,
+    Suspension,
+    Target,
+)
+from chaoslib_ext.faults.lookup import LookupFault
+from chaoslib_ext.faults.traffic import TrafficFault
+from chaoslib_ext.netfault.kernel import KernelRule, Namespace, fault_rules, is_root, netem_available, run
 from chaoslib_ext.netfault.namespace_dns import ContainerResolver
 from chaoslib_ext.netfault.proxy import FaultHub
-from chaoslib_ext.spec.model import Allowlist, ContainerSelector, Experiment, NetworkFault
+from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import Ledger
-from chaoslib_ext.state.undo import Place
+from chaoslib_ext.state.undo import Place, RestoreContainer
 
-STOP_TIMEOUT_SECONDS = 5  # docker stop: SIGTERM, then SIGKILL after this
-
-
-def engine_endpoint() -> str:
-    """Where the Docker engine is reached, as docker.from_env() reaches it; recorded with every
-    undo, so that `gameday recover` acts on that engine whatever DOCKER_HOST says then."""
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+UNDO = {"stop": "start", "pause": "unpause"}
+SETTLE_SECONDS = STOP_TIMEOUT_SECONDS + 3  # how long a stop interrupted mid-call may still take
+TOOLS_HINT = "install them (Debian: apt-get install util-linux iproute2 iptables conntrack)"
 
 
-def connect() -> Any:
-    """A Docker client, or a one-line error saying why there is none."""
-    import docker
-    from docker.errors import DockerException
+@dataclass
+class Suspended:
+    """Containers a stop or pause holds: (container, ledger entry), and the ones whose call was
+    interrupted (dockerd may still carry it out)."""
 
-    try:
-        client = docker.from_env()
-        client.ping()
-    except DockerException as error:
-        text = str(error)
-        if "Permission denied" in text:
-            raise RunAborted(
-                "permission denied on the Docker socket",
-                hint="run as root or add your user to the docker group",
-            ) from None
-        if "No such file" in text or "Connection refused" in text or "connect" in text.lower():
-            raise RunAborted(
-                "Docker is not running (or not installed)",
-                hint="install docker.io and start dockerd; DOCKER_HOST says where to look",
-            ) from None
-        raise RunAborted(f"cannot talk to Docker: {text[:200]}") from None
-    return client
+    how: Suspension
+    held: list[tuple[Any, int]] = field(default_factory=list)
+    unsettled: set[str] = field(default_factory=set)
 
 
-def matches(container: Any, selector: ContainerSelector) -> bool:
-    labels = container.labels or {}
-    if any(labels.get(key) != value for key, value in selector.labels.items()):
-        return False
-    return selector.name is None or fnmatch.fnmatchcase(container.name, selector.name)
+@dataclass
+class Shaped:
+    """Rules one network fault put in containers' namespaces, and which start of each."""
+
+    rules: list[tuple[int, KernelRule]] = field(default_factory=list)
+    instances: list[ContainerInstance] = field(default_factory=list)
 
 
-def select(client: Any, selector: ContainerSelector, allow: Allowlist | None, where: str) -> list[Any]:
-    """Running containers matching the selector, sorted by name; refuse any outside the allowlist."""
-    filters = (
-        {"label": [f"{key}={value}" for key, value in selector.labels.items()]} if selector.labels else {}
+class DockerDriver(Driver):
+    name = "docker"
+    kinds = frozenset(
+        {
+            "pod-kill",
+            "container-stop",
+            "container-pause",
+            "container-restart",
+            "network-loss",
+            "network-reset",
+            "network-bandwidth",
+            "network-partition",
+            "network-latency",
+            "dns-error",
+            "dns-delay",
+            "dns-spoof",
+        }
     )
-    found = sorted(
-        (c for c in client.containers.list(filters=filters) if matches(c, selector)), key=lambda c: c.name
-    )
-    if not found:
-        raise SpecError(
-            f"no running container matches {selector.describe()}",
-            where=where,
-            hint="check the labels or name pattern with `docker ps`",
-        )
-    if allow is not None:
-        outside = [c.name for c in found if not allow.admits(c.name, c.labels or {})]
-        if outside:
-            raise SpecError(
-                f"container {outside[0]} matches the selector but is outside target.allow",
-                where=where,
-                hint="narrow the selector or widen target.allow",
-            )
-    return found
+    undo_kinds = frozenset({"docker", "iptables", "qdisc", "conntrack-dns"})
+    selection_properties = SELECTION_PROPERTIES
+    offline = False
 
-
-@dataclass(frozen=True)
-class ContainerInstance:
-    """One start of a container: a restart gives it a new network namespace and start time, and
-    the faults put in the old namespace go with it."""
-
-    id: str
-    name: str
-    started_at: str
-    netns: str  # the SandboxKey: a path that names this start's namespace and dies with it
-    pid: int
-
-    @classmethod
-    def of(cls, container: Any) -> ContainerInstance:
-        state = container.attrs["State"]
-        return cls(
-            container.id,
-            container.name,
-            state["StartedAt"],
-            container.attrs["NetworkSettings"]["SandboxKey"],
-            state["Pid"],
-        )
-
-
-class DockerTarget:
-    def __init__(self, experiment: Experiment, timeline: Timeline, ledger: Ledger) -> None:
-        self.experiment = experiment
-        self.timeline = timeline
-        self.ledger = ledger
+    def __init__(self, experiment: Experiment) -> None:
+        super().__init__(experiment)
+        self._client: Any = None
         self.engine = engine_endpoint()
-        self.client = connect()
+        self.ledger: Ledger | None = None
         self.hub: FaultHub | None = None  # started with the first DNS fault
         self.resolvers: dict[str, tuple[ContainerResolver, int]] = {}  # by namespace: (it, users)
+        self.suspended: dict[str, Suspended] = {}
+        self.shaped: dict[str, Shaped] = {}
+        self.dns_held: dict[str, list[ContainerInstance]] = {}
 
-    def containers(self, selector: ContainerSelector, where: str, own_network: bool = False) -> list[Any]:
-        """The running containers a fault may hit; with own_network, each must have a network
-        namespace of its own (network and DNS faults would otherwise hit the host or a neighbour)."""
-        try:
-            found = select(self.client, selector, self.experiment.allow, where)
-        except SpecError as error:  # at run time the world changed under the plan: abort
-            raise RunAborted(error.message, where=where, hint=error.hint) from None
-        if own_network:
-            for container in found:
-                _check_own_namespace(container, where)
-        return found
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = connect()
+        return self._client
 
-    def fate(self, instance: ContainerInstance) -> tuple[str, dict[str, Any]]:
-        """What became of a container since a fault found it: running (the same start), restarted
-        (a new namespace, which never had the fault), exited or removed."""
-        try:
-            container = self.client.containers.get(instance.id)
-        except NotFound:
-            return "removed", {}
-        state = container.attrs["State"]
-        if state["Status"] == "restarting" or (
-            state["Status"] in ("running", "paused") and state["StartedAt"] != instance.started_at
-        ):
-            return "restarted", {"restarts": container.attrs.get("RestartCount", 0)}
-        if state["Status"] in ("running", "paused"):
-            return "running", {}
-        return "exited", ending(state)
+    # --- the file ---
 
-    def kernel_targets(self, fault: NetworkFault, where: str) -> list[KernelTarget]:
-        """Each selected container's network namespace, entered with nsenter on its sandbox key;
-        rules there match all of its TCP traffic (no port)."""
-        assert fault.selector is not None, "spec gives docker network faults a selector"
-        targets = []
-        for container in self.containers(fault.selector, where, own_network=True):
-            instance = ContainerInstance.of(container)
-            host_veth = _host_peer(container.name, Place(sandbox=instance.netns))
-            address = container.attrs["NetworkSettings"].get("IPAddress", "")
-            namespace = Namespace(container.name, host_veth, "eth0", address, sandbox=instance.netns)
-            targets.append(KernelTarget(container.name, namespace, None, instance))
-        return targets
+    @classmethod
+    def parse_selection(
+        cls,
+        kind: type[FaultKind],
+        spec: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        context: BuildContext,
+    ) -> Selection | None:
+        return parse_container_selection(kind, spec, path, context)
 
-    def acquire_resolver(self, instance: ContainerInstance, resolv_conf: str) -> ContainerResolver:
-        """The run's fault DNS server inside this start of a container (set up on first use,
-        shared by the DNS faults that hit it at the same time)."""
-        resolver, users = self.resolvers.get(instance.netns, (None, 0))
-        if resolver is None:
-            if self.hub is None:
-                self.hub = FaultHub()
-            resolver = ContainerResolver(self.hub, instance.name, instance.netns, resolv_conf, self.ledger)
-        self.resolvers[instance.netns] = (resolver, users + 1)
-        return resolver
+    @classmethod
+    def check_experiment(cls, experiment: Experiment, context: BuildContext) -> None:
+        if experiment.allow is None:
+            context.error(
+                ("target",),
+                "the docker driver needs target.allow: without it any container on the engine could be hit",
+                'allow: {labels: {com.docker.compose.project: shop}} or allow: {names: ["shop-*"]}',
+            )
+        if experiment.services:
+            context.error(
+                ("services",),
+                "the docker driver acts on containers that already run",
+                "start them with docker or docker compose, and select them by label or name",
+            )
 
-    def resolver_of(self, instance: ContainerInstance) -> ContainerResolver:
-        return self.resolvers[instance.netns][0]
+    # --- plan ---
 
-    def release_resolver(self, instance: ContainerInstance) -> None:
-        """One DNS fault is done with it; the last one takes the redirect out of the container
-        (if that fails, the resolver stays, answering, for the clean-up to try again)."""
-        resolver, users = self.resolvers[instance.netns]
-        if users > 1:
-            self.resolvers[instance.netns] = (resolver, users - 1)
-            return
-        resolver.close()
-        del self.resolvers[instance.netns]
+    def preflight(self) -> list[SpecError]:
+        """Network and DNS faults act inside the containers' namespaces: root and its tools."""
+        problems = []
+        for index, fault in enumerate(self.experiment.faults):
+            where, field_path = fault.where, f"faults[{index}].{fault.kind}"
+            scope = fault.params.scope
+            if scope == "process":
+                continue
+            if fault.params.kind == "network-latency" and not netem_available():
+                problems.append(
+                    SpecError(
+                        f"{field_path}: network-latency in a container needs sch_netem, "
+                        "which this kernel lacks",
+                        where=where,
+                        hint="use loss, reset, bandwidth or partition on containers here",
+                    )
+                )
+            what, tools = (
+                (
+                    "network faults in containers need root (nsenter, iptables, tc)",
+                    ("nsenter", "iptables", "ip", "tc"),
+                )
+                if scope == "network"
+                else (
+                    "DNS faults in containers need root (setns, nsenter, iptables, conntrack)",
+                    ("nsenter", "iptables", "conntrack"),
+                )
+            )
+            if not is_root():
+                problems.append(SpecError(f"{field_path}: {what}", where=where, hint="run gameday as root"))
+            missing = [tool for tool in tools if shutil.which(tool) is None]
+            if missing:
+                problems.append(
+                    SpecError(
+                        f"{field_path}: {what}; not found: {', '.join(missing)}", where=where, hint=TOOLS_HINT
+                    )
+                )
+        return problems
 
-    def load_host(self, host: str) -> str:
-        """Containers are reached as they are: the load's host is used as written."""
-        return host
+    def lock_key(self) -> str:
+        """The engine, by its ID, however it is reached."""
+        return f"docker engine {self.client.info().get('ID', '')}"
 
-    def start(self) -> None:
+    def candidates(self, fault: FaultSpec) -> tuple[str, ...]:
+        assert fault.selection is not None
+        return tuple(
+            c.name for c in select(self.client, _selector(fault), self.experiment.allow, str(fault.where))
+        )
+
+    def describe_targets(self, fault: FaultSpec, size: int, total: int) -> str:
+        matching = f"{size} of {total} running container(s) matching {_selector(fault).describe()}"
+        if fault.params.scope == "network":
+            return (
+                f"on all TCP traffic of {matching}, in their network namespaces (nsenter; iptables/tc, "
+                "kernel path)"
+            )
+        if fault.params.scope == "names":
+            return (
+                f"for the UDP lookups of {matching} (a redirect in their network namespaces to gameday's DNS "
+                "server there, which forwards the rest to their own resolver)"
+            )
+        return matching
+
+    def unit(self, fault: FaultSpec) -> str:
+        return "packets"
+
+    def group_name(self, fault: FaultSpec) -> str:
+        return f"containers matching {_selector(fault).describe()}"
+
+    # --- a run ---
+
+    def start(self, run: RunContext) -> None:
         """Nothing to start: the containers are the user's."""
+        self.ledger = run.ledger
+        self.client  # noqa: B018  (connect now: a run without an engine stops here)
 
     def stop(self) -> None:
         """Close what DNS faults left open (a run that stopped mid-fault), then the client."""
@@ -202,53 +228,257 @@ class DockerTarget:
         self.resolvers.clear()
         if self.hub is not None:
             self.hub.stop()
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         if problems:
             raise RunAborted(problems[0], hint="run `gameday recover` as root")
 
+    # --- what faults ask ---
 
-def ending(state: dict[str, Any]) -> dict[str, Any]:
-    """How a container's last run ended, from its State."""
-    return {
-        "exit_code": state.get("ExitCode"),
-        "oom_killed": state.get("OOMKilled", False),
-        "finished_at": state.get("FinishedAt", ""),
-    }
-
-
-def _check_own_namespace(container: Any, where: str) -> None:
-    mode = container.attrs["HostConfig"].get("NetworkMode", "")
-    netns = container.attrs["NetworkSettings"].get("SandboxKey") or ""
-    shared = mode == "host" or mode.startswith("container:") or not netns
-    if not shared:
+    def targets(self, selection: Selection, scope: Scope, where: str) -> Sequence[Target]:
+        """The running containers a fault may hit; for network and DNS faults each must have a
+        network namespace of its own (a fault there would otherwise hit the host or a neighbour)."""
+        assert isinstance(selection.selector, ContainerSelector)
         try:
-            shared = os.stat(netns).st_ino == os.stat("/proc/self/ns/net").st_ino
-        except OSError:
-            shared = True
-    if shared:
-        raise RunAborted(
-            f"container {container.name} has no network namespace of its own (network mode {mode!r})",
-            where=where,
-            hint="a network or DNS fault there would hit the host or another container: "
-            "give it a network of its own, or leave it out of the selector",
-        )
+            found = select(self.client, selection.selector, self.experiment.allow, where)
+        except SpecError as error:  # at run time the world changed under the plan: abort
+            raise RunAborted(error.message, where=where, hint=error.hint) from None
+        if scope != "process":
+            for container in found:
+                problem = own_namespace_problem(container, where)
+                if problem is not None:
+                    raise problem
+        return list(found)
+
+    def kill(self, target: Target, signal: Signal) -> dict[str, Any]:
+        from docker.errors import APIError, NotFound
+
+        try:
+            target.kill(signal=signal)  # type: ignore[attr-defined]
+            target.reload()  # type: ignore[attr-defined]
+        except (APIError, NotFound) as error:
+            raise _failed("kill", target, error) from None
+        return _state(target)
+
+    def restart(self, target: Target) -> dict[str, Any]:
+        from docker.errors import APIError, NotFound
+
+        try:
+            target.restart(timeout=STOP_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
+            target.reload()  # type: ignore[attr-defined]
+        except (APIError, NotFound) as error:
+            raise _failed("restart", target, error) from None
+        return _state(target)
+
+    def suspend(self, target: Target, how: Suspension, tag: str) -> dict[str, Any]:
+        """Stop or pause, its undo in the ledger first; a call interrupted half-way (a signal) is
+        kept, since dockerd may still carry it out."""
+        from docker.errors import APIError, NotFound
+
+        assert self.ledger is not None
+        container: Any = target
+        suspended = self.suspended.setdefault(tag, Suspended(how))
+        undo = RestoreContainer(UNDO[how], container.id, self.engine)
+        try:
+            with self.ledger.intent(f"container-{how} {container.name}", undo, NotFound) as entry:
+                suspended.held.append((container, entry))  # before it acts
+                suspended.unsettled.add(container.id)
+                container.stop(timeout=STOP_TIMEOUT_SECONDS) if how == "stop" else container.pause()
+        except NotFound as error:  # it is gone: nothing was done, nothing to undo
+            suspended.held.pop()
+            suspended.unsettled.discard(container.id)
+            raise _failed(how, target, error) from None
+        except APIError as error:
+            raise _failed(how, target, error) from None
+        suspended.unsettled.discard(container.id)
+        container.reload()
+        return _state(container)
+
+    def resume(self, tag: str) -> list[Outcome]:
+        suspended = self.suspended.pop(tag, None)
+        if suspended is None:
+            return []
+        outcomes = []
+        for container, entry in suspended.held:
+            if container.id in suspended.unsettled:
+                _settle(container)
+            outcomes.append(_undo(container, suspended.how))
+            assert self.ledger is not None
+            self.ledger.done(entry)
+        raise_if_lost(outcomes)
+        return outcomes
+
+    def impair(
+        self, targets: Sequence[Target], impairment: TrafficFault, tag: str, seed: int
+    ) -> list[Outcome]:
+        """iptables rules and qdiscs in each container's network namespace (entered with nsenter
+        on its sandbox key), matching all of its TCP traffic, each in the ledger first."""
+        assert self.ledger is not None
+        shaped = self.shaped.setdefault(tag, Shaped())
+        done = []
+        for container in targets:
+            instance = ContainerInstance.of(container)
+            namespace = Namespace(
+                instance.name,
+                host_peer(instance.name, Place(sandbox=instance.netns)),
+                "eth0",
+                container.attrs["NetworkSettings"].get("IPAddress", ""),  # type: ignore[attr-defined]
+                sandbox=instance.netns,
+            )
+            rules = fault_rules(namespace, impairment, None, f"gameday:{self.ledger.run_id}:{tag}")
+            for rule in rules:
+                try:
+                    with self.ledger.intent(
+                        f"{rule.what} in {namespace.name}", rule.undo, RunAborted
+                    ) as entry:
+                        shaped.rules.append((entry, rule))  # before it acts: a signal now leaves it to revert
+                        run(rule.add, rule.place)
+                except RunAborted as error:
+                    shaped.rules.pop()  # not added, so never deleted (it may be another fault's)
+                    raise PartialFailure(error, done) from None
+            shaped.instances.append(instance)
+            done.append(
+                Outcome(
+                    "inject",
+                    instance.name,
+                    {"path": "kernel", "namespace": instance.netns, "rules": [r.what for r in rules]},
+                )
+            )
+        return done
+
+    def restore(self, tag: str) -> list[Outcome]:
+        shaped = self.shaped.get(tag)
+        if shaped is None:
+            return []
+        problems = []
+        for entry, rule in reversed(shaped.rules):
+            problem = rule.undo.perform()
+            if problem is None:
+                assert self.ledger is not None
+                self.ledger.done(entry)
+            else:
+                problems.append(problem)
+        shaped.rules = []
+        if problems:
+            raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+        del self.shaped[tag]
+        outcomes = settle(self.client, [(instance, {"path": "kernel"}) for instance in shaped.instances])
+        raise_if_lost(outcomes)
+        return outcomes
+
+    def add_dns_rule(
+        self, targets: Sequence[Target] | None, rule: LookupFault, tag: str, seed: int
+    ) -> list[Outcome]:
+        """The run's fault DNS server inside each container (set up on first use, shared by the DNS
+        faults that hit it at the same time), with this fault's rule."""
+        rng = random.Random(seed)
+        held = self.dns_held.setdefault(tag, [])
+        done: list[Outcome] = []
+        for container in targets or ():
+            instance = ContainerInstance.of(container)
+            try:
+                resolver = self._acquire_resolver(instance, container.attrs["ResolvConfPath"])  # type: ignore[attr-defined]
+            except RunAborted as error:
+                raise PartialFailure(error, done) from None
+            held.append(instance)
+            resolver.server.add(tag, rule, seed=rng.randrange(2**31))
+            detail = {"names": list(rule.patterns), "dns": resolver.address, "upstream": resolver.upstream}
+            done.append(Outcome("inject", instance.name, detail))
+        return done
+
+    def remove_dns_rule(self, tag: str) -> list[Outcome]:
+        """Each container on its own: one that cannot be put back stays listed for the clean-up to
+        try again, and does not keep the others from being put back."""
+        held = self.dns_held.get(tag, [])
+        results, problems = [], []
+        for instance in list(held):
+            hits = self.resolvers[instance.netns][0].server.remove(tag)
+            try:
+                self._release_resolver(instance)
+            except RunAborted as error:
+                problems.append(error)
+                continue
+            held.remove(instance)
+            results.append((instance, hits))
+        if not held:
+            self.dns_held.pop(tag, None)
+        outcomes = settle(self.client, results)
+        if problems:
+            raise PartialFailure(problems[0], outcomes)
+        raise_if_lost(outcomes)
+        return outcomes
+
+    def _acquire_resolver(self, instance: ContainerInstance, resolv_conf: str) -> ContainerResolver:
+        assert self.ledger is not None
+        resolver, users = self.resolvers.get(instance.netns, (None, 0))
+        if resolver is None:
+            if self.hub is None:
+                self.hub = FaultHub()
+            resolver = ContainerResolver(self.hub, instance.name, instance.netns, resolv_conf, self.ledger)
+        self.resolvers[instance.netns] = (resolver, users + 1)
+        return resolver
+
+    def _release_resolver(self, instance: ContainerInstance) -> None:
+        """One DNS fault is done with it; the last one takes the redirect out of the container
+        (if that fails, the resolver stays, answering, for the clean-up to try again)."""
+        resolver, users = self.resolvers[instance.netns]
+        if users > 1:
+            self.resolvers[instance.netns] = (resolver, users - 1)
+            return
+        resolver.close()
+        del self.resolvers[instance.netns]
+
+    def fate(self, instance: ContainerInstance) -> tuple[str, dict[str, Any]]:
+        return fate(self.client, instance)
 
 
-def _host_peer(name: str, inside_container: Place) -> str:
-    """The host end of the container's eth0 veth pair, checked to be a veth on a bridge (never the
-    host's own interface). The peer's index comes from `eth0@ifN` as seen inside the namespace:
-    sysfs would show the host's own eth0, since nsenter does not change the mount namespace."""
-    inside = inside_container.run(["ip", "-o", "link", "show", "dev", "eth0"])
-    peer = re.search(r"^\d+: eth0@if(\d+):", inside.stdout)
-    if peer is None:
+def _selector(fault: FaultSpec) -> ContainerSelector:
+    assert fault.selection is not None and isinstance(fault.selection.selector, ContainerSelector)
+    return fault.selection.selector
+
+
+def _state(container: Any) -> dict[str, Any]:
+    return {"id": container.short_id, "status": container.status}
+
+
+def _failed(what: str, target: Any, error: Any) -> RunAborted:
+    return RunAborted(f"{what} {target.name} failed: {getattr(error, 'explanation', None) or error}")
+
+
+def _undo(container: Any, how: Suspension) -> Outcome:
+    """Start or unpause it, unless something else did already; say if it is gone instead."""
+    from docker.errors import APIError, NotFound
+
+    try:
+        container.reload()
+        state = container.attrs["State"]
+        if how == "pause" and state["Status"] not in ("paused", "running"):
+            return Outcome("exited", container.name, ending(state))
+        if how == "stop" and container.status != "running":
+            container.start()
+        elif how == "pause" and container.status == "paused":
+            container.unpause()
+        container.reload()
+    except NotFound:
+        return Outcome("removed", container.name, {"id": container.short_id})
+    except APIError as error:
         raise RunAborted(
-            f"container {name} has no eth0 paired with a host interface", hint="is it on a bridge network?"
-        )
-    for line in Place().run(["ip", "-o", "-d", "link", "show"]).stdout.splitlines():
-        number, _, rest = line.partition(":")
-        if number.strip() == peer.group(1):
-            host = rest.split(":")[0].strip().split("@")[0]
-            if re.search(r"\bveth\b", line) and " master " in line:
-                return host
-            raise RunAborted(f"the host end of {name}'s eth0 is {host}, which is not a veth on a bridge")
-    raise RunAborted(f"no host interface with index {peer.group(1)} (the peer of {name}'s eth0)")
+            f"could not {UNDO[how]} {container.name}: {error.explanation}", hint="run `gameday recover`"
+        ) from None
+    return Outcome(UNDO[how], container.name, _state(container))
+
+
+def _settle(container: Any) -> None:
+    """A stop (or pause) interrupted mid-call may still be carried out by dockerd: wait until the
+    container is no longer running, for as long as that can take, before deciding what to undo."""
+    from docker.errors import NotFound
+
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            container.reload()
+        except NotFound:
+            return  # gone: the undo says so
+        if container.status != "running":
+            return
+        time.sleep(0.1)
