@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 from chaoslib_ext.drivers.base import Driver, RunContext
@@ -43,7 +44,19 @@ from chaoslib_ext.state.undo import UndoAction
 LIVE_WINDOW_SECONDS = 5
 GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped
 DRAIN_MARGIN_SECONDS = 2.0  # waited for the judged phases' last requests, on top of their timeout
-NOT_TESTED = ("steady-state-failed", "baseline-failed")  # before the fault: nothing was injected
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    STEADY_STATE_FAILED = "steady-state-failed"  # before the fault: nothing was injected
+    BASELINE_FAILED = "baseline-failed"  # before the fault: nothing was injected
+    ABORTED = "aborted"
+    INTERRUPTED = "interrupted"
+
+
+NOT_TESTED = (RunStatus.STEADY_STATE_FAILED, RunStatus.BASELINE_FAILED)
+STOPPED = (RunStatus.ABORTED, RunStatus.INTERRUPTED)
 
 
 class BaselineFailed(Exception):
@@ -69,7 +82,7 @@ class RunResult:
     report_dir: Path
     started_at: float
     timeline: Timeline
-    status: str = "running"  # completed | steady-state-failed | baseline-failed | aborted | interrupted
+    status: RunStatus = RunStatus.RUNNING
     ended_at: float = 0.0
     error: str | None = None
     load_started_at: float | None = None
@@ -85,7 +98,7 @@ class RunResult:
 
     @property
     def exit_code(self) -> ExitCode:
-        if self.status in ("aborted", "interrupted"):
+        if self.status in STOPPED:
             return ExitCode.ABORTED
         if self.status in NOT_TESTED:
             return ExitCode.NOT_TESTED
@@ -172,28 +185,30 @@ class Engine:
             self._run()
         except BaselineFailed as failed:
             self.cancellable = False
-            self._stop_with("baseline-failed", str(failed))
+            self._stop_with(RunStatus.BASELINE_FAILED, str(failed))
         except GuardTripped as tripped:
             self.cancellable = False
             self.result.guard_trip = tripped.trip
-            self._stop_with("aborted", str(tripped))
+            self._stop_with(RunStatus.ABORTED, str(tripped))
         except RunAborted as error:
             self.cancellable = False
-            self._stop_with("aborted", str(error))
+            self._stop_with(RunStatus.ABORTED, str(error))
         except (Interrupted, KeyboardInterrupt) as interrupt:
             self.cancellable = False
             name = interrupt.signal_name if isinstance(interrupt, Interrupted) else "SIGINT"
-            self._stop_with("interrupted", f"interrupted by {name}")
+            self._stop_with(RunStatus.INTERRUPTED, f"interrupted by {name}")
         except Exception as error:  # a bug in gameday: still revert, clean up and report it
             self.cancellable = False
             self.timeline.add("engine", "internal-error", detail=traceback.format_exc()[-2000:])
-            self._stop_with("aborted", f"internal error (a bug in gameday, please report it): {error!r}")
+            self._stop_with(
+                RunStatus.ABORTED, f"internal error (a bug in gameday, please report it): {error!r}"
+            )
         finally:
             self.cancellable = False
             self._clean_up()
             result.ended_at = time.time()
             if result.load_started_at is not None and result.verdict is None:
-                if result.status == "baseline-failed":  # judged up to the fault that never came
+                if result.status == RunStatus.BASELINE_FAILED:  # judged up to the fault that never came
                     self._judge(until=next(w.start for w in result.windows if w.name == "fault"))
                 else:
                     self._judge(until=self.load.stopped_at or result.ended_at, cut_short=True)
@@ -215,13 +230,13 @@ class Engine:
             except Exception as error:  # keep going: the next step may be the one that matters
                 self.timeline.add("engine", "cleanup-failed", step.__name__, error=repr(error))
                 self.result.cleanup_problems.append(f"clean-up step {step.__name__} failed: {error}")
-                if self.result.status not in ("aborted", "interrupted"):
-                    self._stop_with("aborted", f"clean-up step {step.__name__} failed: {error}")
+                if self.result.status not in STOPPED:
+                    self._stop_with(RunStatus.ABORTED, f"clean-up step {step.__name__} failed: {error}")
 
     def _finished(self) -> None:
         self.timeline.publish("engine", "finished")
 
-    def _stop_with(self, status: str, error: str) -> None:
+    def _stop_with(self, status: RunStatus, error: str) -> None:
         self.result.status, self.result.error = status, error
         self.timeline.add("engine", status, detail=error)
 
@@ -236,7 +251,7 @@ class Engine:
         self.load.host = self.driver.load_host(self.experiment.load.host)
         result.steady_before = self._steady_state("before")
         if not all(probe.ok for probe in result.steady_before):
-            result.status = "steady-state-failed"
+            result.status = RunStatus.STEADY_STATE_FAILED
             return
         self.timeline.add("load", "starting", self.experiment.load.host, users=self.experiment.load.users)
         ledger = self.ledger
@@ -261,7 +276,7 @@ class Engine:
                 "load", "not-drained", detail="requests of the judged phases were still waiting"
             )
         self._stop_load()
-        result.status = "completed"
+        result.status = RunStatus.COMPLETED
         self._judge(until=None)
 
     def _follow_timeline(self, origin: float) -> None:

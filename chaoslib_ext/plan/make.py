@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from typing import Literal
 
 from chaoslib_ext.drivers import driver_for
 from chaoslib_ext.drivers.base import Driver
@@ -28,7 +29,7 @@ class Action:
     at: float  # offset from the origin
     fault_index: int
     fault: FaultSpec
-    kind: str  # apply | revert
+    kind: Literal["apply", "revert"]
 
 
 @dataclass(frozen=True)

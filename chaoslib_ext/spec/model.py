@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from chaoslib_ext.errors import Location
 from chaoslib_ext.faults.base import FaultSpec
@@ -40,7 +40,7 @@ class ReadyCheck:
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    policy: str  # always | on-failure | never
+    policy: Literal["always", "on-failure", "never"]
     delay: float
 
 
@@ -56,10 +56,10 @@ class ServiceSpec:
     ready: ReadyCheck
     restart: RestartPolicy
     where: Location
-    isolation: str = "none"  # none | netns (each replica in a network namespace of its own)
+    isolation: Literal["none", "netns"] = "none"  # netns: each replica in a network namespace of its own
     port_variable: str | None = None  # the variable the port comes from, for a "--var" hint
     cwd: Path = Path(".")  # where its replicas run: by default the experiment file's folder
-    resolver: str = "system"  # or "gameday": its system resolver is the run's DNS server (root)
+    resolver: Literal["system", "gameday"] = "system"  # gameday: its resolver is the run's DNS server (root)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,9 @@ class LoadSpec:
     request_timeout: float = 10.0  # seconds; a request that takes longer fails with a timeout
     arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
     pacing: float | None = None  # open model: each user runs a task every this many seconds
-    front: tuple[str, str] | None = None  # ("proxied" | "endpoints", service): host is gameday's front
+    front: tuple[Literal["proxied", "endpoints"], str] | None = (
+        None  # (how, service): the host is gameday's front
+    )
 
     @property
     def users_text(self) -> str:
