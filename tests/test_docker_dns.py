@@ -17,11 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import LOCUSTFILE, gameday, wait_for_line
 from docker_support import (
+    LOOKUPS,
     address,
     answers,
     docker_client_or_reason,
     labelled,
+    lookups,
     run_web_containers,
+    sandbox,
     start_labelled_run,
     wait_until,
 )
@@ -54,35 +57,6 @@ slo: {{availability: 99%}}
 phases: {{warmup: 1s, baseline: 2s, fault: {fault}, recovery: 2s}}
 faults:
   - {kind}: {{selector: {{labels: {{role: {role}}}}}, names: ["gdtest-*-back-*"], seed: 7{extra}}}
-"""
-
-# Runs with the host's Python inside a container's network namespace. For each line "NAME COUNT"
-# on stdin: COUNT sequential A queries to the container's resolver from one socket (the same one
-# for the life of the process, as a long-running client would), each reply (or its absence)
-# tallied as RCODE or RCODE=address, and the slowest reply's time, as a JSON line.
-LOOKUPS = """
-import json, socket, sys, time
-from dnslib import DNSRecord, RCODE
-sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-sock.settimeout(1.0)
-for line in sys.stdin:
-    name, count = line.split()
-    tally, slowest = {}, 0.0
-    for _ in range(int(count)):
-        question = DNSRecord.question(name)
-        started = time.monotonic()
-        sock.sendto(question.pack(), ("127.0.0.11", 53))
-        try:
-            while True:
-                reply = DNSRecord.parse(sock.recv(4096))
-                if reply.header.id == question.header.id:
-                    break
-            key = RCODE.get(reply.header.rcode) + "".join("=" + str(rr.rdata) for rr in reply.rr)
-        except (TimeoutError, ConnectionRefusedError):
-            key = "no answer"
-        slowest = max(slowest, time.monotonic() - started)
-        tally[key] = tally.get(key, 0) + 1
-    print(json.dumps({"tally": tally, "slowest": slowest}), flush=True)
 """
 
 
@@ -124,25 +98,6 @@ def stack(label):
     [back] = run_web_containers(CLIENT, 1, "back", label, network=network.name)
     wait_until(lambda: answers(address(back)))
     return front, back
-
-
-def sandbox(container) -> str:
-    container.reload()
-    return container.attrs["NetworkSettings"]["SandboxKey"]
-
-
-def lookups(container, name: str, count: int) -> tuple[dict[str, int], float]:
-    """`count` lookups from a fresh client (a new socket) in the container's namespace."""
-    result = subprocess.run(
-        ["nsenter", f"--net={sandbox(container)}", sys.executable, "-c", LOOKUPS],
-        input=f"{name} {count}\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    found = json.loads(result.stdout)
-    return found["tally"], found["slowest"]
 
 
 def redirects(container) -> list[str]:
