@@ -34,6 +34,7 @@ test-fast: install  ## everything but the slow end-to-end tests
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install  ## recorder accuracy and overhead, idle fault-proxy latency, verdicts against an exact judgement
 	$(BIN)/python tests/bench/bench_recorder.py
@@ -44,4 +45,4 @@ verify-demos: install  ## every demo as shipped, 10 times each: does the README'
 	$(BIN)/python tests/bench/verify_demos.py --runs $${RUNS:-10}
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -7,6 +7,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 
 class QueryFailed(Exception):
@@ -27,7 +28,8 @@ def instant_query(base_url: str, query: str, timeout: float) -> list[float]:
         ) from None
     data = body.get("data") if isinstance(body, dict) else None
     if isinstance(data, dict):
-        kind, result = data.get("resultType"), data.get("result")
+        kind = data.get("resultType")
+        result: Any = data.get("result")  # JSON: a missing or malformed one raises TypeError below
         try:
             if kind == "vector":
                 return [float(sample["value"][1]) for sample in result]

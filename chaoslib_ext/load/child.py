@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from typing import cast
 
 import locust.main
 
@@ -33,7 +35,8 @@ def main() -> None:
     pacing = os.environ.get(PACING_VARIABLE)
     install(recorder, float(pacing) if pacing else None)
     sys.argv = ["locust", *sys.argv[1:]]
-    locust.main.main()
+    run_locust = cast(Callable[[], None], locust.main.main)  # Locust leaves its main unannotated
+    run_locust()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import gevent
@@ -18,12 +18,20 @@ from locust import FastHttpUser, events
 from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
+from locust.event import EventHook
 from locust.user import wait_time
 
 from chaoslib_ext.load.recorder import Recorder
 
 _PACED = wait_time.constant_pacing(1).__code__  # constant_throughput is constant_pacing(1 / rate)
 _POISSON = wait_time.poisson(1).__code__
+
+_Listener = TypeVar("_Listener", bound=Callable[..., None])
+
+
+def _listen(hook: EventHook) -> Callable[[_Listener], _Listener]:
+    """`hook.add_listener`, typed: it registers the handler and returns it (Locust leaves it unannotated)."""
+    return cast("Callable[[_Listener], _Listener]", hook.add_listener)
 
 
 def install(recorder: Recorder, pacing: float | None) -> None:
@@ -32,7 +40,7 @@ def install(recorder: Recorder, pacing: float | None) -> None:
     for session_class, sets_timeout in ((HttpSession, True), (FastHttpSession, False)):
         session_class.request = _tracked(session_class.request, recorder, sets_timeout)  # type: ignore[method-assign]
 
-    @events.init.add_listener
+    @_listen(events.init)
     def _init(environment: Environment, **_: Any) -> None:
         for user_class in environment.user_classes:
             if pacing is not None:
@@ -41,24 +49,24 @@ def install(recorder: Recorder, pacing: float | None) -> None:
                 user_class.network_timeout = user_class.connection_timeout = recorder.timeout
         gevent.spawn(recorder.flush_forever)
 
-    @events.test_start.add_listener
+    @_listen(events.test_start)
     def _started(**_: Any) -> None:
         recorder.emit({"type": "started"})
 
-    @events.spawning_complete.add_listener
+    @_listen(events.spawning_complete)
     def _spawned(user_count: int, **_: Any) -> None:
         recorder.emit({"type": "spawned", "users": user_count})
 
-    @events.test_stop.add_listener
+    @_listen(events.test_stop)
     def _stopped(**_: Any) -> None:
         recorder.flush(everything=True)
         recorder.emit({"type": "stopped"})
 
-    @events.quit.add_listener
+    @_listen(events.quit)
     def _quit(**_: Any) -> None:  # requests that ended while users were being stopped
         recorder.flush(everything=True)
 
-    events.request.add_listener(recorder.on_request)
+    _listen(events.request)(recorder.on_request)
 
 
 def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -> Callable[..., Any]:
@@ -68,7 +76,8 @@ def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -
             kwargs.setdefault("timeout", recorder.timeout)
         name = args[0] if args else kwargs.get("name")
         endpoint = f"{method} {name or self.request_name or urlsplit(url).path or url}"
-        pending = recorder.sending(endpoint, pacing_of(type(self.user)) if self.user else None)
+        user_class: type = type(self.user)  # `type`, not type[Any], which mypy does not see as Hashable
+        pending = recorder.sending(endpoint, pacing_of(user_class) if self.user else None)
         try:
             return send(self, method, url, *args, **kwargs)
         except GreenletExit:  # its user is being stopped

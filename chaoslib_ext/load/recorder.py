@@ -167,7 +167,10 @@ class Recorder:
         sample = aggregate.endpoints.get(endpoint)
         if sample is None:
             sample = aggregate.endpoints[endpoint] = EndpointSample(
-                *(Histogram(self.limits) for _ in range(4))
+                ok=Histogram(self.limits),
+                failed=Histogram(self.limits),
+                omitted=Histogram(self.limits),
+                unfinished=Histogram(self.limits),
             )
         return sample
 

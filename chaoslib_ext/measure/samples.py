@@ -75,7 +75,10 @@ class EndpointSample:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EndpointSample:
-        sample = cls(**{n: Histogram.from_dict(data[n]) for n in HISTOGRAMS if n in data})
+        sample = cls()
+        for name in HISTOGRAMS:
+            if name in data:
+                setattr(sample, name, Histogram.from_dict(data[name]))
         for name in COUNTS:
             setattr(sample, name, int(data.get(name, 0)))
         return sample

@@ -490,14 +490,14 @@ def _error_budget(slo: SloSpec, requests: Attribution, judged: list[Window]) -> 
         return None
     allowed_rate = 1 - exactly(slo.availability)
     slis = {w.name: measure(requests.phase(w), whole_seconds(w.start, w.end)) for w in judged}
-    requests = sum(sli.requests for sli in slis.values())
+    total = sum(sli.requests for sli in slis.values())
     failures = sum(sli.failures for sli in slis.values())
-    allowed = allowed_rate * requests
+    allowed = allowed_rate * total
     burn = {
         name: _ratio(Fraction(sli.failures, sli.requests), allowed_rate) if sli.requests else None
         for name, sli in slis.items()
     }
-    consumed = None if requests == 0 else _ratio(Fraction(failures), allowed)
+    consumed = None if total == 0 else _ratio(Fraction(failures), allowed)
     return ErrorBudget(float(allowed), failures, consumed, burn)
 
 

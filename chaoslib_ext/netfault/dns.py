@@ -15,7 +15,7 @@ import secrets
 import socket
 import struct
 from collections import Counter
-from typing import Protocol
+from typing import Protocol, cast
 
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
@@ -192,7 +192,8 @@ class RunNames:
             infos = await asyncio.get_running_loop().getaddrinfo(name, None, type=socket.SOCK_STREAM)
         except socket.gaierror:
             return addressed_reply(query, None)
-        return addressed_reply(query, sorted({info[4][0] for info in infos}))
+        # an IPv4 or IPv6 socket address starts with the address as a string
+        return addressed_reply(query, sorted({info[4][0] for info in infos if isinstance(info[4][0], str)}))
 
 
 def addressed_reply(query: DNSRecord, addresses: list[str] | None) -> bytes:
@@ -200,14 +201,14 @@ def addressed_reply(query: DNSRecord, addresses: list[str] | None) -> bytes:
     reply = query.reply()
     if addresses is None:
         reply.header.rcode = RCODE.NXDOMAIN
-        return reply.pack()
+        return cast(bytes, reply.pack())  # dnslib is untyped
     for address in addresses:
         record = _record(address, query.q.qtype)
         if record is not None:
             reply.add_answer(
                 RR(query.q.qname, QTYPE.reverse[type(record).__name__], rdata=record, ttl=DEFAULT_TTL)
             )
-    return reply.pack()
+    return cast(bytes, reply.pack())
 
 
 class Forwarder(asyncio.DatagramProtocol):

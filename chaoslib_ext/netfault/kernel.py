@@ -35,7 +35,7 @@ from chaoslib_ext.state.undo import (
     tool,
 )
 
-SUBNET = ipaddress.ip_network("10.231.0.0/16")  # only ever inside namespaces this run creates
+SUBNET = ipaddress.IPv4Network("10.231.0.0/16")  # only ever inside namespaces this run creates
 
 
 def is_root() -> bool:
@@ -72,13 +72,13 @@ def netem_available() -> bool:
 
 def used_subnets() -> set[ipaddress.IPv4Network]:
     output = subprocess.run([tool("ip"), "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
-    found = set()
+    found: set[ipaddress.IPv4Network] = set()
     for line in output.splitlines():
         parts = line.split()
         if "inet" in parts:
             interface = ipaddress.ip_interface(parts[parts.index("inet") + 1])
-            if interface.ip in SUBNET:
-                found.add(ipaddress.ip_network(f"{interface.ip}/30", strict=False))
+            if isinstance(interface, ipaddress.IPv4Interface) and interface.ip in SUBNET:
+                found.add(ipaddress.IPv4Network(f"{interface.ip}/30", strict=False))
     return found
 
 

@@ -45,8 +45,8 @@ def in_network_namespace(path: str, make: Callable[[], T]) -> T:
             return
         try:
             if libc.setns(target, CLONE_NEWNET) != 0:
-                error = ctypes.get_errno()
-                outcome["error"] = RunAborted(f"setns into {path} failed: {os.strerror(error)}")
+                code = ctypes.get_errno()
+                outcome["error"] = RunAborted(f"setns into {path} failed: {os.strerror(code)}")
                 return
             outcome["value"] = make()
         except Exception as error:

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
 from chaoslib_ext.faults.network_latency import NetworkLatency
@@ -35,6 +35,8 @@ MAX_QUEUED_CHUNKS = 16  # at most 1 MiB (16 slices) waits in a proxy per directi
 HOLD_POLL_SECONDS = 0.05
 FDS_KEPT_FREE = 256  # for the ledger, logs, probes and Locust's pipe: proxied connections never take them
 UPSTREAM, DOWNSTREAM = "upstream", "downstream"  # client -> server, server -> client
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -398,11 +400,11 @@ class FaultHub:
         self.proxies.append(proxy)
         return proxy
 
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=10)
 
-    def call(self, function: Any) -> Any:
-        async def wrapper() -> Any:
+    def call(self, function: Callable[[], _T]) -> _T:
+        async def wrapper() -> _T:
             return function()
 
         return self.run(wrapper())

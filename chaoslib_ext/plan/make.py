@@ -89,6 +89,7 @@ def make_plan(
     for index, spec in enumerate(experiment.faults):
         seed = spec.seed if spec.seed is not None else source.randrange(2**31)
         start = window.start + spec.after
+        holds: tuple[tuple[float, float], ...]  # when the fault is in force
         if spec.params.lasting:
             end = window.end if spec.duration is None else min(window.end, start + spec.duration)
             actions += [Action(start, index, spec, "apply"), Action(end, index, spec, "revert")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chaoslib_ext.units import format_duration, format_ms, format_percent
@@ -106,7 +107,7 @@ def _changes(report: dict[str, Any]) -> list[str]:
     if "baseline" not in phases or "fault" not in phases:
         return []
     order = [name for name in ("baseline", "fault", "recovery") if name in phases]
-    rows = [
+    rows: list[tuple[str, Callable[[dict[str, Any]], float | None], Callable[[float | None], str], str]] = [
         ("availability", lambda p: p["availability"], format_percent, "points"),
         ("p50", lambda p: p["latency_ms"]["p50"], format_ms, "ratio"),
         ("p95", lambda p: p["latency_ms"]["p95"], format_ms, "ratio"),

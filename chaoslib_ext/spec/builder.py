@@ -21,6 +21,7 @@ from chaoslib_ext.spec.model import (
     DeadlineGuard,
     ErrorRateGuard,
     Experiment,
+    FrontKind,
     Guard,
     HttpProbe,
     LatencyGuard,
@@ -294,13 +295,14 @@ class Builder:
             front=front,
         )
 
-    def front(self, host: str, services: dict[str, ServiceSpec]) -> tuple[str, str] | None:
+    def front(self, host: str, services: dict[str, ServiceSpec]) -> tuple[FrontKind, str] | None:
         """`http://{proxied:web}`: the load goes to gameday's front for a service it starts, which
         spreads new connections over the replicas (through their fault proxies, with proxied)."""
         match = FRONT.match(host)
         if match is None:
             return None
-        field, service = match.group(2), match.group(3)
+        field: FrontKind = "proxied" if match.group(2) == "proxied" else "endpoints"  # all FRONT admits
+        service = match.group(3)
         if service not in services:
             self.error(
                 ("load", "host"),

@@ -17,6 +17,7 @@ PHASES = ("baseline", "fault", "recovery")
 FRONT = re.compile(
     r"^(https?://)\{(proxied|endpoints):([a-z][a-z0-9-]*)\}(/.*)?$"
 )  # load.host: gameday's front
+FrontKind = Literal["proxied", "endpoints"]  # FRONT's second group
 LATENCY_QUANTILES = {  # exact, so that a nearest rank ceil(q * n) is never off by one
     "p50": Fraction(1, 2),
     "p90": Fraction(9, 10),
@@ -75,9 +76,7 @@ class LoadSpec:
     request_timeout: float = 10.0  # seconds; a request that takes longer fails with a timeout
     arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
     pacing: float | None = None  # open model: each user runs a task every this many seconds
-    front: tuple[Literal["proxied", "endpoints"], str] | None = (
-        None  # (how, service): the host is gameday's front
-    )
+    front: tuple[FrontKind, str] | None = None  # (how, service): the host is gameday's front
 
     @property
     def users_text(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -91,11 +92,17 @@ def _leaves(errors: list[ValidationError]) -> list[ValidationError]:
     result = []
     for error in errors:
         while error.context and error.validator in ("anyOf", "oneOf"):
-            if error.schema.get("x-expected"):
+            if _subschema(error).get("x-expected"):
                 break
             error = jsonschema.exceptions.best_match(error.context)
         result.append(error)
     return result
+
+
+def _subschema(error: ValidationError) -> Mapping[str, Any]:
+    """The schema object whose keyword failed; empty for a true/false schema, which has no keywords
+    (jsonschema's stubs also allow it to be unset, as on errors made by hand)."""
+    return error.schema if isinstance(error.schema, Mapping) else {}
 
 
 def field_path(path: tuple[str | int, ...]) -> str:
@@ -108,11 +115,12 @@ def field_path(path: tuple[str | int, ...]) -> str:
 def _describe(document: Document, error: ValidationError) -> SpecError:
     path = tuple(error.absolute_path)
     field = field_path(path)
-    expected = error.schema.get("x-expected") if isinstance(error.schema, dict) else None
+    expected = _subschema(error).get("x-expected")
     kind = error.validator
     if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        unknown = sorted(set(error.instance) - set(allowed))[0]
+        allowed = sorted(_subschema(error).get("properties", {}))
+        mapping: Any = error.instance  # the experiment's mapping that has the unknown field
+        unknown = sorted(set(mapping) - set(allowed))[0]
         where = document.location((*path, unknown), prefer_key=True)
         return SpecError(
             f"{field_path((*path, unknown))}: unknown field {unknown!r}",
@@ -130,11 +138,12 @@ def _describe(document: Document, error: ValidationError) -> SpecError:
             hint=f"add '{missing}:' under {field}" if path else f"add '{missing}:' at the top level",
         )
     if kind == "enum":
-        choices = ", ".join(map(str, error.validator_value))
+        values: Any = error.validator_value  # the schema's list of allowed values
+        choices = ", ".join(map(str, values))
         return SpecError(
             f"{field}: {error.instance!r} is not one of {choices}",
             where=where,
-            hint=expected or _did_you_mean(str(error.instance), list(map(str, error.validator_value))),
+            hint=expected or _did_you_mean(str(error.instance), list(map(str, values))),
         )
     if kind == "type" and error.validator_value == "object" and error.instance is None and not path:
         return SpecError("the file is empty", where=where, hint="an experiment starts with 'version: 1'")
@@ -152,7 +161,7 @@ def _describe(document: Document, error: ValidationError) -> SpecError:
 
 
 def _bad_name(document: Document, path: tuple[str | int, ...], error: ValidationError) -> SpecError:
-    names_schema = error.schema
+    names_schema = _subschema(error)
     allowed = [str(v) for v in names_schema.get("enum", [])]
     name = str(error.instance)
     expected = names_schema.get("x-expected")
@@ -187,8 +196,10 @@ def _hint_for(expected: str) -> str:
 
 
 def _plain(error: ValidationError) -> str:
-    kind, value, instance = error.validator, error.validator_value, error.instance
-    messages = {
+    kind = error.validator
+    value: Any = error.validator_value  # JSON from the schema
+    instance: Any = error.instance  # JSON from the experiment
+    messages: dict[str, Callable[[], str]] = {
         "type": lambda: f"expected {_article(value)}, got {_show(instance)}",
         "minimum": lambda: f"must be at least {value}, got {_show(instance)}",
         "maximum": lambda: f"must be at most {value}, got {_show(instance)}",
@@ -214,11 +225,12 @@ def _article(types: Any) -> str:
         "boolean": "true or false",
     }
     if isinstance(types, list):
-        return " or ".join(names.get(t, t) for t in types)
+        type_names: list[str] = types  # a JSON Schema "type" list names types by string
+        return " or ".join(names.get(t, t) for t in type_names)
     return names.get(types, str(types))
 
 
-def _default_hint(kind: str) -> str:
+def _default_hint(kind: object) -> str:  # the failed keyword (jsonschema types it str | Unset)
     if kind == "maxProperties":
         return "write each item as its own list entry ('- kind: {...}')"
     return REFERENCE_HINT

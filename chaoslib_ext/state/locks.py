@@ -79,8 +79,8 @@ class TargetLock:
             raise
         stream.seek(0)
         stream.truncate()
-        holder = {"run": run_id, "pid": os.getpid(), "experiment": str(experiment), "since": time.time()}
-        stream.write(json.dumps(holder) + "\n")
+        claim = {"run": run_id, "pid": os.getpid(), "experiment": str(experiment), "since": time.time()}
+        stream.write(json.dumps(claim) + "\n")
         stream.flush()
         return cls(key, stream, dir_fd, name)
 

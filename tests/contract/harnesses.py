@@ -27,6 +27,7 @@ from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults import KINDS
 from chaoslib_ext.faults.base import FaultSpec, Selection
 from chaoslib_ext.spec import load_experiment
+from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import Ledger
 from chaoslib_ext.state.trust import RunDirectory
 
@@ -51,12 +52,16 @@ SLOW_SECONDS = 0.35  # a latency, bandwidth or DNS delay fault makes an exchange
 class Harness:
     driver: Driver
     ledger: Ledger
+    experiment: Experiment
 
-    def fault(self, kind: str) -> FaultSpec: ...
+    def fault(self, kind: str) -> FaultSpec:
+        return self.experiment.faults[0]
 
     def affected(self, kind: str, victims: set[str]) -> bool: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        self.driver.stop()
+        self.ledger.close()
 
     def remember(self, records: list[Any]) -> None:
         """What the apply's records say that `affected` needs (a killed pid, say)."""
@@ -96,10 +101,6 @@ class FakeHarness(Harness):
             if not effect:
                 return False
         return bool(victims)
-
-    def close(self) -> None:
-        self.driver.stop()
-        self.ledger.close()
 
 
 class _NoErrors:
@@ -142,9 +143,6 @@ class LocalHarness(Harness):
         self._start(driver_for(self.experiment), tmp_path)
         self.pids: dict[str, int] = {}
 
-    def fault(self, kind: str) -> FaultSpec:
-        return self.experiment.faults[0]
-
     def remember(self, records: list[Any]) -> None:
         self.pids.update({r.target: r.detail["pid"] for r in records if "pid" in r.detail})
 
@@ -157,10 +155,6 @@ class LocalHarness(Harness):
             return _resolves_badly(kind, driver.dns.address, "backend-1.gameday.internal")
         by_name = {proxy.name: proxy for proxy in driver.proxies["backend"]}
         return all(_exchange_hurt(kind, "127.0.0.1", by_name[name].port, "/work") for name in victims)
-
-    def close(self) -> None:
-        self.driver.stop()
-        self.ledger.close()
 
 
 DOCKER_EXPERIMENT = """\
@@ -210,9 +204,6 @@ class DockerHarness(Harness):
         self.experiment = load_experiment(path, {"label": label})
         self._start(driver_for(self.experiment), tmp_path)
 
-    def fault(self, kind: str) -> FaultSpec:
-        return self.experiment.faults[0]
-
     def affected(self, kind: str, victims: set[str]) -> bool:
         from docker_support import address, lookups
 
@@ -241,10 +232,6 @@ class DockerHarness(Harness):
             if not effect:
                 return False
         return bool(victims)
-
-    def close(self) -> None:
-        self.driver.stop()
-        self.ledger.close()
 
 
 def _flow(spec: dict[str, Any]) -> str:

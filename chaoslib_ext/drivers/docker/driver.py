@@ -315,7 +315,7 @@ class DockerDriver(Driver):
         on its sandbox key), matching all of its TCP traffic, each in the ledger first."""
         assert self.ledger is not None
         shaped = self.shaped.setdefault(tag, Shaped())
-        done = []
+        done: list[Outcome] = []
         for container in targets:
             instance = ContainerInstance.of(container)
             namespace = Namespace(

@@ -378,7 +378,7 @@ class LocalDriver(Driver):
     ) -> list[Outcome]:
         """iptables rules and qdiscs in each replica's namespace, each in the ledger first."""
         assert self.ledger is not None
-        done = []
+        done: list[Outcome] = []
         for target in targets:
             rules = fault_rules(
                 target.namespace, impairment, target.port, f"gameday:{self.ledger.run_id}:{tag}"

@@ -53,15 +53,16 @@ def parse_service_selection(
     kind: type[FaultKind], spec: Mapping[str, Any], path: tuple[str | int, ...], context: BuildContext
 ) -> Selection | None:
     if kind.scope == "names":
-        field = next((key for key in ("selector", "count", "percent") if key in spec), None)
-        if field is not None:
+        misplaced = next((key for key in ("selector", "count", "percent") if key in spec), None)
+        if misplaced is not None:
             context.error(
-                (*path, field),
-                f"{field} is for the docker driver: with the local driver a DNS fault acts on the "
+                (*path, misplaced),
+                f"{misplaced} is for the docker driver: with the local driver a DNS fault acts on the "
                 "run's DNS server",
                 "remove it, and give {dns} to the services that should resolve through gameday",
             )
         return None
+    field: tuple[str, ...]  # where the service is named, under path
     if kind.scope == "process":
         service, field = spec.get("selector", {}).get("service", ""), ("selector", "service")
         if not service:
