@@ -96,6 +96,21 @@ class PartialFailure(RunAborted):
         self.done = done
 
 
+def each_victim(
+    victims: Sequence[Target] | None, action: str, act: Callable[[Target], dict[str, Any]]
+) -> list[Outcome]:
+    """`act` on each victim in turn, an outcome for each; if one fails, PartialFailure with the
+    outcomes of those before it."""
+    done: list[Outcome] = []
+    for victim in victims or ():
+        try:
+            detail = act(victim)
+        except RunAborted as error:
+            raise PartialFailure(error, done) from None
+        done.append(Outcome(action, victim.name, detail))
+    return done
+
+
 class TargetLost(PartialFailure):
     """A target a lasting fault held exited or was removed before the fault ended: everything was
     put back, but the fault did not last as planned, so the run cannot be judged as planned."""

@@ -16,4 +16,4 @@ class ContainerPause(SuspendFault):
     how = "pause"
 
     def describe(self, unit: str = "connections") -> str:
-        return "pause, then unpause,"
+        return "pause, then unpause"

@@ -6,8 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from chaoslib_ext.errors import RunAborted
-from chaoslib_ext.faults.base import Actions, FaultKind, Outcome, PartialFailure, SpecContext, Target
+from chaoslib_ext.faults.base import Actions, FaultKind, Outcome, SpecContext, Target, each_victim
 from chaoslib_ext.faults.registry import register
 
 
@@ -27,11 +26,4 @@ class ContainerRestart(FaultKind):
         return "restart"
 
     def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
-        done: list[Outcome] = []
-        for victim in victims or ():
-            try:
-                detail = driver.restart(victim)
-            except RunAborted as error:
-                raise PartialFailure(error, done) from None
-            done.append(Outcome("restart", victim.name, detail))
-        return done
+        return each_victim(victims, "restart", driver.restart)

@@ -16,4 +16,4 @@ class ContainerStop(SuspendFault):
     how = "stop"
 
     def describe(self, unit: str = "connections") -> str:
-        return "stop, then start again,"
+        return "stop, then start again"

@@ -8,16 +8,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.faults.base import (
     SIGNALS,
     Actions,
     FaultKind,
     Outcome,
-    PartialFailure,
     Signal,
     SpecContext,
     Target,
+    each_victim,
 )
 from chaoslib_ext.faults.registry import DURATION, register
 from chaoslib_ext.units import parse_duration
@@ -49,14 +48,9 @@ class PodKill(FaultKind):
         return self.interval
 
     def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
-        done: list[Outcome] = []
-        for victim in victims or ():
-            traffic = driver.traffic_to(victim)
-            try:
-                detail = driver.kill(victim, self.signal)
-            except RunAborted as error:
-                raise PartialFailure(error, done) from None
-            if traffic is not None:
-                detail["traffic"] = traffic
-            done.append(Outcome("kill", victim.name, {"signal": self.signal, **detail}))
-        return done
+        def kill(victim: Target) -> dict[str, Any]:
+            traffic = driver.traffic_to(victim)  # before the kill: what it carried until now
+            detail = {"signal": self.signal, **driver.kill(victim, self.signal)}
+            return detail if traffic is None else {**detail, "traffic": traffic}
+
+        return each_victim(victims, "kill", kill)

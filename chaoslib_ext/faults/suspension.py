@@ -7,15 +7,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.faults.base import (
     Actions,
     FaultKind,
     Outcome,
-    PartialFailure,
     SpecContext,
     Suspension,
     Target,
+    each_victim,
 )
 
 
@@ -31,14 +30,7 @@ class SuspendFault(FaultKind):
         return cls()
 
     def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
-        done: list[Outcome] = []
-        for victim in victims or ():
-            try:
-                detail = driver.suspend(victim, self.how, tag)
-            except RunAborted as error:
-                raise PartialFailure(error, done) from None
-            done.append(Outcome(self.how, victim.name, detail))
-        return done
+        return each_victim(victims, self.how, lambda victim: driver.suspend(victim, self.how, tag))
 
     def revert(self, driver: Actions, tag: str) -> list[Outcome]:
         return driver.resume(tag)

@@ -253,6 +253,44 @@ def fault_rules(
     return rules
 
 
+class KernelChanges:
+    """The rules and qdiscs one fault added, each recorded in the run's ledger before it was made,
+    so that a signal in the middle leaves it to the revert and to `gameday recover`."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.made: list[tuple[int, KernelRule]] = []  # (ledger entry, rule), in the order made
+
+    def add(self, namespace: Namespace, fault: TrafficFault, port: int | None, tag: str) -> list[str]:
+        """The fault's rules in one namespace; what they are. A rule that cannot be added raises
+        RunAborted and is never deleted (the same rule may be another fault's); those before it
+        stay, for `remove`."""
+        rules = fault_rules(namespace, fault, port, f"gameday:{self.ledger.run_id}:{tag}")
+        for rule in rules:
+            try:
+                with self.ledger.intent(f"{rule.what} in {namespace.name}", rule.undo, RunAborted) as entry:
+                    self.made.append((entry, rule))
+                    run(rule.add, rule.place)
+            except RunAborted:
+                self.made.pop()
+                raise
+        return [rule.what for rule in rules]
+
+    def remove(self) -> None:
+        """Take every rule out, the last first; a rule that stays keeps its ledger entry open and
+        raises RunAborted once the others are out."""
+        problems = []
+        for entry, rule in reversed(self.made):
+            problem = rule.undo.perform()
+            if problem is None:
+                self.ledger.done(entry)
+            else:
+                problems.append(problem)
+        self.made = []
+        if problems:
+            raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+
+
 def _shaped_devices(namespace: Namespace, fault: TrafficFault) -> list[tuple[Place, str]]:
     """Where a qdisc shapes each direction: the replica's egress carries its responses
     (downstream), the host side's egress carries the requests to it (upstream)."""

@@ -85,7 +85,7 @@ class Place:
         if self.netns:
             return not Path("/run/netns", self.netns).exists()
         if self.sandbox:
-            return not Path(self.sandbox).exists()
+            return not is_namespace_mount(self.sandbox)
         return False
 
     def run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -272,6 +272,23 @@ class KillProcessGroup:
         except PermissionError as error:
             return f"process group {self.pgid}: {error}"
         return None
+
+
+def is_namespace_mount(path: str) -> bool:
+    """Whether a container's sandbox key still holds its network namespace: dockerd leaves the file
+    behind, empty, when the container stops or restarts, and only the namespace's mount (nsfs) on
+    it says it is alive."""
+    target = os.path.realpath(path)
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return Path(target).exists()
+    for line in mounts:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) > 4 and parts[4] == target and rest.split()[:1] == ["nsfs"]:
+            return True
+    return False
 
 
 def process_start_ticks(pid: int) -> int | None:

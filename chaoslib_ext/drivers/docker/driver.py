@@ -43,7 +43,7 @@ from chaoslib_ext.faults.base import (
 )
 from chaoslib_ext.faults.lookup import LookupFault
 from chaoslib_ext.faults.traffic import TrafficFault
-from chaoslib_ext.netfault.kernel import KernelRule, Namespace, fault_rules, is_root, netem_available, run
+from chaoslib_ext.netfault.kernel import KernelChanges, Namespace, is_root, netem_available
 from chaoslib_ext.netfault.namespace_dns import ContainerResolver
 from chaoslib_ext.netfault.proxy import FaultHub
 from chaoslib_ext.spec.model import Experiment
@@ -69,7 +69,7 @@ class Suspended:
 class Shaped:
     """Rules one network fault put in containers' namespaces, and which start of each."""
 
-    rules: list[tuple[int, KernelRule]] = field(default_factory=list)
+    kernel: KernelChanges
     instances: list[ContainerInstance] = field(default_factory=list)
 
 
@@ -254,8 +254,8 @@ class DockerDriver(Driver):
         from docker.errors import APIError, NotFound
 
         try:
-            target.kill(signal=signal)  # type: ignore[attr-defined]
-            target.reload()  # type: ignore[attr-defined]
+            _container(target).kill(signal=signal)
+            _container(target).reload()
         except (APIError, NotFound) as error:
             raise _failed("kill", target, error) from None
         return _state(target)
@@ -264,8 +264,8 @@ class DockerDriver(Driver):
         from docker.errors import APIError, NotFound
 
         try:
-            target.restart(timeout=STOP_TIMEOUT_SECONDS)  # type: ignore[attr-defined]
-            target.reload()  # type: ignore[attr-defined]
+            _container(target).restart(timeout=STOP_TIMEOUT_SECONDS)
+            _container(target).reload()
         except (APIError, NotFound) as error:
             raise _failed("restart", target, error) from None
         return _state(target)
@@ -276,7 +276,7 @@ class DockerDriver(Driver):
         from docker.errors import APIError, NotFound
 
         assert self.ledger is not None
-        container: Any = target
+        container = _container(target)
         suspended = self.suspended.setdefault(tag, Suspended(how))
         undo = RestoreContainer(UNDO[how], container.id, self.engine)
         try:
@@ -314,53 +314,32 @@ class DockerDriver(Driver):
         """iptables rules and qdiscs in each container's network namespace (entered with nsenter
         on its sandbox key), matching all of its TCP traffic, each in the ledger first."""
         assert self.ledger is not None
-        shaped = self.shaped.setdefault(tag, Shaped())
+        shaped = self.shaped.setdefault(tag, Shaped(KernelChanges(self.ledger)))
         done: list[Outcome] = []
-        for container in targets:
+        for target in targets:
+            container = _container(target)
             instance = ContainerInstance.of(container)
             namespace = Namespace(
                 instance.name,
                 host_peer(instance.name, Place(sandbox=instance.netns)),
                 "eth0",
-                container.attrs["NetworkSettings"].get("IPAddress", ""),  # type: ignore[attr-defined]
+                container.attrs["NetworkSettings"].get("IPAddress", ""),
                 sandbox=instance.netns,
             )
-            rules = fault_rules(namespace, impairment, None, f"gameday:{self.ledger.run_id}:{tag}")
-            for rule in rules:
-                try:
-                    with self.ledger.intent(
-                        f"{rule.what} in {namespace.name}", rule.undo, RunAborted
-                    ) as entry:
-                        shaped.rules.append((entry, rule))  # before it acts: a signal now leaves it to revert
-                        run(rule.add, rule.place)
-                except RunAborted as error:
-                    shaped.rules.pop()  # not added, so never deleted (it may be another fault's)
-                    raise PartialFailure(error, done) from None
+            try:
+                rules = shaped.kernel.add(namespace, impairment, None, tag)
+            except RunAborted as error:
+                raise PartialFailure(error, done) from None
             shaped.instances.append(instance)
-            done.append(
-                Outcome(
-                    "inject",
-                    instance.name,
-                    {"path": "kernel", "namespace": instance.netns, "rules": [r.what for r in rules]},
-                )
-            )
+            detail = {"path": "kernel", "namespace": instance.netns, "rules": rules}
+            done.append(Outcome("inject", instance.name, detail))
         return done
 
     def restore(self, tag: str) -> list[Outcome]:
         shaped = self.shaped.get(tag)
         if shaped is None:
             return []
-        problems = []
-        for entry, rule in reversed(shaped.rules):
-            problem = rule.undo.perform()
-            if problem is None:
-                assert self.ledger is not None
-                self.ledger.done(entry)
-            else:
-                problems.append(problem)
-        shaped.rules = []
-        if problems:
-            raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+        shaped.kernel.remove()
         del self.shaped[tag]
         outcomes = settle(self.client, [(instance, {"path": "kernel"}) for instance in shaped.instances])
         raise_if_lost(outcomes)
@@ -377,7 +356,7 @@ class DockerDriver(Driver):
         for container in targets or ():
             instance = ContainerInstance.of(container)
             try:
-                resolver = self._acquire_resolver(instance, container.attrs["ResolvConfPath"])  # type: ignore[attr-defined]
+                resolver = self._acquire_resolver(instance, _container(container).attrs["ResolvConfPath"])
             except RunAborted as error:
                 raise PartialFailure(error, done) from None
             held.append(instance)
@@ -430,6 +409,11 @@ class DockerDriver(Driver):
 
     def fate(self, instance: ContainerInstance) -> tuple[str, dict[str, Any]]:
         return fate(self.client, instance)
+
+
+def _container(target: Target) -> Any:
+    """A target of this driver: a docker-py Container (which has no type information)."""
+    return target
 
 
 def _selector(fault: FaultSpec) -> ContainerSelector:

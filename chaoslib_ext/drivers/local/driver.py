@@ -34,12 +34,10 @@ from chaoslib_ext.faults.lookup import LookupFault
 from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.netfault.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
 from chaoslib_ext.netfault.kernel import (
-    KernelRule,
+    KernelChanges,
     KernelTarget,
     Namespace,
     NamespaceFactory,
-    fault_rules,
-    run,
 )
 from chaoslib_ext.netfault.proxy import FaultHub, FaultProxy
 from chaoslib_ext.spec.model import FRONT, Experiment
@@ -64,7 +62,7 @@ class Impaired:
     proxies: list[FaultProxy] = field(default_factory=list)
     connections_before: dict[str, int] = field(default_factory=dict)
     open_at_start: dict[str, int] = field(default_factory=dict)
-    rules: list[tuple[int, KernelRule]] = field(default_factory=list)  # (ledger entry, rule)
+    kernel: KernelChanges | None = None
     namespaces: list[KernelTarget] = field(default_factory=list)
 
 
@@ -352,8 +350,13 @@ class LocalDriver(Driver):
                 KernelTarget(s.name, namespaces[s.index], replica_port(service, s.index) or 0) for s in slots
             ]
             return self._impair_kernel(kernel, impairment, tag, held)
+        return self._impair_proxies(slots, service.name, impairment, tag, held, seed)
+
+    def _impair_proxies(
+        self, slots: list[Slot], service: str, impairment: TrafficFault, tag: str, held: Impaired, seed: int
+    ) -> list[Outcome]:
         rng = random.Random(seed)
-        proxies = [self.proxies[service.name][slot.index] for slot in slots]
+        proxies = [self.proxies[service][slot.index] for slot in slots]
         for proxy in proxies:
             held.connections_before[proxy.name] = proxy.connections_seen()
             held.open_at_start[proxy.name] = proxy.connections_open()
@@ -378,46 +381,24 @@ class LocalDriver(Driver):
     ) -> list[Outcome]:
         """iptables rules and qdiscs in each replica's namespace, each in the ledger first."""
         assert self.ledger is not None
+        held.kernel = held.kernel or KernelChanges(self.ledger)
         done: list[Outcome] = []
         for target in targets:
-            rules = fault_rules(
-                target.namespace, impairment, target.port, f"gameday:{self.ledger.run_id}:{tag}"
-            )
-            for rule in rules:
-                try:
-                    with self.ledger.intent(
-                        f"{rule.what} in {target.namespace.name}", rule.undo, RunAborted
-                    ) as entry:
-                        held.rules.append((entry, rule))  # before it acts: a signal now leaves it to revert
-                        run(rule.add, rule.place)
-                except RunAborted as error:
-                    held.rules.pop()  # not added, so never deleted (it may be another fault's)
-                    raise PartialFailure(error, done) from None
+            try:
+                rules = held.kernel.add(target.namespace, impairment, target.port, tag)
+            except RunAborted as error:
+                raise PartialFailure(error, done) from None
             held.namespaces.append(target)
-            done.append(
-                Outcome(
-                    "inject",
-                    target.name,
-                    {"path": "kernel", "namespace": target.namespace.name, "rules": [r.what for r in rules]},
-                )
-            )
+            detail = {"path": "kernel", "namespace": target.namespace.name, "rules": rules}
+            done.append(Outcome("inject", target.name, detail))
         return done
 
     def restore(self, tag: str) -> list[Outcome]:
         held = self.impaired.get(tag)
         if held is None:
             return []
-        problems = []
-        for entry, rule in reversed(held.rules):
-            problem = rule.undo.perform()
-            if problem is None:
-                assert self.ledger is not None
-                self.ledger.done(entry)
-            else:
-                problems.append(problem)
-        held.rules = []
-        if problems:
-            raise RunAborted(f"could not remove a kernel rule: {problems[0]}", hint="run `gameday recover`")
+        if held.kernel is not None:
+            held.kernel.remove()
         outcomes = [Outcome("revert", target.name, {"path": "kernel"}) for target in held.namespaces]
         for proxy in held.proxies:
             counts = proxy.remove(tag)
