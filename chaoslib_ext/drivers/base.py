@@ -20,6 +20,7 @@ from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults.base import (
     FaultKind,
     FaultSpec,
+    LookupFault,
     Outcome,
     Scope,
     Selection,
@@ -27,9 +28,8 @@ from chaoslib_ext.faults.base import (
     SpecContext,
     Suspension,
     Target,
+    TrafficFault,
 )
-from chaoslib_ext.faults.lookup import LookupFault
-from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.spec.model import Experiment, ServiceSpec
 from chaoslib_ext.state.ledger import Ledger
 from chaoslib_ext.state.trust import RunDirectory

@@ -35,7 +35,7 @@ from chaoslib_ext.spec.model import (
     ProbeGuard,
     PrometheusGuard,
 )
-from chaoslib_ext.units import exactly, format_duration, format_ms, format_percent
+from chaoslib_ext.units import exactly, format_ms, format_percent
 
 
 @dataclass
@@ -51,22 +51,6 @@ class GuardTripped(RunAborted):
     def __init__(self, trip: GuardTrip) -> None:
         super().__init__(f"guard tripped: {trip.guard} ({trip.observed})")
         self.trip = trip
-
-
-def describe(guard: Guard) -> str:
-    match guard:
-        case ErrorRateGuard():
-            return f"error rate above {format_percent(guard.limit)} for {guard.seconds}s"
-        case LatencyGuard():
-            return f"{guard.percentile} latency above {format_duration(guard.limit)} for {guard.seconds}s"
-        case PrometheusGuard():
-            side = "below" if guard.below else "above"
-            return f"prometheus {guard.query} {side} {guard.limit:g} for {guard.seconds}s"
-        case ProbeGuard():
-            times = "once" if guard.failures == 1 else f"{guard.failures} times in a row"
-            return f"probe {guard.probe.name} failing {times} (every {format_duration(guard.every)})"
-        case DeadlineGuard():
-            return f"deadline of {format_duration(guard.limit)} from the start of the run"
 
 
 class MetricWatch:
@@ -88,7 +72,7 @@ class MetricWatch:
         if len(self.bad) < self.guard.seconds:
             return None
         observed = f"{', '.join(self.bad[-self.guard.seconds :])} in {self.guard.seconds} second(s) of load"
-        return GuardTrip(describe(self.guard), observed, float(second + 1), time.time())
+        return GuardTrip(self.guard.describe(), observed, float(second + 1), time.time())
 
     def _bad(self, second: int, happened: LoadSecond) -> str | None:
         """What made the second bad; "" if it was good; None if it proves nothing."""
@@ -159,7 +143,7 @@ class GuardWatch:
         for guard in self.guards:
             if isinstance(guard, DeadlineGuard) and now >= self.started_at + guard.limit:
                 return GuardTrip(
-                    describe(guard),
+                    guard.describe(),
                     f"the run has lasted {now - self.started_at:.1f}s",
                     self.started_at + guard.limit,
                     now,
@@ -209,7 +193,7 @@ class GuardWatch:
 
     def _tripped(self, guard: Guard, observed: str) -> None:
         now = time.time()
-        self._record(GuardTrip(describe(guard), observed, now, now))
+        self._record(GuardTrip(guard.describe(), observed, now, now))
 
     def _record(self, trip: GuardTrip) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""What every fault kind is, and what a fault may ask of a driver.
+"""What every fault kind is, the families network-* and dns-* kinds belong to, and what a fault
+may ask of a driver.
 
 A fault kind is a frozen dataclass of its own parameters that says how it is described in a plan,
 whether it lasts, and how it is applied and reverted through the `Actions` a driver offers. It
@@ -8,19 +9,18 @@ a Chaos Mesh object) and keeps what it needs to undo it, by the fault's tag.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, Self, TypeVar
 
 from chaoslib_ext.errors import Location, RunAborted
-
-if TYPE_CHECKING:
-    from chaoslib_ext.faults.lookup import LookupFault
-    from chaoslib_ext.faults.traffic import TrafficFault
+from chaoslib_ext.faults.schema import NAMES, PERCENT
+from chaoslib_ext.units import format_percent, parse_percent
 
 Scope = Literal[
     "process", "network", "names"
@@ -188,6 +188,69 @@ class FaultKind(ABC):
     def revert(self, driver: Actions, tag: str) -> list[Outcome]:
         """Take a lasting fault back; an instant one (a kill) has nothing to undo."""
         return []
+
+
+Direction = Literal["upstream", "downstream", "both"]
+ONE_WAY = {"both": "both directions", "upstream": "requests only", "downstream": "responses only"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrafficFault(FaultKind):
+    """What the network-* kinds share: they act on the traffic of their targets, in one direction
+    or both, from their apply to their revert; the driver decides how (a proxy, iptables and tc,
+    a Chaos Mesh object) and undoes exactly what this fault added."""
+
+    scope = "network"
+    lasting = True
+    every_by_default = True
+
+    direction: Direction = "both"
+
+    def applies(self, direction: str) -> bool:
+        """Whether it acts on `direction` (upstream or downstream) of a connection."""
+        return self.direction in ("both", direction)
+
+    def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
+        return driver.impair(victims or [], self, tag, seed)
+
+    def revert(self, driver: Actions, tag: str) -> list[Outcome]:
+        return driver.restore(tag)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LookupFault(FaultKind):
+    """What the dns-* kinds share: a rule on the names that match `names` (globs), for a share of
+    the lookups, held from the fault's apply to its revert by the DNS server the driver puts in
+    the way (the run's own, or one in each target's network namespace)."""
+
+    scope = "names"
+    lasting = True
+    every_by_default = True
+    properties: ClassVar[dict[str, Any]] = {"names": NAMES, "probability": PERCENT}
+
+    patterns: tuple[str, ...]
+    probability: float = 1.0  # the share of matching lookups it acts on
+
+    @staticmethod
+    def common(spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The fields every DNS fault parses the same way."""
+        return {
+            "patterns": tuple(spec["names"]),
+            "probability": parse_percent(spec.get("probability", "100%")),
+        }
+
+    def matches(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, pattern.lower().rstrip(".")) for pattern in self.patterns)
+
+    def names_text(self) -> str:
+        chance = "" if self.probability >= 1 else f" for {format_percent(self.probability)} of queries"
+        return ", ".join(self.patterns) + chance
+
+    def apply(self, driver: Actions, victims: Sequence[Target] | None, tag: str, seed: int) -> list[Outcome]:
+        return driver.add_dns_rule(victims, self, tag, seed)
+
+    def revert(self, driver: Actions, tag: str) -> list[Outcome]:
+        return driver.remove_dns_rule(tag)
 
 
 @dataclass(frozen=True)

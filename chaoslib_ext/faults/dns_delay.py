@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from chaoslib_ext.faults.base import SpecContext
-from chaoslib_ext.faults.lookup import LookupFault
-from chaoslib_ext.faults.registry import DURATION, register
+from chaoslib_ext.faults.base import LookupFault, SpecContext
+from chaoslib_ext.faults.registry import register
+from chaoslib_ext.faults.schema import DURATION
 from chaoslib_ext.units import format_duration, parse_duration
 
 

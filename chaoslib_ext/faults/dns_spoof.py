@@ -6,8 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from chaoslib_ext.faults.base import SpecContext
-from chaoslib_ext.faults.lookup import LookupFault
+from chaoslib_ext.faults.base import LookupFault, SpecContext
 from chaoslib_ext.faults.registry import register
 
 ADDRESSES = {

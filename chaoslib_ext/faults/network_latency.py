@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Self
 
-from chaoslib_ext.faults.base import SpecContext
-from chaoslib_ext.faults.registry import DURATION, register
-from chaoslib_ext.faults.traffic import DIRECTION, TrafficFault
+from chaoslib_ext.faults.base import SpecContext, TrafficFault
+from chaoslib_ext.faults.registry import register
+from chaoslib_ext.faults.schema import DIRECTION, DURATION
 from chaoslib_ext.units import format_duration, parse_duration
 
 WAYS = {"both": "on requests and on responses", "upstream": "on requests", "downstream": "on responses"}

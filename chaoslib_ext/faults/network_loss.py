@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
-from chaoslib_ext.faults.base import SpecContext
-from chaoslib_ext.faults.registry import PERCENT, register
-from chaoslib_ext.faults.traffic import DIRECTION, ONE_WAY, TrafficFault
+from chaoslib_ext.faults.base import ONE_WAY, SpecContext, TrafficFault
+from chaoslib_ext.faults.registry import register
+from chaoslib_ext.faults.schema import DIRECTION, PERCENT
 from chaoslib_ext.units import format_percent, parse_percent
 
 

@@ -18,7 +18,8 @@ from chaoslib_ext.faults.base import (
     Target,
     each_victim,
 )
-from chaoslib_ext.faults.registry import DURATION, register
+from chaoslib_ext.faults.registry import register
+from chaoslib_ext.faults.schema import DURATION
 from chaoslib_ext.units import parse_duration
 
 

@@ -9,14 +9,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from chaoslib_ext.faults.base import FaultKind, Scope
+from chaoslib_ext.faults.schema import COMMON, DURATION, SHARE
 
 K = TypeVar("K", bound=type[FaultKind])
 KINDS: dict[str, type[FaultKind]] = {}
-
-DURATION = {"$ref": "#/$defs/duration"}
-PERCENT = {"$ref": "#/$defs/percent"}
-COMMON = {"after": DURATION, "seed": {"type": "integer"}}
-SHARE = {"count": {"type": "integer", "minimum": 1}, "percent": PERCENT}
 
 
 def register(kind: K) -> K:

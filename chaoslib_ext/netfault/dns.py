@@ -20,10 +20,10 @@ from typing import Protocol, cast
 from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import LookupFault
 from chaoslib_ext.faults.dns_delay import DnsDelay
 from chaoslib_ext.faults.dns_error import DnsError
 from chaoslib_ext.faults.dns_spoof import DnsSpoof
-from chaoslib_ext.faults.lookup import LookupFault
 from chaoslib_ext.netfault.proxy import FaultHub
 
 DEFAULT_TTL = 5

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from functools import cache
 
 from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.faults.base import TrafficFault
 from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
 from chaoslib_ext.faults.network_latency import NetworkLatency
 from chaoslib_ext.faults.network_loss import NetworkLoss
 from chaoslib_ext.faults.network_partition import NetworkPartition
 from chaoslib_ext.faults.network_reset import NetworkReset
-from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.state.ledger import Ledger
 from chaoslib_ext.state.undo import (
     DeleteLink,

@@ -23,12 +23,12 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from chaoslib_ext.faults.base import TrafficFault
 from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth
 from chaoslib_ext.faults.network_latency import NetworkLatency
 from chaoslib_ext.faults.network_loss import NetworkLoss
 from chaoslib_ext.faults.network_partition import NetworkPartition
 from chaoslib_ext.faults.network_reset import NetworkReset
-from chaoslib_ext.faults.traffic import TrafficFault
 
 CHUNK = 64 * 1024
 MAX_QUEUED_CHUNKS = 16  # at most 1 MiB (16 slices) waits in a proxy per direction and connection

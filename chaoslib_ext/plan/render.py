@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from chaoslib_ext.drivers.base import Driver
-from chaoslib_ext.engine.guards import describe as describe_guard
 from chaoslib_ext.plan.blast import blast_radius
 from chaoslib_ext.plan.make import Plan
 from chaoslib_ext.spec.model import Experiment
@@ -62,7 +61,7 @@ def render_plan(plan: Plan, driver: Driver) -> str:
     if warnings:
         lines += ["", "Warnings:"] + [f"  ! {warning}" for warning in warnings]
     lines += ["", "Guards (abort and revert at once):"]
-    lines += [f"  {describe_guard(guard)}" for guard in experiment.guards] or ["  none"]
+    lines += [f"  {guard.describe()}" for guard in experiment.guards] or ["  none"]
     lines += ["", f"Total: {format_duration(plan.duration)} of load. Nothing was changed (dry run)."]
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from chaoslib_ext.errors import Location
 from chaoslib_ext.faults.base import FaultSpec
 from chaoslib_ext.masking import Secrets
+from chaoslib_ext.units import format_duration, format_percent
 
 PHASES = ("baseline", "fault", "recovery")
 FRONT = re.compile(
@@ -150,6 +151,9 @@ class ErrorRateGuard:
     limit: float
     seconds: int = 1
 
+    def describe(self) -> str:
+        return f"error rate above {format_percent(self.limit)} for {self.seconds}s"
+
 
 @dataclass(frozen=True)
 class LatencyGuard:
@@ -159,6 +163,9 @@ class LatencyGuard:
     limit: float
     seconds: int = 1
 
+    def describe(self) -> str:
+        return f"{self.percentile} latency above {format_duration(self.limit)} for {self.seconds}s"
+
 
 @dataclass(frozen=True)
 class ProbeGuard:
@@ -167,6 +174,10 @@ class ProbeGuard:
     probe: Probe
     every: float = 1.0
     failures: int = 1
+
+    def describe(self) -> str:
+        times = "once" if self.failures == 1 else f"{self.failures} times in a row"
+        return f"probe {self.probe.name} failing {times} (every {format_duration(self.every)})"
 
 
 @dataclass(frozen=True)
@@ -180,12 +191,19 @@ class PrometheusGuard:
     seconds: int = 1
     every: float = 1.0
 
+    def describe(self) -> str:
+        side = "below" if self.below else "above"
+        return f"prometheus {self.query} {side} {self.limit:g} for {self.seconds}s"
+
 
 @dataclass(frozen=True)
 class DeadlineGuard:
     """Trip when the run has lasted `limit` seconds from its start."""
 
     limit: float
+
+    def describe(self) -> str:
+        return f"deadline of {format_duration(self.limit)} from the start of the run"
 
 
 Guard = ErrorRateGuard | LatencyGuard | ProbeGuard | PrometheusGuard | DeadlineGuard  # a stop condition

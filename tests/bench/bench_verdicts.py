@@ -32,11 +32,11 @@ from bench_recorder import HOST, demo_service  # noqa: E402
 from exact_verdict import ExactSlo, phase_held  # noqa: E402
 
 from chaoslib_ext.events import Timeline  # noqa: E402
+from chaoslib_ext.faults.base import TrafficFault  # noqa: E402
 from chaoslib_ext.faults.network_bandwidth import NetworkBandwidth  # noqa: E402
 from chaoslib_ext.faults.network_latency import NetworkLatency  # noqa: E402
 from chaoslib_ext.faults.network_partition import NetworkPartition  # noqa: E402
 from chaoslib_ext.faults.network_reset import NetworkReset  # noqa: E402
-from chaoslib_ext.faults.traffic import TrafficFault  # noqa: E402
 from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE  # noqa: E402
 from chaoslib_ext.load.runner import LoadRunner  # noqa: E402
 from chaoslib_ext.measure.slo import Window, judge  # noqa: E402

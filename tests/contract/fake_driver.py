@@ -14,6 +14,7 @@ from chaoslib_ext.faults import KINDS
 from chaoslib_ext.faults.base import (
     FaultKind,
     FaultSpec,
+    LookupFault,
     Outcome,
     PartialFailure,
     Scope,
@@ -21,9 +22,8 @@ from chaoslib_ext.faults.base import (
     Signal,
     Suspension,
     Target,
+    TrafficFault,
 )
-from chaoslib_ext.faults.lookup import LookupFault
-from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import Ledger
 

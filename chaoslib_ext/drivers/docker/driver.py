@@ -33,6 +33,7 @@ from chaoslib_ext.errors import RunAborted, SpecError
 from chaoslib_ext.faults.base import (
     FaultKind,
     FaultSpec,
+    LookupFault,
     Outcome,
     PartialFailure,
     Scope,
@@ -40,9 +41,8 @@ from chaoslib_ext.faults.base import (
     Signal,
     Suspension,
     Target,
+    TrafficFault,
 )
-from chaoslib_ext.faults.lookup import LookupFault
-from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.netfault.kernel import KernelChanges, Namespace, is_root, netem_available
 from chaoslib_ext.netfault.namespace_dns import ContainerResolver
 from chaoslib_ext.netfault.proxy import FaultHub

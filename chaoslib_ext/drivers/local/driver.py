@@ -23,15 +23,15 @@ from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults.base import (
     FaultKind,
     FaultSpec,
+    LookupFault,
     Outcome,
     PartialFailure,
     Scope,
     Selection,
     Signal,
     Target,
+    TrafficFault,
 )
-from chaoslib_ext.faults.lookup import LookupFault
-from chaoslib_ext.faults.traffic import TrafficFault
 from chaoslib_ext.netfault.dns import DNS_ZONE, FaultDnsServer, RunNames, loopback_socket
 from chaoslib_ext.netfault.kernel import (
     KernelChanges,
