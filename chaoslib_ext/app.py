@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaoslib_ext.drivers import driver_class, driver_for
+from chaoslib_ext.drivers import driver_class, driver_for, load_undo_forms
 from chaoslib_ext.drivers.base import Driver
 from chaoslib_ext.errors import ExitCode, RunAborted, SpecError
 from chaoslib_ext.events import Subscriber
@@ -79,6 +79,7 @@ def run(
     run_id = new_run_id(experiment.secrets.mask(experiment.title))  # it names files and rules
     lock = TargetLock.acquire(prepared.driver.lock_key(), run_id, experiment.path)
     try:
+        load_undo_forms()
         left_behind = [state for state in ledgers() if state.blocks]
         if left_behind:  # checked holding the lock: no other run can be leaving some right now
             raise RunAborted(
@@ -123,12 +124,14 @@ class Recovery:
     failed: list[str]
 
 
-def recover() -> Recovery:
-    """Undo what dead runs left behind, from their ledgers (only the forms gameday writes)."""
+def recover(sweep: Sequence[str] = ()) -> Recovery:
+    """Undo what dead runs left behind, from their ledgers (only the forms gameday writes); with
+    `sweep`, also what those drivers find without a ledger (objects of a run on another machine)."""
     import os
 
     from chaoslib_ext.state.ledger import recover as undo_left_behind
 
+    load_undo_forms()
     me = os.geteuid()
     left_alone = []
     for state in ledgers():
@@ -139,4 +142,7 @@ def recover() -> Recovery:
                 f"left alone: run {state.run_id} belongs to uid {state.owner} (they, or root, recover it)"
             )
     undone, failed = undo_left_behind()
+    for name in sweep:
+        swept, not_swept = driver_class(name).sweep()
+        undone, failed = undone + swept, failed + not_swept
     return Recovery(left_alone, undone, failed)

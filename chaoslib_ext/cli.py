@@ -85,11 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="run everything (services, load, steady state, phases, judging) but inject no fault",
     )
 
-    commands.add_parser(
+    recover = commands.add_parser(
         "recover",
         help="undo what runs that died (even by SIGKILL) left behind, from their ledgers",
         description="Reads the ledgers in $GAMEDAY_STATE_DIR (default ~/.local/state/gameday) and undoes "
         "every change of runs that are no longer alive: fault rules, namespaces, services, load.",
+    )
+    recover.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="also delete Chaos Mesh objects gameday made whose run is over, found by label in the current "
+        "context (a run on another machine, say)",
     )
     return parser
 
@@ -177,8 +183,8 @@ def tell(text: str) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _recover(_args: argparse.Namespace, _masks: Masks) -> ExitCode:
-    recovery = app.recover()
+def _recover(args: argparse.Namespace, _masks: Masks) -> ExitCode:
+    recovery = app.recover(sweep=("kubernetes",) if args.kubernetes else ())
     for line in recovery.left_alone:
         print(line)
     for line in recovery.undone:

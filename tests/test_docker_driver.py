@@ -26,12 +26,12 @@ from docker_support import (
 from chaoslib_ext.drivers.base import RunContext
 from chaoslib_ext.drivers.docker.driver import DockerDriver
 from chaoslib_ext.drivers.docker.engine import engine_endpoint
+from chaoslib_ext.drivers.docker.undo import RestoreContainer
 from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults.injection import FaultError, Injection
 from chaoslib_ext.spec import load_experiment
 from chaoslib_ext.state.ledger import Ledger, ledgers
 from chaoslib_ext.state.trust import RunDirectory
-from chaoslib_ext.state.undo import RestoreContainer
 
 CLIENT, REASON = docker_client_or_reason()
 pytestmark = [pytest.mark.docker, pytest.mark.skipif(CLIENT is None, reason=REASON)]

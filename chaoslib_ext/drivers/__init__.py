@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 DRIVERS = {  # target.driver -> module:class
     "local": "chaoslib_ext.drivers.local.driver:LocalDriver",
     "docker": "chaoslib_ext.drivers.docker.driver:DockerDriver",
+    "kubernetes": "chaoslib_ext.drivers.kubernetes.driver:KubernetesDriver",
 }
+UNDO_FORMS = (
+    "chaoslib_ext.drivers.docker.undo",
+    "chaoslib_ext.drivers.kubernetes.undo",
+)  # their own ledger lines
 
 
 def driver_class(name: str) -> type[Driver]:
@@ -25,3 +30,9 @@ def driver_class(name: str) -> type[Driver]:
 def driver_for(experiment: Experiment) -> Driver:
     """The experiment's driver, made without touching anything."""
     return driver_class(experiment.driver)(experiment)
+
+
+def load_undo_forms() -> None:
+    """Make every driver's undo forms known, so that any run's ledger can be read back."""
+    for module in UNDO_FORMS:
+        importlib.import_module(module)

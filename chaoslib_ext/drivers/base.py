@@ -40,6 +40,7 @@ class BuildContext(SpecContext, Protocol):
 
     services: dict[str, ServiceSpec]
     proxied: set[str]  # services callers reach through {proxied:SERVICE}
+    target: Mapping[str, Any]  # the experiment's target section, as written
 
     def location(self, path: tuple[str | int, ...]) -> Location: ...
 
@@ -56,6 +57,7 @@ class RunContext:
 class Driver(ABC):
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]  # the fault kinds it carries out
+    refused: ClassVar[dict[str, str]] = {}  # kinds it cannot carry out, and why (else: "not supported")
     undo_kinds: ClassVar[frozenset[str]]  # the undo forms (state/undo.py) its runs write to the ledger
     selection_properties: ClassVar[dict[Scope, dict[str, Any]]]  # the JSON Schema of how its faults select
     offline: ClassVar[bool]  # its targets are known from the file alone (validate checks the blast radius)
@@ -135,6 +137,12 @@ class Driver(ABC):
     @abstractmethod
     def stop(self) -> None:
         """Take down what start set up; raise RunAborted naming what stays behind."""
+
+    @classmethod
+    def sweep(cls) -> tuple[list[str], list[str]]:
+        """`gameday recover --<driver>`: what dead runs left where this driver can look without a
+        ledger (a cluster, say); undone. Returns (undone, failed)."""
+        return [], []
 
     def load_host(self, host: str) -> str:
         """The URL Locust is given for the experiment's load.host."""

@@ -33,6 +33,11 @@ class FaultError(RunAborted):
         self.lost = lost  # a target it held did not stay: reverted, but it did not last as planned
 
 
+def tag_of(index: int) -> str:
+    """The tag of the experiment's fault number `index` (from 0)."""
+    return f"fault-{index + 1}"
+
+
 class Injection:
     def __init__(self, index: int, spec: FaultSpec, seed: int) -> None:
         self.index = index
@@ -47,7 +52,7 @@ class Injection:
     @property
     def tag(self) -> str:
         """What the driver keeps this fault's changes under (and names its rules with)."""
-        return f"fault-{self.index + 1}"
+        return tag_of(self.index)
 
     @property
     def lasting(self) -> bool:

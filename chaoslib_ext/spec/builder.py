@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -70,6 +71,7 @@ class Builder:
         self.proxied: set[str] = set()  # services that callers reach through {proxied:SERVICE}
         self.uses_dns = False  # some service resolves names through {dns}
         self.services: dict[str, ServiceSpec] = {}
+        self.target: Mapping[str, Any] = self.data.get("target", {}) if isinstance(self.data, dict) else {}
 
     def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
         message = f"{field_path(path)}: {message}"
@@ -124,6 +126,11 @@ class Builder:
             title=data["title"],
             description=data.get("description", ""),
             driver=driver.name,
+            target_settings={
+                key: str(data["target"][key])
+                for key in ("context", "namespace")
+                if key in data.get("target", {})
+            },
             allow=self.allowlist(data.get("target", {})),
             blast_limit=self.blast_limit(data.get("target", {})),
             variables=self.variables,
@@ -480,9 +487,10 @@ class Builder:
         path = ("faults", index, name)
         kind = KINDS[name]
         if kind.kind not in driver.kinds:
+            why = driver.refused.get(kind.kind)
             self.error(
                 ("faults", index),
-                f"{name} does not work with driver {driver.name}",
+                f"{name} does not work with driver {driver.name}" + (f": {why}" if why else ""),
                 f"driver {driver.name} takes: " + ", ".join(sorted(driver.kinds)),
             )
         params = kind.parse(spec, path, self)
@@ -506,6 +514,7 @@ class Builder:
             label_texts(allow.get("labels", {})),
             tuple(allow.get("names", ())),
             tuple(allow.get("services", ())),
+            tuple(allow.get("namespaces", ())),
         )
 
     def blast_limit(self, target: dict[str, Any]) -> BlastLimit | None:

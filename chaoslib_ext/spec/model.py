@@ -240,6 +240,7 @@ class Allowlist:
     labels: dict[str, str]
     names: tuple[str, ...]
     services: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()  # kubernetes: the only namespaces faults may touch
 
     def admits(self, name: str, labels: dict[str, str]) -> bool:
         by_label = bool(self.labels) and all(labels.get(k) == v for k, v in self.labels.items())
@@ -268,3 +269,4 @@ class Experiment:
     proxied: tuple[str, ...] = ()  # services reached through gameday's fault proxies
     overrides: dict[str, Any] = field(default_factory=dict)  # what --var changed
     dns: bool = False  # whether gameday runs its DNS server for the services
+    target_settings: dict[str, str] = field(default_factory=dict)  # the driver's: context, namespace

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,8 +29,6 @@ NAMESPACE_NAME = re.compile(r"gd-[0-9a-f]{4}-[a-z][a-z0-9-]{0,40}-\d{1,4}")  # N
 VETH_NAME = re.compile(r"gd[0-9a-f]{4}\d{3}[hn]")
 DOCKER_VETH = re.compile(r"veth[0-9a-f]{7}")  # the host end of a container's veth pair
 SANDBOX_KEY = re.compile(r"/(?:var/)?run/docker/netns/[0-9a-f]{12}")  # a container's network namespace
-CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
-DOCKER_ENGINE = re.compile(r"(?:unix:///[\w./-]+|tcp://[\w.-]+:\d{1,5}|ssh://[\w.@-]+(?::\d{1,5})?)")
 CHAINS = {"filter": {"INPUT", "OUTPUT", "FORWARD"}, "nat": {"OUTPUT", "PREROUTING", "POSTROUTING"}}
 RULE_TOKEN = re.compile(r"[A-Za-z0-9_.:/!%+-]{1,80}")
 COMMAND_OPTIONS = {"-A", "-C", "-D", "-E", "-F", "-I", "-L", "-N", "-P", "-R", "-S", "-X", "-Z", "-t"}
@@ -40,6 +39,25 @@ KERNEL_KINDS = {"netns", "link", "iptables", "qdisc", "conntrack-dns"}  # a run 
 
 class Refused(ValueError):
     """A ledger line that is not an undo gameday writes: it is never carried out."""
+
+
+FORMS: dict[str, Callable[[dict[str, Any], str], UndoAction]] = {}  # a driver's own undo forms, by kind
+
+
+def undo_form(
+    kind: str,
+) -> Callable[[Callable[[dict[str, Any], str], UndoAction]], Callable[[dict[str, Any], str], UndoAction]]:
+    """Register how a driver's ledger lines of `kind` are read back: the reader returns the undo,
+    or raises Refused for a line that is not exactly a form the driver writes. Lines of these
+    kinds are read only from the recovering user's own ledgers, or root's."""
+
+    def register(
+        reader: Callable[[dict[str, Any], str], UndoAction],
+    ) -> Callable[[dict[str, Any], str], UndoAction]:
+        FORMS[kind] = reader
+        return reader
+
+    return register
 
 
 def tool(name: str) -> str:
@@ -103,9 +121,9 @@ class Place:
     def parse(cls, data: Any) -> Place:
         if data == {}:
             return cls()
-        if isinstance(data, dict) and list(data) == ["netns"] and _matches(NAMESPACE_NAME, data["netns"]):
+        if isinstance(data, dict) and list(data) == ["netns"] and matches(NAMESPACE_NAME, data["netns"]):
             return cls(netns=data["netns"])
-        if isinstance(data, dict) and list(data) == ["sandbox"] and _matches(SANDBOX_KEY, data["sandbox"]):
+        if isinstance(data, dict) and list(data) == ["sandbox"] and matches(SANDBOX_KEY, data["sandbox"]):
             return cls(sandbox=data["sandbox"])
         raise Refused(f"not a place gameday acts in: {data!r}")
 
@@ -117,7 +135,7 @@ def _problem(result: subprocess.CompletedProcess[str]) -> str | None:
     return f"{' '.join(result.args)}: {said} (exit {result.returncode})"
 
 
-def _matches(pattern: re.Pattern[str], value: Any) -> bool:
+def matches(pattern: re.Pattern[str], value: Any) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
@@ -212,41 +230,6 @@ class ForgetDnsFlows:
 
 
 @dataclass(frozen=True)
-class RestoreContainer:
-    """docker start (after a stop) or docker unpause (after a pause), on the engine it was done on
-    (not whatever DOCKER_HOST says when recover runs)."""
-
-    verb: str  # start | unpause
-    container_id: str
-    engine: str  # the Docker endpoint, e.g. unix:///var/run/docker.sock
-
-    def to_data(self) -> dict[str, Any]:
-        return {"kind": "docker", "verb": self.verb, "id": self.container_id, "engine": self.engine}
-
-    def perform(self) -> str | None:
-        import docker  # only runs that used containers pay for it
-        from docker.errors import DockerException, NotFound
-
-        try:
-            client = docker.DockerClient(base_url=self.engine, timeout=COMMAND_TIMEOUT_SECONDS)
-        except DockerException as error:
-            return f"docker engine {self.engine}: {error}"
-        try:
-            container = client.containers.get(self.container_id)
-            wanted = {"unpause": "paused", "start": "exited"}[self.verb]
-            if container.status != wanted:
-                return None  # something else already brought it back
-            container.unpause() if self.verb == "unpause" else container.start()
-        except NotFound:
-            return None  # removed since
-        except DockerException as error:
-            return f"docker {self.verb} {self.container_id[:12]}: {error}"
-        finally:
-            client.close()
-        return None
-
-
-@dataclass(frozen=True)
 class KillProcessGroup:
     """A process group gameday started (a service replica, Locust), identified by its leader's start
     time so that a recycled pid is never hit, and owned by the user whose run started it."""
@@ -317,27 +300,26 @@ def parse(data: Any, run_id: str, owner: int | None = None) -> UndoAction:
     kind, fields = data["kind"], set(data) - {"kind"}
     if kind in KERNEL_KINDS and owner not in (None, 0):
         raise Refused(f"a {kind} change in a ledger of uid {owner}: only a run as root makes one")
-    if kind == "docker" and owner not in (None, 0, os.geteuid()):
-        raise Refused(f"a container change in a ledger of uid {owner}: theirs to recover, not ours")
-    if kind == "netns" and fields == {"name"} and _matches(NAMESPACE_NAME, data["name"]):
+    if kind in FORMS:
+        if owner not in (None, 0, os.geteuid()):
+            raise Refused(f"a {kind} change in a ledger of uid {owner}: theirs to recover, not ours")
+        return FORMS[kind](data, run_id)
+    if kind == "netns" and fields == {"name"} and matches(NAMESPACE_NAME, data["name"]):
         return DeleteNamespace(data["name"])
-    if kind == "link" and fields == {"name"} and _matches(VETH_NAME, data["name"]):
+    if kind == "link" and fields == {"name"} and matches(VETH_NAME, data["name"]):
         return DeleteLink(data["name"])
     if kind == "iptables" and fields == {"in", "table", "rule"}:
         return DeleteRule(Place.parse(data["in"]), *_rule(data["table"], data["rule"], run_id))
     if kind == "qdisc" and fields == {"in", "device"}:
         place, device = Place.parse(data["in"]), data["device"]
-        ours = _matches(VETH_NAME, device)  # a namespace this run made, either end
+        ours = matches(VETH_NAME, device)  # a namespace this run made, either end
         container = (place.sandbox and device == "eth0") or (
-            place == Place() and _matches(DOCKER_VETH, device)
+            place == Place() and matches(DOCKER_VETH, device)
         )
         if ours or container:
             return DeleteQdisc(place, device)
     if kind == "conntrack-dns" and fields == {"in"} and Place.parse(data["in"]).sandbox:
         return ForgetDnsFlows(Place.parse(data["in"]))
-    docker = kind == "docker" and fields == {"verb", "id", "engine"} and data["verb"] in ("start", "unpause")
-    if docker and _matches(CONTAINER_ID, data["id"]) and _matches(DOCKER_ENGINE, data["engine"]):
-        return RestoreContainer(data["verb"], data["id"], data["engine"])
     if kind == "process-group" and fields == {"pgid", "start_ticks"}:
         pgid, ticks = data["pgid"], data["start_ticks"]
         if type(pgid) is int and type(ticks) is int and pgid > 1 and ticks > 0:
@@ -351,7 +333,7 @@ def _rule(table: Any, rule: Any, run_id: str) -> tuple[str, tuple[str, ...]]:
     if table not in CHAINS or not isinstance(rule, list) or not rule or rule[0] not in CHAINS[table]:
         raise Refused("not an iptables rule gameday writes")
     tokens = rule[1:]
-    if not all(_matches(RULE_TOKEN, token) for token in tokens) or COMMAND_OPTIONS & set(tokens):
+    if not all(matches(RULE_TOKEN, token) for token in tokens) or COMMAND_OPTIONS & set(tokens):
         raise Refused("not an iptables rule gameday writes")
     comment = next((tokens[i + 1] for i, t in enumerate(tokens[:-1]) if t == "--comment"), "")
     if not comment.startswith(f"gameday:{run_id}:"):

@@ -103,6 +103,56 @@ class FakeHarness(Harness):
         return bool(victims)
 
 
+KUBERNETES_EXAMPLES = {  # what Chaos Mesh can express: traffic leaving the pods, packets dropped
+    "network-loss": {"direction": "downstream"},
+    "network-partition": {"direction": "downstream", "mode": "blackhole"},
+    "dns-error": {"names": ["web-1.*"]},
+}
+KUBERNETES_EXPERIMENT = """\
+version: 1
+title: contract
+target: {{driver: kubernetes, namespace: shop, allow: {{namespaces: [shop]}}}}
+load: {{locustfile: {locustfile}, host: "http://127.0.0.1:9", users: 1}}
+slo: {{availability: 99%}}
+phases: {{baseline: 1s, fault: 5s, recovery: 1s}}
+faults:
+  - {kind}: {fault}
+"""
+
+
+class KubernetesHarness(Harness):
+    """A Deployment of three pods in `shop` on the Kubernetes API double, with Chaos Mesh; what a
+    fault did is read back from the API: pods deleted, Chaos Mesh objects naming the victims."""
+
+    def __init__(self, tmp_path: Path, kind: str, cluster: Any, locustfile: Path) -> None:
+        self.cluster = cluster
+        spec = {**EXAMPLES[kind], **KUBERNETES_EXAMPLES.get(kind, {}), "seed": 7, "count": 2}
+        spec["selector"] = {"deployment": "web"}
+        text = KUBERNETES_EXPERIMENT.format(locustfile=locustfile, kind=kind, fault=_flow(spec))
+        path = tmp_path / "contract.yaml"
+        path.write_text(text)
+        self.experiment = load_experiment(path)
+        self._start(driver_for(self.experiment), tmp_path)
+
+    def affected(self, kind: str, victims: set[str]) -> bool:
+        scope = KINDS[kind].scope
+        if scope == "process":
+            live = {p["metadata"]["name"] for p in self.cluster.live_pods("shop", "app=web")}
+            terminating = {
+                p["metadata"]["name"]
+                for p in self.cluster.live_pods("shop", "app=web")
+                if p["metadata"].get("deletionTimestamp")
+            }
+            return bool(victims) and all(name not in live or name in terminating for name in victims)
+        plural = "dnschaos" if scope == "names" else "networkchaos"
+        named = {
+            pod
+            for item in self.cluster.objects_of(plural)
+            for pod in item["spec"]["selector"]["pods"]["shop"]
+        }
+        return bool(victims) and victims <= named
+
+
 class _NoErrors:
     def error(self, path: tuple[str | int, ...], message: str, hint: str = "") -> None:
         raise AssertionError(f"{path}: {message}")

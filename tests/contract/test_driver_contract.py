@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from conftest import LOCUSTFILE, free_port_block
 from docker_support import docker_client_or_reason, labelled
-from harnesses import EXAMPLES, DockerHarness, FakeHarness, Harness, LocalHarness
+from harnesses import EXAMPLES, DockerHarness, FakeHarness, Harness, KubernetesHarness, LocalHarness
+from kubernetes_double import ApiDouble, Cluster
 
 from chaoslib_ext.drivers.docker.driver import DockerDriver
+from chaoslib_ext.drivers.kubernetes.driver import KubernetesDriver
 from chaoslib_ext.drivers.local.driver import LocalDriver
 from chaoslib_ext.faults import KINDS
 from chaoslib_ext.faults.injection import FaultError, Injection
@@ -89,6 +91,27 @@ def test_a_lasting_fault_that_fails_half_way_is_reported_and_reverted_as_far_as_
 @pytest.mark.parametrize("kind", sorted(LocalDriver.kinds))
 def test_the_local_driver_keeps_the_contract(tmp_path: Path, kind: str):
     harness = LocalHarness(tmp_path, kind, free_port_block(3), LOCUSTFILE)
+    try:
+        keeps_the_contract(harness, kind)
+    finally:
+        harness.close()
+
+
+@pytest.fixture
+def api_double(monkeypatch, tmp_path):
+    cluster = Cluster()
+    cluster.add_workload("Deployment", "shop", "web", {"app": "web"}, 3)
+    cluster.install_chaos_mesh()
+    double = ApiDouble(cluster)
+    monkeypatch.setenv("KUBERNETES_HOST", double.url)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    yield cluster
+    double.close()
+
+
+@pytest.mark.parametrize("kind", sorted(KubernetesDriver.kinds))
+def test_the_kubernetes_driver_keeps_the_contract_on_the_api_double(tmp_path: Path, api_double, kind: str):
+    harness = KubernetesHarness(tmp_path, kind, api_double, LOCUSTFILE)
     try:
         keeps_the_contract(harness, kind)
     finally:

@@ -29,6 +29,7 @@ from chaoslib_ext.drivers.docker.selection import (
     ContainerSelector,
     parse_container_selection,
 )
+from chaoslib_ext.drivers.docker.undo import RestoreContainer
 from chaoslib_ext.errors import RunAborted, SpecError
 from chaoslib_ext.faults.base import (
     FaultKind,
@@ -48,7 +49,7 @@ from chaoslib_ext.netfault.namespace_dns import ContainerResolver
 from chaoslib_ext.netfault.proxy import FaultHub
 from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import Ledger
-from chaoslib_ext.state.undo import Place, RestoreContainer
+from chaoslib_ext.state.undo import Place
 
 UNDO = {"stop": "start", "pause": "unpause"}
 SETTLE_SECONDS = STOP_TIMEOUT_SECONDS + 3  # how long a stop interrupted mid-call may still take

@@ -1,0 +1,1 @@
+"""The kubernetes driver: pods in a cluster, through chaostoolkit-kubernetes and Chaos Mesh."""
