@@ -67,14 +67,10 @@ class Driver(ABC):
 
     # --- the experiment file: no host, no network ---
 
-    @classmethod
+    @staticmethod
     @abstractmethod
     def parse_selection(
-        cls,
-        kind: type[FaultKind],
-        spec: Mapping[str, Any],
-        path: tuple[str | int, ...],
-        context: BuildContext,
+        kind: type[FaultKind], spec: Mapping[str, Any], path: tuple[str | int, ...], context: BuildContext
     ) -> Selection | None:
         """The targets a fault names, in this driver's terms (None: it names none)."""
 

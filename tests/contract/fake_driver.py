@@ -4,7 +4,7 @@ say what it did, stop half-way with what it did so far)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -12,7 +12,6 @@ from chaoslib_ext.drivers.base import BuildContext, Driver, RunContext
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.faults import KINDS
 from chaoslib_ext.faults.base import (
-    FaultKind,
     FaultSpec,
     LookupFault,
     Outcome,
@@ -66,6 +65,7 @@ class FakeDriver(Driver):
     undo_kinds = frozenset({"fake"})
     selection_properties: ClassVar[dict[Scope, dict[str, Any]]] = {"process": {}, "network": {}, "names": {}}
     offline = True
+    parse_selection = staticmethod(lambda kind, spec, path, context: Selection(FakeSelector("a")))
 
     def __init__(
         self, experiment: Experiment | None, names: Sequence[str] = ("a-0", "a-1", "a-2", "a-3")
@@ -75,16 +75,6 @@ class FakeDriver(Driver):
         self.held: dict[str, list[tuple[int, FakeTarget]]] = {}  # by tag: (ledger entry, target)
         self.run_dns: dict[str, LookupFault] = {}  # rules on the run's own DNS server
         self.fail_on: str | None = None  # a target whose change fails (to test half-way failures)
-
-    @classmethod
-    def parse_selection(
-        cls,
-        kind: type[FaultKind],
-        spec: Mapping[str, Any],
-        path: tuple[str | int, ...],
-        context: BuildContext,
-    ) -> Selection | None:
-        return Selection(FakeSelector(spec.get("group", "a")), spec.get("count"))
 
     @classmethod
     def check_experiment(cls, experiment: Experiment, context: BuildContext) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,6 @@ from chaoslib_ext.drivers.docker.selection import (
 from chaoslib_ext.drivers.docker.undo import RestoreContainer
 from chaoslib_ext.errors import RunAborted, SpecError
 from chaoslib_ext.faults.base import (
-    FaultKind,
     FaultSpec,
     LookupFault,
     Outcome,
@@ -94,6 +93,7 @@ class DockerDriver(Driver):
     )
     undo_kinds = frozenset({"docker", "iptables", "qdisc", "conntrack-dns"})
     selection_properties = SELECTION_PROPERTIES
+    parse_selection = staticmethod(parse_container_selection)
     offline = False
 
     def __init__(self, experiment: Experiment) -> None:
@@ -114,16 +114,6 @@ class DockerDriver(Driver):
         return self._client
 
     # --- the file ---
-
-    @classmethod
-    def parse_selection(
-        cls,
-        kind: type[FaultKind],
-        spec: Mapping[str, Any],
-        path: tuple[str | int, ...],
-        context: BuildContext,
-    ) -> Selection | None:
-        return parse_container_selection(kind, spec, path, context)
 
     @classmethod
     def check_experiment(cls, experiment: Experiment, context: BuildContext) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from chaoslib_ext.drivers.kubernetes.selection import SELECTION_PROPERTIES, PodS
 from chaoslib_ext.drivers.kubernetes.undo import GONE_WAIT_SECONDS, DeleteClusterObject
 from chaoslib_ext.errors import RunAborted, SpecError
 from chaoslib_ext.faults.base import (
-    FaultKind,
     FaultSpec,
     LookupFault,
     Outcome,
@@ -70,6 +69,7 @@ class KubernetesDriver(Driver):
     refused = REFUSED
     undo_kinds = frozenset({"kubernetes-object"})
     selection_properties = SELECTION_PROPERTIES
+    parse_selection = staticmethod(parse_pod_selection)
     offline = False
 
     def __init__(self, experiment: Experiment) -> None:
@@ -93,16 +93,6 @@ class KubernetesDriver(Driver):
         return self.settings.get("namespace", "default")
 
     # --- the file ---
-
-    @classmethod
-    def parse_selection(
-        cls,
-        kind: type[FaultKind],
-        spec: Mapping[str, Any],
-        path: tuple[str | int, ...],
-        context: BuildContext,
-    ) -> Selection | None:
-        return parse_pod_selection(kind, spec, path, context, context.target.get("namespace", "default"))
 
     @classmethod
     def check_experiment(cls, experiment: Experiment, context: BuildContext) -> None:

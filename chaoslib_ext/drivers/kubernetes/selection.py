@@ -53,8 +53,8 @@ def parse_pod_selection(
     spec: Mapping[str, Any],
     path: tuple[str | int, ...],
     context: BuildContext,
-    namespace: str,
 ) -> Selection | None:
+    namespace = str(context.target.get("namespace", "default"))
     selector = spec.get("selector")
     if selector is None:
         context.error(

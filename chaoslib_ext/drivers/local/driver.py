@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from chaoslib_ext.drivers.local.services import LOOPBACK, Replica, ServiceSuperv
 from chaoslib_ext.errors import RunAborted, SpecError
 from chaoslib_ext.events import Timeline
 from chaoslib_ext.faults.base import (
-    FaultKind,
     FaultSpec,
     LookupFault,
     Outcome,
@@ -83,6 +82,7 @@ class LocalDriver(Driver):
     )
     undo_kinds = frozenset({"process-group", "netns", "link", "iptables", "qdisc"})
     selection_properties = SELECTION_PROPERTIES
+    parse_selection = staticmethod(parse_service_selection)
     offline = True
 
     def __init__(self, experiment: Experiment) -> None:
@@ -99,16 +99,6 @@ class LocalDriver(Driver):
         self.timeline: Timeline | None = None
 
     # --- the file ---
-
-    @classmethod
-    def parse_selection(
-        cls,
-        kind: type[FaultKind],
-        spec: Mapping[str, Any],
-        path: tuple[str | int, ...],
-        context: BuildContext,
-    ) -> Selection | None:
-        return parse_service_selection(kind, spec, path, context)
 
     @classmethod
     def check_experiment(cls, experiment: Experiment, context: BuildContext) -> None:
