@@ -5,6 +5,7 @@ and with what grace, which Chaos Mesh objects exist with what body, what the led
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -169,6 +170,20 @@ def test_a_network_fault_is_a_networkchaos_on_exactly_the_chosen_pods_deleted_on
     assert entry["undo"]["uid"] == metadata["uid"] and entry["undo"]["server"] == driver.cluster.server
     Injection(0, spec, 5).revert(driver)
     assert cluster.objects_of("networkchaos") == [] and ledger.pending == {}
+
+
+def test_a_name_already_taken_is_an_error_not_someone_elses_object_taken_for_ours(cluster, tmp_path):
+    path = experiment(
+        tmp_path, "network-loss", "{selector: {labels: {app: web}}, probability: 5%, direction: downstream}"
+    )
+    driver, ledger, _ = started(tmp_path, path)
+    name = f"gameday-{hashlib.sha1(ledger.run_id.encode()).hexdigest()[:10]}-fault-1"
+    cluster.create_object(
+        "chaos-mesh.org", "v1alpha1", "networkchaos", "shop", {"metadata": {"name": name}, "spec": {}}
+    )
+    with pytest.raises(RunAborted, match="already exists and is not this run's"):
+        Injection(0, load_experiment(path).faults[0], 1).apply(driver)
+    assert ledger.pending == {} and cluster.objects_of("networkchaos")[0]["spec"] == {}  # theirs, untouched
 
 
 def test_a_dns_error_is_a_dnschaos_and_what_chaos_mesh_cannot_express_is_refused_with_its_reason(

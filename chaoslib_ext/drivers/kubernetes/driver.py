@@ -22,7 +22,7 @@ from chaoslib_ext.drivers.kubernetes.chaos_mesh import (
     refusal,
 )
 from chaoslib_ext.drivers.kubernetes.cluster import REQUEST_TIMEOUT, Cluster, connect, failure
-from chaoslib_ext.drivers.kubernetes.objects import ObjectAway, create, list_labelled
+from chaoslib_ext.drivers.kubernetes.objects import NotCreated, ObjectAway, create, list_labelled
 from chaoslib_ext.drivers.kubernetes.pods import Pod, PodWatch, check_reachable, labels_of, running_pods
 from chaoslib_ext.drivers.kubernetes.selection import SELECTION_PROPERTIES, PodSelector, parse_pod_selection
 from chaoslib_ext.drivers.kubernetes.undo import GONE_WAIT_SECONDS, DeleteClusterObject
@@ -354,14 +354,14 @@ class KubernetesDriver(Driver):
         undo = DeleteClusterObject(
             cluster.server, cluster.context, GROUP, VERSION, chaos.plural, namespace, name, run_id[-63:]
         )
-        with self.ledger.intent(f"{chaos.kind} {namespace}/{name}", undo, RunAborted) as entry:
+        with self.ledger.intent(f"{chaos.kind} {namespace}/{name}", undo, NotCreated) as entry:
             self.held.setdefault(tag, []).append(
                 Held(entry, undo)
             )  # before it acts: a signal now leaves it to revert
             try:
                 made = create(cluster, chaos)
-            except RunAborted:
-                self.held[tag].pop()
+            except NotCreated:
+                self.held[tag].pop()  # refused: nothing to undo (any other failure may have made it)
                 raise
         known = DeleteClusterObject(
             undo.server,

@@ -12,6 +12,10 @@ from chaoslib_ext.drivers.kubernetes.undo import DeleteClusterObject, wait_gone
 from chaoslib_ext.errors import RunAborted
 
 
+class NotCreated(RunAborted):
+    """The API server refused the object: nothing was made. (Any other failure may have made it.)"""
+
+
 def create(cluster: Cluster, chaos: ChaosObject) -> dict[str, Any]:
     """Create it; the API server's copy (with its uid). A name already taken is an error:
     chaosk8s would hand back the 409's Status as if it were the object."""
@@ -24,12 +28,14 @@ def create(cluster: Cluster, chaos: ChaosObject) -> dict[str, Any]:
             GROUP, VERSION, chaos.plural, namespace, resource=chaos.body, secrets=cluster.secrets()
         )
     except ActivityFailed as error:
-        raise RunAborted(
+        raise NotCreated(
             f"could not create {chaos.kind} {namespace}/{chaos.name}: {str(error)[:300]}"
         ) from None
+    except Exception as error:  # no answer: it may or may not exist now
+        raise failure(error, f"creating {chaos.kind} {namespace}/{chaos.name}", cluster.server) from None
     made = dict(made)
     if made.get("kind") == "Status" or made.get("metadata", {}).get("labels", {}).get(RUN_LABEL) is None:
-        raise RunAborted(
+        raise NotCreated(
             f"{chaos.kind} {namespace}/{chaos.name} already exists and is not this run's",
             hint="another run of the same name? gameday names objects by run and fault",
         )
