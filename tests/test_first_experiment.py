@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 SECTION = re.compile(r"^## Your first experiment\n(.*?)^## ", re.S | re.M)
 FILE = re.compile(r"^`(my-service/[\w.]+)`: [^\n]*\n\n```\w+\n(.*?)^```", re.S | re.M)
 COMMANDS = re.compile(r"^```sh\n(.*?)^```", re.S | re.M)
-EXPECTED = re.compile(r"#\s*exit code (\d+)")
+EXPECTED = re.compile(r"exit code (\d+)")
 
 
 def walkthrough() -> str:

@@ -47,7 +47,9 @@ def open_state_dir(directory: Path | None = None) -> int:
     """The state directory, held open: private to this user (0700), or shared with the group
     GAMEDAY_STATE_GROUP names (3770)."""
     group = shared_group()
-    return open_directory(directory or state_dir(), SHARED if group is not None else PRIVATE, group)
+    return open_directory(
+        directory or state_dir(), SHARED if group is not None else PRIVATE, group, role="the state directory"
+    )
 
 
 @dataclass

@@ -55,7 +55,9 @@ class TargetLock:
         locks = (directory or state_dir()) / "locks"
         name = hashlib.sha256(key.encode()).hexdigest()[:16] + ".lock"
         os.close(open_state_dir(directory))  # checks the state directory itself first
-        dir_fd = open_directory(locks, SHARED if group is not None else PRIVATE, group)
+        dir_fd = open_directory(
+            locks, SHARED if group is not None else PRIVATE, group, role="the lock directory"
+        )
         try:
             for _ in range(ATTEMPTS):
                 stream = _open(dir_fd, name, group, locks)

@@ -51,7 +51,9 @@ def trusted_owner(uid: int) -> bool:
     return uid in (os.geteuid(), 0)
 
 
-def open_directory(path: Path, create_mode: int = PRIVATE, group: int | None = None) -> int:
+def open_directory(
+    path: Path, create_mode: int = PRIVATE, group: int | None = None, role: str = "the directory"
+) -> int:
     """A descriptor on `path` (created with `create_mode` if missing), which must be a real
     directory owned by this user or root that no other user can write to (but the sharing group,
     on a sticky directory)."""
@@ -65,7 +67,7 @@ def open_directory(path: Path, create_mode: int = PRIVATE, group: int | None = N
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:
         raise Untrusted(
-            f"cannot use the directory: {error.strerror or error}"
+            f"cannot use {role}: {error.strerror or error}"
             + (" (it is a symlink)" if path.is_symlink() else ""),
             where=str(path),
             hint="give a directory of your own (not a symlink)",
@@ -166,7 +168,7 @@ class RunDirectory:
 
     @classmethod
     def create(cls, report_dir: Path, run_id: str) -> RunDirectory:
-        parent = open_directory(report_dir, create_mode=0o755)
+        parent = open_directory(report_dir, create_mode=0o755, role="the report directory")
         try:
             os.mkdir(run_id, 0o755, dir_fd=parent)
             fd = os.open(run_id, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
