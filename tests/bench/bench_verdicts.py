@@ -42,6 +42,7 @@ from chaoslib_ext.load.runner import LoadRunner  # noqa: E402
 from chaoslib_ext.measure.slo import Window, judge  # noqa: E402
 from chaoslib_ext.netfault.proxy import FaultHub  # noqa: E402
 from chaoslib_ext.spec.model import LoadSpec, SloSpec  # noqa: E402
+from chaoslib_ext.state.trust import RunDirectory  # noqa: E402
 
 REPO = BENCH_DIR.parents[1]
 LOCUSTFILES = (REPO / "loadtests" / "checkout.py", BENCH_DIR / "locustfile_checkout_unpaced.py")
@@ -121,7 +122,9 @@ def one_run(rng: random.Random, workdir: Path, slos: int) -> tuple[int, int, str
             locustfile, f"http://{HOST}:{front}", users=users, spawn_rate=users, request_timeout=10.0
         )
         limits = tuple(ms * 1000 for ms in LIMITS_MS)
-        runner = LoadRunner(load, PHASES[-1][2] + 5, workdir / "locust.log", Timeline(), limits)
+        run_dir = RunDirectory.create(workdir, f"run-{time.time_ns()}")
+        stack.callback(run_dir.close)
+        runner = LoadRunner(load, PHASES[-1][2] + 5, run_dir, Timeline(), limits)
         runner.start()
         stack.callback(runner.stop)
         origin = float(int(time.time()) + 1)
