@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO, free_port_block
@@ -87,3 +89,14 @@ def test_a_service_that_crashes_by_itself_is_among_the_reasons(tmp_path):
     crashes = [r for r in report["reasons"] if r.startswith("service helper-0 exited by itself")]
     assert crashes and "exit code 7" in crashes[0], report["reasons"]
     assert "see logs/helper-0.log" in crashes[0]
+
+
+def test_the_editable_install_is_a_plain_path_entry_so_make_demo_prints_no_setuptools_banner():
+    """setuptools prints its "Editable installation" banner when it installs a meta-path finder;
+    with package-dir "" = "." it writes a .pth naming the clone instead (and prints nothing)."""
+    site = next(Path(sys.prefix, "lib").glob("python3.*/site-packages"))
+    if not list(site.glob("__editable__*gameday*")):
+        pytest.skip("gameday is not installed in editable mode in this environment (make install does that)")
+    [pth] = site.glob("__editable__.gameday-*.pth")
+    assert Path(pth.read_text().strip()).resolve() == REPO.resolve()
+    assert not list(site.glob("__editable___gameday*finder.py"))
