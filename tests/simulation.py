@@ -67,8 +67,7 @@ def simulate(
     )
     samples = SampleStore()
     log = io.StringIO()
-    recorder = Recorder(-1, limits_us, timeout, log)
-    recorder.emit = lambda message: store_second(samples, message) if message["type"] == "second" else None  # type: ignore[method-assign]
+    recorder = Recorder(lambda message: store_second(samples, message), limits_us, timeout, log)
     events: list[tuple[float, int, str, Any]] = []
     order = itertools.count()
 

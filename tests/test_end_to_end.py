@@ -90,6 +90,27 @@ def test_killing_one_of_three_backends_holds_the_slo(tmp_path):
     assert (run_dir / "logs" / "locust.log").is_file()
 
 
+def test_two_locust_processes_are_judged_as_one(tmp_path):
+    """load.processes: 2 — Locust forks two workers; gameday's master merges their seconds, and
+    the verdict, the failures and the report are those of one load."""
+    text = (REPO / "experiments" / "demo-kill-all-backends.yaml").read_text()
+    path = tmp_path / "two-processes.yaml"
+    path.write_text(
+        text.replace("  spawn_rate: 10\n", "  spawn_rate: 10\n  processes: 2\n").replace(
+            "../loadtests/", f"{REPO}/loadtests/"
+        )
+    )
+    result, report = run_experiment(path, tmp_path / "reports", *SHORT, *demo_ports())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert report["load"]["processes"] == 2
+    joined = [e for e in report["timeline"] if e["action"] == "worker joined"]
+    assert len(joined) == 2 and all(abs(e["detail"]["offset_s"]) < 1 for e in joined), joined
+    phases = {p["name"]: p for p in report["phases"]}
+    assert phases["baseline"]["availability"] == 1.0 and phases["baseline"]["requests"] > 20
+    assert phases["fault"]["availability"] < 0.9 and phases["fault"]["failures"] > 5
+    assert report["verdict"] == "violated"
+
+
 def test_killing_every_backend_violates_availability_in_the_fault_phase(tmp_path):
     result, report = run_experiment(
         REPO / "experiments" / "demo-kill-all-backends.yaml", tmp_path, *SHORT, *demo_ports()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from conftest import HOST, REPO, Starter
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
+from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.spec.model import LoadSpec
 from chaoslib_ext.state.trust import RunDirectory
@@ -39,14 +43,24 @@ def test_runner_never_imports_locust_or_gevent():
     assert output.stdout.strip() == "False"
 
 
-def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_recorder_counts_every_request_that_locust_counts(
+    backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
+):
+    """Every request each Locust process sent (its own log, one line per request) is in the store
+    exactly once; with 2 processes gameday's master merged two workers' seconds. With one process,
+    Locust's own statistics agree too (with several, Locust's master may miss a worker's last
+    report when the whole group is stopped at once, so the workers' own logs are the reference)."""
     stats_file = tmp_path / "locust-stats.json"  # Locust appends .json to the name it is given
+    request_log = tmp_path / "requests.jsonl"
+    monkeypatch.setenv(REQUEST_LOG_VARIABLE, str(request_log))
     load = LoadSpec(
         REPO / "tests" / "data" / "mixed_locustfile.py",
         backend,
         users=4,
         spawn_rate=4,
         options=("--json-file", str(stats_file.with_suffix(""))),
+        processes=processes,
     )
     runner = LoadRunner(load, 30, RunDirectory.create(tmp_path, "run"), Timeline())
     runner.start()
@@ -56,11 +70,21 @@ def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Pat
         time.sleep(0.1)
     runner.stop()
     total = runner.samples.window(float("-inf"), float("inf"))
-    locust_stats = {entry["name"]: entry for entry in json.loads(stats_file.read_text())}
+    logged = [json.loads(line) for line in request_log.read_text().splitlines()]
+    by_process = Counter(record["pid"] for record in logged)
+    assert len(by_process) == processes and all(count > 10 for count in by_process.values()), by_process
     for name in ("/work", "/nope"):
         sample = total.endpoints[f"GET {name}"]
-        assert sample.ok.count + sample.failed.count == locust_stats[name]["num_requests"], name
-        assert sample.failed.count == locust_stats[name]["num_failures"], name
+        mine = [record for record in logged if record["endpoint"] == f"GET {name}"]
+        assert sample.ok.count == sum(record["ok"] is True for record in mine), name
+        assert sample.failed.count == sum(record["ok"] is False for record in mine), name
+        assert sample.unfinished.count == sum(record["ok"] is None for record in mine), name
+    if processes == 1:
+        locust_stats = {entry["name"]: entry for entry in json.loads(stats_file.read_text())}
+        for name in ("/work", "/nope"):
+            sample = total.endpoints[f"GET {name}"]
+            assert sample.ok.count + sample.failed.count == locust_stats[name]["num_requests"], name
+            assert sample.failed.count == locust_stats[name]["num_failures"], name
     assert total.endpoints["GET /nope"].ok.count == 0
     assert total.endpoints["GET /work"].failed.count == 0
     assert total.requests > 50
@@ -68,7 +92,34 @@ def test_recorder_counts_every_request_that_locust_counts(backend, tmp_path: Pat
     # latencies are real: /work sleeps 1 ms on the server, so nothing can be faster than that
     assert total.endpoints["GET /work"].ok.min_us >= 1000
     actions = [e.action for e in runner.timeline.events()]
-    assert actions[:2] == ["started", "spawned"] and actions[-1] == "stopped"
+    lifecycle = [action for action in actions if not action.startswith("worker ")]
+    assert lifecycle[:2] == ["started", "spawned"] and lifecycle[-1] == "stopped"
+    assert actions.count("worker joined") == (processes if processes > 1 else 0)
+
+
+def test_a_worker_killed_mid_run_is_reported_lost_and_the_others_seconds_go_on(backend, tmp_path: Path):
+    load = LoadSpec(
+        REPO / "tests" / "data" / "mixed_locustfile.py", backend, users=4, spawn_rate=4, processes=2
+    )
+    runner = LoadRunner(load, 60, RunDirectory.create(tmp_path, "run"), Timeline())
+    runner.start()
+    try:
+        assert runner.process is not None
+        workers = Path(f"/proc/{runner.process.pid}/task/{runner.process.pid}/children").read_text().split()
+        assert len(workers) == 2, workers
+        os.kill(int(workers[0]), signal.SIGKILL)
+        killed_at = time.time()
+        deadline = time.monotonic() + 30
+        while "worker lost" not in [e.action for e in runner.timeline.events()]:
+            assert time.monotonic() < deadline, "the lost worker was never reported"
+            time.sleep(0.1)
+        # seconds after the loss still arrive: the merge does not wait for the dead worker
+        later = int(killed_at) + 6
+        while runner.samples.wait_for_second(later, timeout=0.2) is None:
+            assert time.monotonic() < deadline, "no second after the loss was written"
+        assert runner.samples.window(later, later + 1).requests > 0
+    finally:
+        runner.stop()
 
 
 def test_a_broken_locustfile_is_reported_with_locusts_own_words(tmp_path: Path):

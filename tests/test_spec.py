@@ -170,7 +170,10 @@ load: {options: ["--processes", "4"], """,
     errors = "\n".join(errors_of(path))
     assert "steady_state[0].http.body: invalid regular expression" in errors
     assert "steady_state[1].activity: invalid chaostoolkit activity" in errors
-    assert "load.options[0]: Locust option --processes is not supported here" in errors
+    assert (
+        "load.options[0]: Locust option --processes is not supported here "
+        "(hint: write load.processes: N (or auto, one per core) instead)"
+    ) in errors
     assert "program not found" not in errors  # PATH is the host's: validate reads the file alone
     runnable = (
         path.read_text()
@@ -185,6 +188,16 @@ load: {options: ["--processes", "4"], """,
     with pytest.raises(SpecErrors) as caught:  # plan and run check the host first
         app.prepare(load_experiment(path))
     assert "services.app.command[0]: program not found: no-such-program-here" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["0", "many", "1.5"])
+def test_load_processes_is_a_number_or_auto(experiment_file, value):
+    bad = experiment_file(MINIMAL.replace("load: {", f"load: {{processes: {value}, "))
+    [error] = errors_of(bad)
+    assert "load.processes" in error and "a number of processes such as 2, or auto" in error, error
+    for good, processes in (("2", 2), ("auto", "auto")):
+        path = experiment_file(MINIMAL.replace("load: {", f"load: {{processes: {good}, "))
+        assert load_experiment(path).load.processes == processes
 
 
 def test_network_and_dns_faults_need_their_wiring(experiment_file):

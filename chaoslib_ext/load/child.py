@@ -21,6 +21,7 @@ from chaoslib_ext.load.protocol import (
     PACING_VARIABLE,
     REQUEST_LOG_VARIABLE,
     TIMEOUT_VARIABLE,
+    pipe_writer,
 )
 from chaoslib_ext.load.recorder import Recorder
 
@@ -28,9 +29,13 @@ from chaoslib_ext.load.recorder import Recorder
 def main() -> None:
     limits = tuple(int(limit) for limit in os.environ.get(LIMITS_VARIABLE, "").split(",") if limit)
     log_path = os.environ.get(REQUEST_LOG_VARIABLE)
-    log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115 (lives as long as Locust)
+    # line-buffered: worker processes append to the same file, each line in one write
+    log = open(log_path, "a", buffering=1, encoding="utf-8") if log_path else None  # noqa: SIM115 (lives as long as Locust)
     recorder = Recorder(
-        int(os.environ[FD_VARIABLE]), limits, float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)), log
+        pipe_writer(int(os.environ[FD_VARIABLE])),
+        limits,
+        float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT)),
+        log,
     )
     pacing = os.environ.get(PACING_VARIABLE)
     install(recorder, float(pacing) if pacing else None)

@@ -19,9 +19,11 @@ from locust.clients import HttpSession
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.event import EventHook
+from locust.runners import MasterRunner, WorkerRunner
 from locust.user import wait_time
 
 from chaoslib_ext.load.recorder import Recorder
+from chaoslib_ext.load.roles import Master, Role, SingleProcess, Worker, tick_forever
 
 _PACED = wait_time.constant_pacing(1).__code__  # constant_throughput is constant_pacing(1 / rate)
 _POISSON = wait_time.poisson(1).__code__
@@ -36,35 +38,45 @@ def _listen(hook: EventHook) -> Callable[[_Listener], _Listener]:
 
 def install(recorder: Recorder, pacing: float | None) -> None:
     """Register the recorder (before Locust parses its options). `pacing`: the open model's
-    seconds between each user's tasks, set on every user class."""
+    seconds between each user's tasks, set on every user class. The recorder's `emit` is the
+    runner's pipe; what a process does with it depends on its kind (roles)."""
     for session_class, sets_timeout in ((HttpSession, True), (FastHttpSession, False)):
         session_class.request = _tracked(session_class.request, recorder, sets_timeout)  # type: ignore[method-assign]
+    role: Role = SingleProcess(recorder, recorder.emit)
 
     @_listen(events.init)
     def _init(environment: Environment, **_: Any) -> None:
+        nonlocal role
         for user_class in environment.user_classes:
             if pacing is not None:
                 user_class.wait_time = wait_time.constant_pacing(pacing)
             if issubclass(user_class, FastHttpUser) and not _sets_own(user_class, FastHttpUser):
                 user_class.network_timeout = user_class.connection_timeout = recorder.timeout
-        gevent.spawn(recorder.flush_forever)
+        runner = environment.runner
+        if isinstance(runner, WorkerRunner):
+            role = Worker(recorder, runner)
+        elif isinstance(runner, MasterRunner):
+            expected = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
+            role = Master(runner, recorder.emit, expected)
+        gevent.spawn(tick_forever, role)
+        # after the runner's own listeners: Locust fires `quitting` in reverse, so this one runs first
+        _listen(environment.events.quitting)(lambda **_: role.quitting())
 
     @_listen(events.test_start)
     def _started(**_: Any) -> None:
-        recorder.emit({"type": "started"})
+        role.started()
 
     @_listen(events.spawning_complete)
     def _spawned(user_count: int, **_: Any) -> None:
-        recorder.emit({"type": "spawned", "users": user_count})
+        role.spawned(user_count)
 
     @_listen(events.test_stop)
     def _stopped(**_: Any) -> None:
-        recorder.flush(everything=True)
-        recorder.emit({"type": "stopped"})
+        role.stopped()
 
     @_listen(events.quit)
-    def _quit(**_: Any) -> None:  # requests that ended while users were being stopped
-        recorder.flush(everything=True)
+    def _quit(**_: Any) -> None:
+        role.quit()
 
     _listen(events.request)(recorder.on_request)
 

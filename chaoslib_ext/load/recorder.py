@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -30,6 +31,8 @@ from chaoslib_ext.measure.samples import Aggregate, EndpointSample
 FLUSH_SECONDS = 0.2
 MAX_ERROR_KINDS = 20
 RECENT_SECONDS = 3.0  # how long finished requests are kept to count who was waiting at a second's end
+
+Emit = Callable[[dict[str, Any]], None]
 
 
 @dataclass(eq=False)
@@ -59,12 +62,13 @@ def error_kind(exception: BaseException, response: Any = None) -> str:
 
 
 class Recorder:
-    """Files requests by send second, per second of the run, and writes each second out once over."""
+    """Files requests by send second, per second of the run, and hands each second to `emit` once
+    it is over (the pipe to the runner, or, in a Locust worker, the batch for the master)."""
 
     def __init__(
-        self, fd: int, limits_us: tuple[int, ...], timeout: float, log: IO[str] | None = None
+        self, emit: Emit, limits_us: tuple[int, ...], timeout: float, log: IO[str] | None = None
     ) -> None:
-        self.fd = fd
+        self.emit = emit
         self.limits = limits_us  # latency objectives: counted exactly above each
         self.timeout = timeout  # the load's request timeout: unfinished past it is a failure
         self.log = log  # test-only: one JSON line per request, for an exact offline judgement
@@ -247,16 +251,6 @@ class Recorder:
         if everything and self.log is not None:
             self.log.flush()
 
-    def emit(self, message: dict[str, Any]) -> None:
-        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
-        while data:
-            data = data[os.write(self.fd, data) :]
-
-    def flush_forever(self) -> None:
-        while True:
-            gevent.sleep(FLUSH_SECONDS)
-            self.flush()
-
     def _log(
         self,
         sent: float,
@@ -269,5 +263,5 @@ class Recorder:
     ) -> None:
         if self.log is not None:
             record = {"sent": sent, "end": ended, "endpoint": endpoint, "ok": ok, "us": micros}
-            record.update({"interval_us": interval, "kind": kind})
+            record.update({"interval_us": interval, "kind": kind, "pid": os.getpid()})
             self.log.write(json.dumps(record) + "\n")

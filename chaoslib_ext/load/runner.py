@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -37,11 +38,18 @@ def ramp_seconds(load: LoadSpec) -> float:
     return load.users / load.spawn_rate
 
 
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
     """The Locust command line; --run-time bounds the load even if the runner dies.
 
     Locust starts counting its run time when spawning starts, so the limit covers the ramp-up,
-    the experiment and a margin.
+    the experiment and a margin. With more than one process, Locust forks that many workers and
+    the child becomes their master, listening on loopback only.
     """
     command = [
         sys.executable,
@@ -62,6 +70,11 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
         "--exit-code-on-error",
         "0",
     ]
+    processes = load.process_count()
+    if processes > 1:
+        port = str(free_loopback_port())
+        command += ["--processes", str(processes), "--master-bind-host", "127.0.0.1"]
+        command += ["--master-bind-port", port, "--master-port", port]
     for tag in load.tags:
         command += ["--tags", tag]
     for tag in load.exclude_tags:
@@ -183,6 +196,9 @@ class LoadRunner:
         elif kind == "spawned":
             self.timeline.add("load", "spawned", "locust", users=message["users"])
             self.spawned.set()
+        elif kind == "worker":
+            offset = {"offset_s": message["offset_s"]} if "offset_s" in message else {}
+            self.timeline.add("load", f"worker {message['event']}", message["worker"], **offset)
         elif kind == "stopped":
             self.stopped.set()
 

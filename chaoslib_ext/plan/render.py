@@ -18,6 +18,10 @@ def render_plan(plan: Plan, driver: Driver) -> str:
         f"Load: {load.locustfile.name} -> {load.host}, {load.users_text} (spawn rate {load.spawn_rate:g}/s), "
         f"request timeout {format_duration(load.request_timeout)}",
     ]
+    processes = load.process_count()
+    if processes > 1:
+        auto = " (auto: one per core)" if load.processes == "auto" else ""
+        lines.append(f"  {processes} Locust worker processes{auto}, their seconds merged by a master")
     if load.front:
         field, name = load.front
         through = "their fault proxies" if field == "proxied" else "them directly"

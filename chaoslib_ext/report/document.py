@@ -93,6 +93,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "spawn_rate": experiment.load.spawn_rate,
             "request_timeout_s": experiment.load.request_timeout,
             "arrival_rate": experiment.load.arrival_rate,
+            "processes": experiment.load.process_count(),
             "started_at": iso(run.load_started_at),
         },
         "slo": {

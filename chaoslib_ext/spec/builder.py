@@ -55,7 +55,13 @@ DEFAULT_MAX_STALL = 2.0  # seconds, without latency objectives (else the largest
 MAX_USERS = 10_000
 SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "proxied", "hostnames", "dns"}
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
-UNSUPPORTED_LOCUST_OPTIONS = {"--processes", "--master", "--worker", "--autostart", "--web-port"}
+UNSUPPORTED_LOCUST_OPTIONS = {
+    "--processes": "write load.processes: N (or auto, one per core) instead",
+    "--master": "write load.processes: N (or auto, one per core): gameday runs the master",
+    "--worker": "write load.processes: N (or auto, one per core): gameday starts the workers",
+    "--autostart": "gameday runs one headless Locust and reads its recorder stream",
+    "--web-port": "gameday runs one headless Locust and reads its recorder stream",
+}
 
 
 class Builder:
@@ -251,7 +257,7 @@ class Builder:
                 self.error(
                     ("load", "options", i),
                     f"Locust option {option} is not supported here",
-                    "gameday runs one headless Locust process and reads its recorder stream",
+                    UNSUPPORTED_LOCUST_OPTIONS[option.split("=")[0]],
                 )
         front = self.front(spec["host"], services)
         try:
@@ -300,6 +306,7 @@ class Builder:
             arrival_rate=rate,
             pacing=pacing,
             front=front,
+            processes=spec.get("processes", 1),
         )
 
     def front(self, host: str, services: dict[str, ServiceSpec]) -> tuple[FrontKind, str] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -78,6 +79,11 @@ class LoadSpec:
     arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
     pacing: float | None = None  # open model: each user runs a task every this many seconds
     front: tuple[FrontKind, str] | None = None  # (how, service): the host is gameday's front
+    processes: int | Literal["auto"] = 1  # Locust processes; more than 1: a master and its workers
+
+    def process_count(self) -> int:
+        """Locust processes that generate load: `auto` is one per core, as `locust --processes -1`."""
+        return (os.cpu_count() or 1) if self.processes == "auto" else self.processes
 
     @property
     def users_text(self) -> str:

@@ -351,7 +351,7 @@ def bench_overhead(port: int, workdir: Path, seconds: int, rounds: int) -> float
 RECORDER_COST_CODE = """
 import time
 from chaoslib_ext.load.recorder import Recorder
-recorder = Recorder(fd=-1, limits_us=(250_000, 1_000_000), timeout=10.0)
+recorder = Recorder(lambda line: None, limits_us=(250_000, 1_000_000), timeout=10.0)
 calls = 200_000
 started = time.perf_counter()
 for i in range(calls):  # what each request costs: known when sent, filed when Locust reports it
