@@ -36,10 +36,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## recorder accuracy and overhead, idle fault-proxy latency, verdicts against an exact judgement
+bench: install  ## recorder accuracy and overhead, idle fault-proxy latency, verdicts against an exact judgement, scaling
 	$(BIN)/python tests/bench/bench_recorder.py
 	$(BIN)/python tests/bench/bench_proxy.py
 	$(BIN)/python tests/bench/bench_verdicts.py
+	@# the scaling bench's target is nginx; as root, install it without letting the package start it
+	@if ! command -v nginx >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  made=; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made=1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; \
+	  [ -z "$$made" ] || rm -f /usr/sbin/policy-rc.d; \
+	fi
+	$(BIN)/python tests/bench/bench_scaling.py
 
 verify-demos: install  ## every demo as shipped, 10 times each: does the README's verdict come out every time?
 	$(BIN)/python tests/bench/verify_demos.py --runs $${RUNS:-10}
