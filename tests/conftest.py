@@ -209,3 +209,11 @@ def connects(address: str, port: int, count: int, timeout: float, at_once: int =
 
     results = asyncio.run(all_of_them())
     return {kind: results.count(kind) for kind in ("ok", "timeout", "refused")}
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie (waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

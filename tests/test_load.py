@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOST, REPO, Starter
+from conftest import HOST, REPO, Starter, alive
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
@@ -22,6 +22,7 @@ from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE
 from chaoslib_ext.load.runner import LoadRunner
 from chaoslib_ext.spec.model import LoadSpec
 from chaoslib_ext.state.trust import RunDirectory
+from chaoslib_ext.state.undo import process_start_ticks
 
 pytestmark = pytest.mark.slow
 
@@ -97,17 +98,21 @@ def test_recorder_counts_every_request_that_locust_counts(
     assert actions.count("worker joined") == (processes if processes > 1 else 0)
 
 
-def test_a_worker_killed_mid_run_is_reported_lost_and_the_others_seconds_go_on(backend, tmp_path: Path):
+def two_process_load(backend: str, tmp_path: Path) -> LoadRunner:
+    """A started load of 4 users over two Locust worker processes."""
     load = LoadSpec(
         REPO / "tests" / "data" / "mixed_locustfile.py", backend, users=4, spawn_rate=4, processes=2
     )
     runner = LoadRunner(load, 60, RunDirectory.create(tmp_path, "run"), Timeline())
     runner.start()
+    return runner
+
+
+def test_a_worker_killed_mid_run_is_reported_lost_and_the_others_seconds_go_on(backend, tmp_path: Path):
+    runner = two_process_load(backend, tmp_path)
     try:
-        assert runner.process is not None
-        workers = Path(f"/proc/{runner.process.pid}/task/{runner.process.pid}/children").read_text().split()
-        assert len(workers) == 2, workers
-        os.kill(int(workers[0]), signal.SIGKILL)
+        assert len(runner.workers) == 2, runner.workers
+        os.kill(runner.workers[0][0], signal.SIGKILL)
         killed_at = time.time()
         deadline = time.monotonic() + 30
         while "worker lost" not in [e.action for e in runner.timeline.events()]:
@@ -118,8 +123,23 @@ def test_a_worker_killed_mid_run_is_reported_lost_and_the_others_seconds_go_on(b
         while runner.samples.wait_for_second(later, timeout=0.2) is None:
             assert time.monotonic() < deadline, "no second after the loss was written"
         assert runner.samples.window(later, later + 1).requests > 0
+        assert runner.problem and "was lost" in runner.problem  # the engine aborts on it: less load
     finally:
         runner.stop()
+
+
+def test_workers_of_a_master_that_died_alone_are_stopped_with_the_load(backend, tmp_path: Path):
+    runner = two_process_load(backend, tmp_path)
+    try:
+        assert runner.process is not None and len(runner.workers) == 2, runner.workers
+        os.kill(runner.process.pid, signal.SIGKILL)
+        runner.process.wait()
+    finally:
+        runner.stop()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) and process_start_ticks(pid) == ticks for pid, ticks in runner.workers):
+        assert time.monotonic() < deadline, "a worker outlived its master and the load's stop"
+        time.sleep(0.05)
 
 
 def test_a_broken_locustfile_is_reported_with_locusts_own_words(tmp_path: Path):

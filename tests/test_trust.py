@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL, REPO, gameday
+from conftest import MINIMAL, REPO, alive, gameday
 
 from chaoslib_ext.state.ledger import ledgers, recover
 from chaoslib_ext.state.locks import TargetLock
@@ -258,14 +258,6 @@ def running(pid: int) -> bool:
         return False
     assert Path(f"/proc/{pid}/comm").read_text().strip() != "sleep", "it ran its program"
     return True
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie (waiting to be reaped)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_root_stops_what_a_dead_run_of_another_user_started(shared_state: Path):

@@ -54,6 +54,10 @@ class Merger:
         """A worker that will send nothing more: what it sent still counts."""
         self.workers.setdefault(worker, WorkerLines()).done = True
 
+    def back(self, worker: str) -> None:
+        """A lost worker that sends again: its seconds are waited for again."""
+        self.workers[worker].done = False
+
     def joined(self) -> set[str]:
         return set(self.workers)
 

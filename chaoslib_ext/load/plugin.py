@@ -57,7 +57,7 @@ def install(recorder: Recorder, pacing: float | None) -> None:
             role = Worker(recorder, runner)
         elif isinstance(runner, MasterRunner):
             expected = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
-            role = Master(runner, recorder.emit, expected)
+            role = Master(runner, recorder.emit, expected, float(environment.stop_timeout or 0))
         gevent.spawn(tick_forever, role)
         # after the runner's own listeners: Locust fires `quitting` in reverse, so this one runs first
         _listen(environment.events.quitting)(lambda **_: role.quitting())

@@ -12,6 +12,7 @@ each second about a second after it ends.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Protocol
 
@@ -22,8 +23,9 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from chaoslib_ext.load.merge import Merger
 from chaoslib_ext.load.recorder import FLUSH_SECONDS, Emit, Recorder
 
+logger = logging.getLogger(__name__)
 WORKER_LINES = "gameday_lines"  # the custom message a worker's seconds travel in
-LAST_BATCH_WAIT_SECONDS = 5.0  # how long the master waits for the workers' last batches
+LAST_BATCH_WAIT_SECONDS = 5.0  # after Locust's stop timeout: how long the master waits for last batches
 
 
 class Role(Protocol):
@@ -73,8 +75,9 @@ class Worker:
         self.finished = False
 
     def send(self, last: bool = False) -> None:
-        lines, self.batch[:] = list(self.batch), []
+        lines = list(self.batch)
         self.runner.send_message(WORKER_LINES, {"lines": lines, "last": last, "clock": time.time()})
+        del self.batch[: len(lines)]  # only once sent: a failed send is tried again on the next tick
 
     def tick(self) -> None:
         if self.finished:
@@ -111,25 +114,36 @@ class Worker:
 class Master:
     """The master process: merges the workers' seconds and writes them, and the lifecycle, to the pipe."""
 
-    def __init__(self, runner: MasterRunner, write: Emit, expected: int) -> None:
+    def __init__(self, runner: MasterRunner, write: Emit, expected: int, stop_timeout: float) -> None:
         self.runner = runner
         self.write = write
         self.merger = Merger(write, expected)
-        self.lost: set[str] = set()
+        self.lost: set[str] = set()  # missing to Locust's heartbeat, until they send again
+        self.last_batch_wait = stop_timeout + LAST_BATCH_WAIT_SECONDS  # workers stop their users first
         self.finished = False
         runner.register_message(WORKER_LINES, self.receive)
 
     def receive(self, environment: Any, msg: Message, **_: Any) -> None:
         worker = str(msg.node_id)
+        lines, last = msg.data["lines"], bool(msg.data["last"])
         if worker not in self.merger.joined():
-            offset = time.time() - float(msg.data.get("clock", time.time()))
-            self.write({"type": "worker", "event": "joined", "worker": worker, "offset_s": round(offset, 4)})
-        self.merger.receive(worker, msg.data["lines"], bool(msg.data["last"]))
+            # the worker's clock at sending minus the master's at receipt: transit plus clock offset
+            lag = time.time() - float(msg.data.get("clock", time.time()))
+            self.write({"type": "worker", "event": "joined", "worker": worker, "lag_s": round(lag, 4)})
+        elif worker in self.lost and lines:
+            self.lost.discard(worker)
+            self.merger.back(worker)
+            self.write({"type": "worker", "event": "back", "worker": worker})
+        self.merger.receive(worker, lines, last)
+        self.merger.write_ready()
 
     def tick(self) -> None:
-        for worker in self.merger.joined() - self.lost:
-            client = self.runner.clients.get(worker)
-            if client is not None and client.state == STATE_MISSING and not self.merger.workers[worker].done:
+        """Mark the workers Locust's heartbeat misses as lost (joined or not: a worker that never
+        sent holds the first seconds back too), and write what is ready."""
+        for client in list(self.runner.clients.all):
+            worker = str(client.id)
+            mine = self.merger.workers.get(worker)
+            if client.state == STATE_MISSING and worker not in self.lost and not (mine and mine.done):
                 self.lost.add(worker)
                 self.merger.lose(worker)
                 self.write({"type": "worker", "event": "lost", "worker": worker})
@@ -150,7 +164,7 @@ class Master:
             # Locust's quit (its --run-time, SIGTERM) stops the master without telling the workers:
             # stop them, so that they send their last batches now
             self.runner.send_message("stop")
-        deadline = time.monotonic() + LAST_BATCH_WAIT_SECONDS
+        deadline = time.monotonic() + self.last_batch_wait
         while not self.merger.all_done() and time.monotonic() < deadline:
             gevent.sleep(0.05)
             self.tick()
@@ -167,4 +181,7 @@ class Master:
 def tick_forever(role: Role) -> None:
     while True:
         gevent.sleep(FLUSH_SECONDS)
-        role.tick()
+        try:
+            role.tick()
+        except Exception:  # a send that failed: logged, and tried again on the next tick
+            logger.exception("gameday's recorder could not pass its seconds on")

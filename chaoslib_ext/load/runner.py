@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from chaoslib_ext.errors import RunAborted
@@ -118,6 +120,7 @@ class LoadRunner:
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped_at: float | None = None  # when the runner asked Locust to stop
         self.problem: str | None = None  # set when the recorder stream could not be read
+        self.workers: list[tuple[int, int]] = []  # Locust's forked workers: (pid, start ticks)
         self.spawned = threading.Event()
         self.stopped = threading.Event()
         self._reader: threading.Thread | None = None
@@ -195,10 +198,15 @@ class LoadRunner:
             store_second(self.samples, message)
         elif kind == "spawned":
             self.timeline.add("load", "spawned", "locust", users=message["users"])
+            self.workers = self.worker_processes()
             self.spawned.set()
         elif kind == "worker":
-            offset = {"offset_s": message["offset_s"]} if "offset_s" in message else {}
-            self.timeline.add("load", f"worker {message['event']}", message["worker"], **offset)
+            lag = {"lag_s": message["lag_s"]} if "lag_s" in message else {}
+            self.timeline.add("load", f"worker {message['event']}", message["worker"], **lag)
+            if message["event"] == "lost":  # its users stopped with it: less load than planned
+                self.problem = self.problem or (
+                    f"Locust worker {message['worker']} was lost (its users' load stopped with it)"
+                )
         elif kind == "stopped":
             self.stopped.set()
 
@@ -216,6 +224,17 @@ class LoadRunner:
                 return True
             second += 1
         return False
+
+    def worker_processes(self) -> list[tuple[int, int]]:
+        """Locust's forked workers (pid, start ticks): the children of the child, when it is a master."""
+        assert self.process is not None
+        pid = self.process.pid
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return []
+        found = [(int(child), process_start_ticks(int(child))) for child in children]
+        return [(child, ticks) for child, ticks in found if ticks is not None]
 
     def undo_action(self) -> KillProcessGroup:
         """How `gameday recover` stops this Locust child if the runner dies."""
@@ -239,6 +258,10 @@ class LoadRunner:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        for pid, ticks in self.workers:  # workers that outlived a master that died alone load on
+            if process_start_ticks(pid) == ticks:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         if self._reader is not None:
             self._reader.join(timeout=5)
         self.timeline.add("load", "stopped", "locust", code=self.process.returncode)

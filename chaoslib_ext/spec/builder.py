@@ -59,6 +59,11 @@ UNSUPPORTED_LOCUST_OPTIONS = {
     "--processes": "write load.processes: N (or auto, one per core) instead",
     "--master": "write load.processes: N (or auto, one per core): gameday runs the master",
     "--worker": "write load.processes: N (or auto, one per core): gameday starts the workers",
+    "--master-host": "gameday runs the master on 127.0.0.1 and chooses its port",
+    "--master-port": "gameday runs the master on 127.0.0.1 and chooses its port",
+    "--master-bind-host": "gameday runs the master on 127.0.0.1 and chooses its port",
+    "--master-bind-port": "gameday runs the master on 127.0.0.1 and chooses its port",
+    "--expect-workers": "write load.processes: N: gameday waits for its workers",
     "--autostart": "gameday runs one headless Locust and reads its recorder stream",
     "--web-port": "gameday runs one headless Locust and reads its recorder stream",
 }

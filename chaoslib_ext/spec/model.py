@@ -82,8 +82,8 @@ class LoadSpec:
     processes: int | Literal["auto"] = 1  # Locust processes; more than 1: a master and its workers
 
     def process_count(self) -> int:
-        """Locust processes that generate load: `auto` is one per core, as `locust --processes -1`."""
-        return (os.cpu_count() or 1) if self.processes == "auto" else self.processes
+        """Locust processes that generate load: `auto` is one per core this process may use."""
+        return len(os.sched_getaffinity(0)) if self.processes == "auto" else self.processes
 
     @property
     def users_text(self) -> str:
