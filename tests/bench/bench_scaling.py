@@ -4,6 +4,8 @@ load with `processes: auto` (the recorder child: Locust's master merging its wor
 Both run the same locustfile, users and options against nginx on 127.0.0.1 (`return 200`, one
 worker process), alternating, with HttpUser and with FastHttpUser; the figure is the most
 requests/s of each side (Locust's own --csv statistics) and their ratio. Target: >= 0.97.
+Then gameday's runner itself under that load for --runner-minutes: its RSS at the start and at the
+end (target: flat within 20 MB) and its CPU per request.
 
 Run from the repository root: ``python tests/bench/bench_scaling.py [--seconds N] [--rounds N]``.
 Needs nginx (`make bench` installs nginx-light where it is missing and it runs as root). Only
@@ -36,6 +38,11 @@ from bench_recorder import (
     run_locust,
     terminate,
 )
+
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.load.runner import LoadRunner
+from chaoslib_ext.spec.model import LoadSpec
+from chaoslib_ext.state.trust import RunDirectory
 
 FAST_LOCUSTFILE = BENCH_DIR / "locustfile_fast.py"
 USERS = 50
@@ -143,12 +150,47 @@ def bench(locustfile: Path, port: int, workdir: Path, seconds: int, rounds: int)
     return ratio
 
 
+def rss_mb() -> float:
+    """This process's resident memory, in MB (VmRSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError("no VmRSS in /proc/self/status")
+
+
+def bench_runner(port: int, workdir: Path, minutes: float) -> None:
+    """The runner (this process: gameday's LoadRunner reading the merged stream into its store)
+    under the most load FastHttpUser gives: its RSS at the start and at the end, and its CPU per
+    request."""
+    load = LoadSpec(FAST_LOCUSTFILE, f"http://{HOST}:{port}", users=USERS, spawn_rate=USERS, processes="auto")
+    seconds = minutes * 60
+    runner = LoadRunner(load, seconds + 30, RunDirectory.create(workdir, "runner"), Timeline())
+    runner.start()
+    try:
+        time.sleep(2)
+        start_rss, start_cpu = rss_mb(), time.process_time()
+        time.sleep(seconds)
+        end_rss, end_cpu = rss_mb(), time.process_time()
+    finally:
+        runner.stop()
+    requests = runner.samples.window(float("-inf"), float("inf")).requests
+    print(
+        f"    runner RSS {start_rss:.1f} MB at the start, {end_rss:.1f} MB after {minutes:g} min "
+        f"({end_rss - start_rss:+.1f} MB; target: flat within 20 MB); {requests} requests, "
+        f"{requests / (seconds + 2):.0f} req/s; runner CPU {end_cpu - start_cpu:.2f} s in all, "
+        f"{(end_cpu - start_cpu) / max(requests, 1) * 1e6:.3f} us per request"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=int, default=10, help="Locust --run-time of each run (10)")
     parser.add_argument("--rounds", type=int, default=3, help="plain/gameday run pairs per user class (3)")
+    parser.add_argument(
+        "--runner-minutes", type=float, default=10, help="the runner's memory run (10; 0: skip)"
+    )
     args = parser.parse_args(argv)
     print(f"scaling bench: {os.cpu_count()} CPUs, {USERS} users, nginx on {HOST}, {args.seconds}s runs")
     try:
@@ -156,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             for locustfile, kind in ((PLAIN_LOCUSTFILE, "HttpUser"), (FAST_LOCUSTFILE, "FastHttpUser")):
                 print(f"({kind})")
                 bench(locustfile, port, Path(tmp), args.seconds, args.rounds)
+            if args.runner_minutes > 0:
+                print(f"(the runner, FastHttpUser, processes: auto, {args.runner_minutes:g} min)")
+                bench_runner(port, Path(tmp), args.runner_minutes)
     except BenchError as error:
         print(f"bench failed: {error}", file=sys.stderr)
         return 1
