@@ -85,6 +85,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="run everything (services, load, steady state, phases, judging) but inject no fault",
     )
 
+    worker = commands.add_parser(
+        "worker",
+        help="join a run's Locust master as a load worker (load.workers in the experiment)",
+        description="Runs a Locust worker with gameday's recorder that joins the master of a run whose "
+        "experiment has load.workers. The master refuses a worker with another locustfile, gameday or "
+        "Locust version, or a clock too far off its own (exit code 2).",
+    )
+    worker.add_argument("--master", required=True, metavar="HOST:PORT", help="where the run's master listens")
+    worker.add_argument(
+        "-f",
+        "--locustfile",
+        required=True,
+        type=Path,
+        help="the run's load.locustfile",
+    )
+    worker.add_argument(
+        "--processes",
+        default="1",
+        metavar="N",
+        help="Locust worker processes on this machine: a number, or auto (one per core); default 1",
+    )
+
     recover = commands.add_parser(
         "recover",
         help="undo what runs that died (even by SIGKILL) left behind, from their ledgers",
@@ -112,7 +134,7 @@ def _add_var(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"validate": _validate, "plan": _plan, "run": _run, "recover": _recover}
+    handlers = {"validate": _validate, "plan": _plan, "run": _run, "worker": _worker, "recover": _recover}
     masks = Masks()
     try:
         return int(handlers[args.command](args, masks))
@@ -181,6 +203,12 @@ def tell(text: str) -> None:
     except (OSError, ValueError):
         with contextlib.suppress(OSError):  # and no "Exception ignored" when Python flushes it at exit
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _worker(args: argparse.Namespace, _masks: Masks) -> ExitCode:
+    from chaoslib_ext.load.remote import become_worker
+
+    become_worker(args.master, args.locustfile, args.processes)
 
 
 def _recover(args: argparse.Namespace, _masks: Masks) -> ExitCode:

@@ -22,6 +22,7 @@ from locust.event import EventHook
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user import wait_time
 
+from chaoslib_ext.load.handshake import Identity, Settings
 from chaoslib_ext.load.recorder import Recorder
 from chaoslib_ext.load.roles import Master, Role, SingleProcess, Worker, tick_forever
 
@@ -36,10 +37,10 @@ def _listen(hook: EventHook) -> Callable[[_Listener], _Listener]:
     return cast("Callable[[_Listener], _Listener]", hook.add_listener)
 
 
-def install(recorder: Recorder, pacing: float | None) -> None:
-    """Register the recorder (before Locust parses its options). `pacing`: the open model's
-    seconds between each user's tasks, set on every user class. The recorder's `emit` is the
-    runner's pipe; what a process does with it depends on its kind (roles)."""
+def install(recorder: Recorder, settings: Settings, max_clock_offset: float) -> None:
+    """Register the recorder (before Locust parses its options). The recorder's `emit` is the
+    runner's pipe; what a process does with it depends on its kind (roles). A worker takes its
+    settings from the master when it joins; the others have them from the runner."""
     for session_class, sets_timeout in ((HttpSession, True), (FastHttpSession, False)):
         session_class.request = _tracked(session_class.request, recorder, sets_timeout)  # type: ignore[method-assign]
     role: Role = SingleProcess(recorder, recorder.emit)
@@ -47,17 +48,16 @@ def install(recorder: Recorder, pacing: float | None) -> None:
     @_listen(events.init)
     def _init(environment: Environment, **_: Any) -> None:
         nonlocal role
-        for user_class in environment.user_classes:
-            if pacing is not None:
-                user_class.wait_time = wait_time.constant_pacing(pacing)
-            if issubclass(user_class, FastHttpUser) and not _sets_own(user_class, FastHttpUser):
-                user_class.network_timeout = user_class.connection_timeout = recorder.timeout
-        runner = environment.runner
+        runner, options = environment.runner, environment.parsed_options
+        assert options is not None  # Locust's main parsed them before `init`
         if isinstance(runner, WorkerRunner):
-            role = Worker(recorder, runner)
-        elif isinstance(runner, MasterRunner):
-            expected = int(getattr(environment.parsed_options, "expect_workers", 1) or 1)
-            role = Master(runner, recorder.emit, expected, float(environment.stop_timeout or 0))
+            identity = Identity.of(str(options.locustfile))
+            role = Worker(recorder, runner, identity, lambda given: configure_users(environment, given))
+        else:
+            configure_users(environment, settings)
+            if isinstance(runner, MasterRunner):
+                identity = Identity.of(str(options.locustfile))
+                role = Master(runner, recorder.emit, identity, settings, max_clock_offset)
         gevent.spawn(tick_forever, role)
         # after the runner's own listeners: Locust fires `quitting` in reverse, so this one runs first
         _listen(environment.events.quitting)(lambda **_: role.quitting())
@@ -79,6 +79,16 @@ def install(recorder: Recorder, pacing: float | None) -> None:
         role.quit()
 
     _listen(events.request)(recorder.on_request)
+
+
+def configure_users(environment: Environment, settings: Settings) -> None:
+    """The open model's pacing on every user class, and the request timeout on FastHttpUsers
+    whose locustfile sets none (HttpUser requests take it from the recorder)."""
+    for user_class in environment.user_classes:
+        if settings.pacing is not None:
+            user_class.wait_time = wait_time.constant_pacing(settings.pacing)
+        if issubclass(user_class, FastHttpUser) and not _sets_own(user_class, FastHttpUser):
+            user_class.network_timeout = user_class.connection_timeout = settings.timeout
 
 
 def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -> Callable[..., Any]:

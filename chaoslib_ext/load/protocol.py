@@ -12,6 +12,8 @@ TIMEOUT_VARIABLE = "GAMEDAY_REQUEST_TIMEOUT"  # seconds; applied where the locus
 DEFAULT_TIMEOUT = "10"  # without the variable (the child run by hand)
 LIMITS_VARIABLE = "GAMEDAY_LATENCY_LIMITS_US"  # comma-separated: counted exactly above each
 PACING_VARIABLE = "GAMEDAY_PACING"  # open model: every user runs a task every this many seconds
+MAX_CLOCK_OFFSET_VARIABLE = "GAMEDAY_MAX_CLOCK_OFFSET"  # seconds: a worker's clock further off is refused
+DEFAULT_MAX_CLOCK_OFFSET = "1"
 REQUEST_LOG_VARIABLE = "GAMEDAY_REQUEST_LOG"  # test-only: a file for one JSON line per request
 
 

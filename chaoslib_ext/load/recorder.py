@@ -75,13 +75,22 @@ class Recorder:
         self.pending: dict[Any, list[Pending]] = {}  # by greenlet: each sends one request at a time
         self.seconds: dict[int, dict[int, Aggregate]] = {}  # second of the run -> send second -> requests
         self.recent: deque[tuple[float, float]] = deque()  # (sent, finished) of the last seconds
-        self.next_second = int(time.time())  # the first second not written out yet
+        self.requests = 0  # reported so far (a worker tells the master, for its status)
+        self.clock_offset = 0.0  # a remote worker's clock minus the master's: every time is on the master's
+        self.next_second = int(self.now())  # the first second not written out yet
+
+    def now(self) -> float:
+        return time.time() - self.clock_offset
+
+    def configure(self, limits_us: tuple[int, ...], timeout: float, clock_offset: float) -> None:
+        """A worker's settings, as the master sent them when it welcomed it (handshake)."""
+        self.limits, self.timeout, self.clock_offset = limits_us, timeout, clock_offset
 
     # -- a client sends, Locust reports -------------------------------------------------------
 
     def sending(self, endpoint: str, interval: float | None) -> Pending:
         interval_us = None if interval is None else max(1, round(interval * 1e6))
-        pending = Pending(time.time(), endpoint, interval_us, gevent.getcurrent())
+        pending = Pending(self.now(), endpoint, interval_us, gevent.getcurrent())
         self.pending.setdefault(pending.greenlet, []).append(pending)
         return pending
 
@@ -95,7 +104,10 @@ class Recorder:
         response: Any = None,
         **_: Any,
     ) -> None:
-        now = time.time()
+        now = self.now()
+        self.requests += 1
+        if start_time is not None:  # Locust's, on this machine's clock
+            start_time -= self.clock_offset
         pending = self._take(start_time)
         if pending is not None:
             sent, interval = pending.sent, pending.interval_us
@@ -129,7 +141,7 @@ class Recorder:
         raised before Locust could report it (a failure)."""
         if not self._forget(pending):
             return  # Locust reported it after all
-        now = time.time()
+        now = self.now()
         if error is None:
             self._unfinished(now, pending)
         else:
@@ -225,7 +237,7 @@ class Recorder:
 
     def flush(self, everything: bool = False) -> None:
         """Write out each second of the run that is over (all of them when the test stops)."""
-        now = time.time()
+        now = self.now()
         if everything:
             for mine in list(self.pending.values()):
                 for pending in list(mine):

@@ -1,10 +1,13 @@
 """What the recorder plugin does in each kind of Locust process.
 
 - One process (LocalRunner): its recorder writes each second to the runner's pipe.
-- A worker (`load.processes` > 1: Locust forks them): its recorder's seconds go to the master in
-  batches, as a Locust custom message, the last batch when its test stops.
-- The master: runs no users; merges the workers' seconds (merge.Merger) and writes them to the
-  pipe, with the lifecycle lines and which workers joined or were lost.
+- A worker (`load.processes` > 1: Locust forks them; `load.workers`: `gameday worker` on other
+  machines): joins the master (handshake: the same locustfile and gameday, its clock offset), then
+  its recorder's seconds go to the master in batches, as a Locust custom message, the last batch
+  when its test stops.
+- The master: runs no users; welcomes or refuses workers, merges their seconds (merge.Merger) and
+  writes them to the pipe, with the lifecycle lines, which workers joined, were lost or refused,
+  and what each one is doing.
 
 Custom messages rather than report_to_master: Locust sends those every 3 s, and a guard must see
 each second about a second after it ends.
@@ -14,18 +17,34 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import gevent
+from locust.env import Environment
 from locust.rpc import Message
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import STATE_INIT, STATE_MISSING, MasterRunner, WorkerNode, WorkerNodes, WorkerRunner
 
+from chaoslib_ext.load.handshake import (
+    CLOCK,
+    CLOCK_ROUNDS,
+    HELLO,
+    REFUSED,
+    REFUSED_EXIT_CODE,
+    WELCOME,
+    ClockRound,
+    Identity,
+    Settings,
+    best_round,
+)
 from chaoslib_ext.load.merge import Merger
 from chaoslib_ext.load.recorder import FLUSH_SECONDS, Emit, Recorder
 
 logger = logging.getLogger(__name__)
 WORKER_LINES = "gameday_lines"  # the custom message a worker's seconds travel in
+STOP_USERS = "gameday_stop"  # master -> workers: stop your users and send your last batch, now
 LAST_BATCH_WAIT_SECONDS = 5.0  # after Locust's stop timeout: how long the master waits for last batches
+STATUS_SECONDS = 1.0  # how often the master writes what each worker is doing
 
 
 class Role(Protocol):
@@ -67,16 +86,44 @@ class SingleProcess:
 class Worker:
     """A worker process: its seconds go to the master, never to the pipe (which only the master writes)."""
 
-    def __init__(self, recorder: Recorder, runner: WorkerRunner) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        runner: WorkerRunner,
+        identity: Identity,
+        configure_users: Callable[[Settings], None],
+    ) -> None:
         self.recorder = recorder
         self.runner = runner
+        self.configure_users = configure_users
         self.batch: list[dict[str, Any]] = []
         recorder.emit = self.batch.append
         self.finished = False
+        runner.register_message(CLOCK, self.clock)
+        runner.register_message(WELCOME, self.welcome)
+        runner.register_message(REFUSED, self.refused)
+        runner.register_message(STOP_USERS, lambda **_: self.quitting())
+        runner.send_message(HELLO, identity.to_message())
+
+    def clock(self, msg: Message, **_: Any) -> None:
+        self.runner.send_message(CLOCK, {"master": msg.data["master"], "worker": time.time()})
+
+    def welcome(self, msg: Message, **_: Any) -> None:
+        """The master's settings, and its clock: from now on this worker files requests on it."""
+        settings = Settings.from_message(msg.data["settings"])
+        self.recorder.configure(settings.limits_us, settings.timeout, float(msg.data["offset"]))
+        self.configure_users(settings)
+        logger.info("joined gameday's master (clock offset %+.6fs)", float(msg.data["offset"]))
+
+    def refused(self, environment: Environment, msg: Message, **_: Any) -> None:
+        logger.error("gameday's master refused this worker: %s", msg.data["reason"])
+        environment.process_exit_code = REFUSED_EXIT_CODE
+        gevent.spawn(self.runner.quit)
 
     def send(self, last: bool = False) -> None:
         lines = list(self.batch)
-        self.runner.send_message(WORKER_LINES, {"lines": lines, "last": last, "clock": time.time()})
+        status = {"users": self.runner.user_count, "requests": self.recorder.requests}
+        self.runner.send_message(WORKER_LINES, {"lines": lines, "last": last, **status})
         del self.batch[: len(lines)]  # only once sent: a failed send is tried again on the next tick
 
     def tick(self) -> None:
@@ -111,43 +158,145 @@ class Worker:
         pass
 
 
-class Master:
-    """The master process: merges the workers' seconds and writes them, and the lifecycle, to the pipe."""
+class WelcomedWorkers(WorkerNodes):
+    """Locust's workers, where only those gameday welcomed are "ready": Locust waits for, and
+    spawns users on, ready workers alone."""
 
-    def __init__(self, runner: MasterRunner, write: Emit, expected: int, stop_timeout: float) -> None:
+    def __init__(self) -> None:
+        super().__init__()
+        self.welcomed: set[str] = set()
+
+    @property
+    def ready(self) -> list[WorkerNode]:
+        return [node for node in self.get_by_state(STATE_INIT) if node.id in self.welcomed]
+
+
+class Master:
+    """The master process: welcomes workers, merges their seconds and writes them, and the lifecycle,
+    to the pipe."""
+
+    def __init__(
+        self,
+        runner: MasterRunner,
+        write: Emit,
+        identity: Identity,
+        settings: Settings,
+        max_clock_offset: float,
+    ) -> None:
         self.runner = runner
         self.write = write
+        environment = runner.environment
+        assert environment.parsed_options is not None  # Locust's main parsed them
+        self.expected = expected = int(environment.parsed_options.expect_workers)
+        stop_timeout = float(environment.stop_timeout or 0)
+        self.identity = identity
+        self.settings = settings
+        self.max_clock_offset = max_clock_offset
         self.merger = Merger(write, expected)
         self.lost: set[str] = set()  # missing to Locust's heartbeat, until they send again
         self.last_batch_wait = stop_timeout + LAST_BATCH_WAIT_SECONDS  # workers stop their users first
         self.finished = False
+        self.clock_rounds: dict[str, list[ClockRound]] = {}  # workers being welcomed
+        self.identities: dict[str, Identity] = {}
+        self.status: dict[str, dict[str, int]] = {}  # what each worker last said it does
+        self.status_written = 0.0
+        self.workers = WelcomedWorkers()
+        for worker in runner.clients:  # none yet, unless a forked worker was very quick
+            self.workers[worker] = runner.clients[worker]
+        runner.clients = self.workers
+        runner.register_message(HELLO, self.hello)
+        runner.register_message(CLOCK, self.clock)
         runner.register_message(WORKER_LINES, self.receive)
+
+    def hello(self, msg: Message, **_: Any) -> None:
+        worker = str(msg.node_id)
+        theirs = self.identities[worker] = Identity.from_message(msg.data)
+        if len(self.workers.welcomed) + len(self.clock_rounds) >= self.expected:
+            self.refuse(worker, f"the run already has the {self.expected} worker(s) it expects")
+        elif (difference := self.identity.difference(theirs)) is not None:
+            self.refuse(worker, difference)
+        else:
+            self.clock_rounds[worker] = []
+            self.ping(worker)
+
+    def ping(self, worker: str) -> None:
+        self.runner.send_message(CLOCK, {"master": time.time()}, client_id=worker)
+
+    def clock(self, msg: Message, **_: Any) -> None:
+        """One round of the clock exchange; after the last, welcome the worker or refuse it."""
+        worker = str(msg.node_id)
+        rounds = self.clock_rounds.get(worker)
+        if rounds is None:
+            return
+        rounds.append(ClockRound(float(msg.data["master"]), float(msg.data["worker"]), time.time()))
+        if len(rounds) < CLOCK_ROUNDS:
+            self.ping(worker)
+            return
+        del self.clock_rounds[worker]
+        best = best_round(rounds)
+        if abs(best.offset) > self.max_clock_offset:
+            reason = (
+                f"its clock is {best.offset:+.3f}s off the master's, more than load.workers.max_clock_offset "
+                f"({self.max_clock_offset:g}s): synchronise both with NTP"
+            )
+            self.refuse(worker, reason)
+            return
+        self.runner.send_message(
+            WELCOME, {"offset": best.offset, "settings": self.settings.to_message()}, client_id=worker
+        )
+        self.workers.welcomed.add(worker)  # after the welcome: the worker reads it before any spawn
+        self.write(
+            {
+                "type": "worker",
+                "event": "joined",
+                "worker": worker,
+                "host": self.identities[worker].host,
+                "clock_offset_s": round(best.offset, 6),
+                "clock_uncertainty_s": round(best.round_trip / 2, 6),
+            }
+        )
+
+    def refuse(self, worker: str, reason: str) -> None:
+        """Tell the worker why it cannot join (it quits), and the runner. Before the test starts it
+        leaves Locust's list at once: Locust's headless master quits when its last worker does."""
+        self.runner.send_message(REFUSED, {"reason": reason}, client_id=worker)
+        if self.runner.state == STATE_INIT and worker in self.workers:
+            del self.workers[worker]
+        host = self.identities[worker].host
+        self.write({"type": "worker", "event": "refused", "worker": worker, "host": host, "reason": reason})
 
     def receive(self, environment: Any, msg: Message, **_: Any) -> None:
         worker = str(msg.node_id)
+        if worker not in self.workers.welcomed:
+            return  # a refused worker's last words
         lines, last = msg.data["lines"], bool(msg.data["last"])
-        if worker not in self.merger.joined():
-            # the worker's clock at sending minus the master's at receipt: transit plus clock offset
-            lag = time.time() - float(msg.data.get("clock", time.time()))
-            self.write({"type": "worker", "event": "joined", "worker": worker, "lag_s": round(lag, 4)})
-        elif worker in self.lost and lines:
+        if worker in self.lost and lines:
             self.lost.discard(worker)
             self.merger.back(worker)
             self.write({"type": "worker", "event": "back", "worker": worker})
+        self.status[worker] = {"users": int(msg.data["users"]), "requests": int(msg.data["requests"])}
         self.merger.receive(worker, lines, last)
         self.merger.write_ready()
 
     def tick(self) -> None:
-        """Mark the workers Locust's heartbeat misses as lost (joined or not: a worker that never
-        sent holds the first seconds back too), and write what is ready."""
+        """Mark the welcomed workers Locust's heartbeat misses as lost (one that never sent holds
+        the first seconds back too), write what is ready, and now and then what each worker does."""
         for client in list(self.runner.clients.all):
             worker = str(client.id)
             mine = self.merger.workers.get(worker)
-            if client.state == STATE_MISSING and worker not in self.lost and not (mine and mine.done):
+            if (
+                client.state == STATE_MISSING
+                and worker in self.workers.welcomed
+                and worker not in self.lost
+                and not (mine and mine.done)
+            ):
                 self.lost.add(worker)
                 self.merger.lose(worker)
                 self.write({"type": "worker", "event": "lost", "worker": worker})
         self.merger.write_ready()
+        if self.status and time.monotonic() - self.status_written >= STATUS_SECONDS:
+            self.write({"type": "workers", "workers": self.status})
+            self.status_written = time.monotonic()
 
     def started(self) -> None:
         self.write({"type": "started"})
@@ -161,9 +310,12 @@ class Master:
             return  # Locust's master may stop twice (the last worker quit, then its own quit)
         self.finished = True
         if not self.merger.all_done():
-            # Locust's quit (its --run-time, SIGTERM) stops the master without telling the workers:
-            # stop them, so that they send their last batches now
-            self.runner.send_message("stop")
+            # Locust's quit (its --run-time, SIGTERM) stops the master without telling the workers
+            # until it sends them "quit" after this: stop their users, so that they send their last
+            # batches now. Not Locust's "stop": a worker that answers it leaves the master's list
+            # for a while, and would miss the "quit" (one elsewhere would then wait for a master
+            # that is gone).
+            self.runner.send_message(STOP_USERS)
         deadline = time.monotonic() + self.last_batch_wait
         while not self.merger.all_done() and time.monotonic() < deadline:
             gevent.sleep(0.05)

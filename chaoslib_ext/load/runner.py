@@ -21,10 +21,12 @@ from chaoslib_ext.launch import start_held
 from chaoslib_ext.load.protocol import (
     FD_VARIABLE,
     LIMITS_VARIABLE,
+    MAX_CLOCK_OFFSET_VARIABLE,
     PACING_VARIABLE,
     REQUEST_LOG_VARIABLE,
     TIMEOUT_VARIABLE,
 )
+from chaoslib_ext.load.workers import WorkerBook
 from chaoslib_ext.measure.samples import Aggregate, LoadSecond, SampleStore
 from chaoslib_ext.spec.model import LoadSpec
 from chaoslib_ext.state.trust import RunDirectory
@@ -51,7 +53,8 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
 
     Locust starts counting its run time when spawning starts, so the limit covers the ramp-up,
     the experiment and a margin. With more than one process, Locust forks that many workers and
-    the child becomes their master, listening on loopback only.
+    the child becomes their master, listening on loopback only; with workers elsewhere, the child
+    is a master listening where load.workers.bind says, and waits for them.
     """
     command = [
         sys.executable,
@@ -73,7 +76,12 @@ def locust_command(load: LoadSpec, run_time_limit: float) -> list[str]:
         "0",
     ]
     processes = load.process_count()
-    if processes > 1:
+    if load.workers is not None:  # workers elsewhere join this master
+        workers = load.workers
+        command += ["--master", "--master-bind-host", workers.bind_host]
+        command += ["--master-bind-port", str(workers.bind_port), "--expect-workers", str(workers.expect)]
+        command += ["--expect-workers-max-wait", f"{workers.join_timeout:g}"]
+    elif processes > 1:
         port = str(free_loopback_port())
         command += ["--processes", str(processes), "--master-bind-host", "127.0.0.1"]
         command += ["--master-bind-port", port, "--master-port", port]
@@ -121,6 +129,7 @@ class LoadRunner:
         self.stopped_at: float | None = None  # when the runner asked Locust to stop
         self.problem: str | None = None  # set when the recorder stream could not be read
         self.workers: list[tuple[int, int]] = []  # Locust's forked workers: (pid, start ticks)
+        self.worker_book = WorkerBook()  # every worker, forked or elsewhere, as the master saw it
         self.spawned = threading.Event()
         self.stopped = threading.Event()
         self._reader: threading.Thread | None = None
@@ -151,10 +160,13 @@ class LoadRunner:
         self._reader = threading.Thread(target=self._read, args=(read_fd,), name="load-reader", daemon=True)
         self._reader.start()
         self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)
-        limit = START_TIMEOUT_SECONDS + ramp_seconds(self.load)
+        workers = self.load.workers
+        limit = START_TIMEOUT_SECONDS + ramp_seconds(self.load) + (workers.join_timeout if workers else 0)
         deadline = time.monotonic() + limit
         while not self.spawned.wait(0.05):
             if self.process.poll() is not None or self.stopped.is_set():
+                if workers is not None and len(self.worker_book.joined()) < workers.expect:
+                    raise self.workers_missing()
                 raise RunAborted(
                     f"the load generator stopped before it started: {self.last_log_line()}",
                     where=str(self.load.locustfile),
@@ -165,6 +177,19 @@ class LoadRunner:
                     f"Locust did not spawn its users within {limit:g}s",
                     hint=f"see {self.log_path}",
                 )
+
+    def workers_missing(self) -> RunAborted:
+        """Locust's master gave up waiting for the workers load.workers expects."""
+        assert self.load.workers is not None
+        workers = self.load.workers
+        refused = self.worker_book.refusals()
+        return RunAborted(
+            f"{len(self.worker_book.joined())} of {workers.expect} Locust worker(s) joined within "
+            f"{workers.join_timeout:g}s" + (f"; refused: {'; '.join(refused)}" if refused else ""),
+            where="load.workers",
+            hint=f"start each with: gameday worker --master {workers.bind} -f {self.load.locustfile} "
+            "(from a host that can reach it), or raise load.workers.join_timeout",
+        )
 
     def child_environment(self, write_fd: int) -> dict[str, str]:
         """The host goes through the environment, not argv: `ps` shows argv, and it may hold a secret."""
@@ -177,6 +202,8 @@ class LoadRunner:
         }
         if self.load.pacing is not None:
             env[PACING_VARIABLE] = repr(self.load.pacing)
+        if self.load.workers is not None:
+            env[MAX_CLOCK_OFFSET_VARIABLE] = repr(self.load.workers.max_clock_offset)
         if REQUEST_LOG_VARIABLE in os.environ:  # a test's exact offline judgement of the same requests
             env[REQUEST_LOG_VARIABLE] = os.environ[REQUEST_LOG_VARIABLE]
         return env
@@ -201,12 +228,16 @@ class LoadRunner:
             self.workers = self.worker_processes()
             self.spawned.set()
         elif kind == "worker":
-            lag = {"lag_s": message["lag_s"]} if "lag_s" in message else {}
-            self.timeline.add("load", f"worker {message['event']}", message["worker"], **lag)
-            if message["event"] == "lost":  # its users stopped with it: less load than planned
+            self.worker_book.event(message)
+            detail = {key: value for key, value in message.items() if key not in ("type", "event", "worker")}
+            self.timeline.add("load", f"worker {message['event']}", message["worker"], **detail)
+            if message["event"] == "lost" and self.load.on_worker_loss == "abort":
                 self.problem = self.problem or (
-                    f"Locust worker {message['worker']} was lost (its users' load stopped with it)"
+                    f"Locust worker {message['worker']} was lost (its users' load stopped with it; "
+                    "load.on_worker_loss: continue goes on without it)"
                 )
+        elif kind == "workers":
+            self.worker_book.status(message)
         elif kind == "stopped":
             self.stopped.set()
 

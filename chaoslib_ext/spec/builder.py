@@ -36,6 +36,7 @@ from chaoslib_ext.spec.model import (
     RestartPolicy,
     ServiceSpec,
     SloSpec,
+    WorkersSpec,
     label_texts,
 )
 from chaoslib_ext.spec.schema import field_path
@@ -57,13 +58,14 @@ SERVICE_FIELDS = {"python", "port", "replica", "name", "host", "endpoints", "pro
 SERVICE_ARGUMENT_FIELDS = {"endpoints", "proxied", "hostnames"}  # these name another service
 UNSUPPORTED_LOCUST_OPTIONS = {
     "--processes": "write load.processes: N (or auto, one per core) instead",
-    "--master": "write load.processes: N (or auto, one per core): gameday runs the master",
-    "--worker": "write load.processes: N (or auto, one per core): gameday starts the workers",
-    "--master-host": "gameday runs the master on 127.0.0.1 and chooses its port",
-    "--master-port": "gameday runs the master on 127.0.0.1 and chooses its port",
-    "--master-bind-host": "gameday runs the master on 127.0.0.1 and chooses its port",
-    "--master-bind-port": "gameday runs the master on 127.0.0.1 and chooses its port",
-    "--expect-workers": "write load.processes: N: gameday waits for its workers",
+    "--master": "gameday runs the master: write load.processes: N, or load.workers: {expect: N}",
+    "--worker": "write load.workers: {expect: N}, and start each with `gameday worker --master HOST:PORT`",
+    "--master-host": "workers elsewhere: write load.workers: {expect: N, bind: HOST:PORT}",
+    "--master-port": "workers elsewhere: write load.workers: {expect: N, bind: HOST:PORT}",
+    "--master-bind-host": "workers elsewhere: write load.workers: {expect: N, bind: HOST:PORT}",
+    "--master-bind-port": "workers elsewhere: write load.workers: {expect: N, bind: HOST:PORT}",
+    "--expect-workers": "write load.processes: N, or load.workers: {expect: N}: gameday waits for them",
+    "--expect-workers-max-wait": "write load.workers: {join_timeout: 2m}",
     "--autostart": "gameday runs one headless Locust and reads its recorder stream",
     "--web-port": "gameday runs one headless Locust and reads its recorder stream",
 }
@@ -312,6 +314,28 @@ class Builder:
             pacing=pacing,
             front=front,
             processes=spec.get("processes", 1),
+            workers=self.workers(spec) if "workers" in spec else None,
+            on_worker_loss=spec.get("on_worker_loss", "abort"),
+        )
+
+    def workers(self, spec: dict[str, Any]) -> WorkersSpec:
+        workers = spec["workers"]
+        if "processes" in spec:
+            self.error(
+                ("load", "processes"),
+                "load.processes and load.workers do not go together: with workers, the master runs no users",
+                "start a `gameday worker` for each process you want, and count them in workers.expect",
+            )
+        host, _, port = workers.get("bind", "127.0.0.1:5557").rpartition(":")
+        if not 0 < int(port) < 65536:
+            self.error(("load", "workers", "bind"), f"port {port} is out of range", "e.g. 0.0.0.0:5557")
+        defaults = WorkersSpec(expect=1)
+        return WorkersSpec(
+            expect=workers["expect"],
+            bind_host=host,
+            bind_port=int(port),
+            join_timeout=parse_duration(workers.get("join_timeout", defaults.join_timeout)),
+            max_clock_offset=parse_duration(workers.get("max_clock_offset", defaults.max_clock_offset)),
         )
 
     def front(self, host: str, services: dict[str, ServiceSpec]) -> tuple[FrontKind, str] | None:

@@ -66,6 +66,21 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class WorkersSpec:
+    """Locust workers that join gameday's master from elsewhere (`gameday worker`)."""
+
+    expect: int  # the load starts once this many joined
+    bind_host: str = "127.0.0.1"  # where the master listens for them
+    bind_port: int = 5557  # Locust's own default
+    join_timeout: float = 60.0  # seconds to wait for them before the run is refused
+    max_clock_offset: float = 1.0  # seconds: a worker whose clock is further off the master's is refused
+
+    @property
+    def bind(self) -> str:
+        return f"{self.bind_host}:{self.bind_port}"
+
+
+@dataclass(frozen=True)
 class LoadSpec:
     locustfile: Path
     host: str
@@ -80,9 +95,14 @@ class LoadSpec:
     pacing: float | None = None  # open model: each user runs a task every this many seconds
     front: tuple[FrontKind, str] | None = None  # (how, service): the host is gameday's front
     processes: int | Literal["auto"] = 1  # Locust processes; more than 1: a master and its workers
+    workers: WorkersSpec | None = None  # workers elsewhere; the master here runs no users itself
+    on_worker_loss: Literal["abort", "continue"] = "abort"  # a worker lost mid-run takes its users' load
 
     def process_count(self) -> int:
-        """Locust processes that generate load: `auto` is one per core this process may use."""
+        """Locust processes that generate load: `auto` is one per core this process may use; with
+        workers elsewhere, the workers."""
+        if self.workers is not None:
+            return self.workers.expect
         return len(os.sched_getaffinity(0)) if self.processes == "auto" else self.processes
 
     @property

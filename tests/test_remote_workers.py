@@ -1,0 +1,213 @@
+"""Workers elsewhere (load.workers): gameday's master here, `gameday worker` processes started on
+their own, as on other machines. Everything on 127.0.0.1; a worker's clock is put off with
+libfaketime, the way a machine without NTP would be."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import HOST, REPO, Starter, free_port
+
+from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.events import Timeline
+from chaoslib_ext.load.protocol import REQUEST_LOG_VARIABLE
+from chaoslib_ext.load.runner import LoadRunner
+from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR
+from chaoslib_ext.spec.model import LoadSpec, WorkersSpec
+from chaoslib_ext.state.trust import RunDirectory
+
+pytestmark = pytest.mark.slow
+LOCUSTFILE = REPO / "tests" / "data" / "mixed_locustfile.py"
+
+
+@pytest.fixture
+def backend(start: Starter) -> str:
+    _, port = start("chaoslib_ext.demo.backend", "--work-ms", "1")
+    return f"http://{HOST}:{port}"
+
+
+class Workers:
+    """`gameday worker` processes, each with its own request log; all stopped at the end."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, port: int, locustfile: Path = LOCUSTFILE, clock: str | None = None) -> subprocess.Popen[str]:
+        env = {**os.environ, REQUEST_LOG_VARIABLE: str(self.tmp_path / "requests.jsonl")}
+        command = [sys.executable, "-m", "chaoslib_ext", "worker", "--master", f"{HOST}:{port}", "-f", str(locustfile)]
+        if clock is not None:  # the worker's clock off by this much (libfaketime), as without NTP
+            command = ["faketime", "-f", clock, *command]
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    yield started
+    started.stop()
+
+
+def starting(runner: LoadRunner) -> tuple[threading.Thread, list[BaseException]]:
+    """runner.start() on a thread: it returns once the workers joined and the users are spawned."""
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            runner.start()
+        except BaseException as error:  # noqa: BLE001 (handed to the test's thread)
+            errors.append(error)
+
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    return thread, errors
+
+
+def remote_load(backend: str, tmp_path: Path, expect: int, **workers: float) -> tuple[LoadRunner, int]:
+    port = free_port()
+    spec = WorkersSpec(expect=expect, bind_port=port, **workers)  # type: ignore[arg-type]
+    load = LoadSpec(LOCUSTFILE, backend, users=4, spawn_rate=4, workers=spec)
+    return LoadRunner(load, 60, RunDirectory.create(tmp_path, "run"), Timeline()), port
+
+
+def wait_seconds(runner: LoadRunner, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(runner.samples.sent_seconds()) < count:
+        assert time.monotonic() < deadline, "no samples arrived"
+        time.sleep(0.1)
+
+
+def nearest_rank(values: list[int], quantile: float) -> int:
+    return sorted(values)[max(1, math.ceil(quantile * len(values))) - 1]
+
+
+def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: Path, workers: Workers):
+    """The merged counts are the sum of what each worker sent (its own log, one line per request),
+    and the percentiles are the exact ones of those requests within the histogram's bound."""
+    runner, port = remote_load(backend, tmp_path, expect=2)
+    thread, errors = starting(runner)
+    first, second = workers.start(port), workers.start(port)
+    thread.join(timeout=90)
+    assert not errors and runner.spawned.is_set(), errors
+    try:
+        wait_seconds(runner, 4)
+    finally:
+        runner.stop()
+    for worker in (first, second):  # the master tells them to quit when the load stops
+        assert worker.wait(timeout=30) == 0, worker.stderr.read() if worker.stderr else ""
+    logged = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    by_worker = Counter(record["pid"] for record in logged)
+    assert len(by_worker) == 2 and all(count > 10 for count in by_worker.values()), by_worker
+    total = runner.samples.window(float("-inf"), float("inf"))
+    for name in ("/work", "/nope"):
+        sample = total.endpoints[f"GET {name}"]
+        mine = [record for record in logged if record["endpoint"] == f"GET {name}"]
+        assert sample.ok.count == sum(record["ok"] is True for record in mine), name
+        assert sample.failed.count == sum(record["ok"] is False for record in mine), name
+        assert sample.unfinished.count == sum(record["ok"] is None for record in mine), name
+    exact = [record["us"] for record in logged if record["endpoint"] == "GET /work" and record["ok"]]
+    for quantile in (0.5, 0.95, 0.99):
+        measured = total.endpoints["GET /work"].ok.percentile_ms(quantile)  # type: ignore[arg-type]
+        wanted = nearest_rank(exact, quantile) / 1000
+        assert measured is not None and abs(measured - wanted) <= MAX_RELATIVE_ERROR * wanted + 0.001, quantile
+    joined = [e for e in runner.timeline.events() if e.action == "worker joined"]
+    assert len(joined) == 2
+    for event in joined:  # one machine: one clock, measured as such within its uncertainty
+        assert abs(event.detail["clock_offset_s"]) <= event.detail["clock_uncertainty_s"] + 0.005, event.detail
+    report = runner.worker_book.report()
+    assert [w["state"] for w in report] == ["joined", "joined"]
+    assert sum(w["requests"] for w in report) > 0 and sum(w["users"] for w in report) == 4, report
+
+
+def test_a_worker_with_another_locustfile_is_refused_naming_both_and_the_run_waits_for_a_right_one(
+    backend, tmp_path: Path, workers: Workers
+):
+    other = tmp_path / "other_locustfile.py"
+    other.write_text(LOCUSTFILE.read_text() + "\n# changed\n")
+    runner, port = remote_load(backend, tmp_path, expect=1, join_timeout=60)
+    thread, errors = starting(runner)
+    try:
+        wrong = workers.start(port, locustfile=other)
+        assert wrong.wait(timeout=60) == 2
+        said = wrong.stderr.read() if wrong.stderr else ""
+        assert "refused this worker" in said and str(other) in said and str(LOCUSTFILE) in said, said
+        assert not runner.spawned.is_set()  # it got no users, and the run still waits
+        workers.start(port)
+        thread.join(timeout=90)
+        assert not errors and runner.spawned.is_set(), errors
+        wait_seconds(runner, 2)
+    finally:
+        runner.stop()
+    states = {w["state"]: w for w in runner.worker_book.report()}
+    assert set(states) == {"refused", "joined"}
+    assert "sha256" in states["refused"]["reason"]
+
+
+def test_workers_that_never_come_abort_the_run_with_how_to_start_them(backend, tmp_path: Path):
+    runner, port = remote_load(backend, tmp_path, expect=2, join_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(RunAborted) as aborted:
+        runner.start()
+    runner.stop()
+    assert time.monotonic() - started < 60
+    text = str(aborted.value)
+    assert "0 of 2 Locust worker(s) joined within 2s" in text, text
+    assert f"gameday worker --master 127.0.0.1:{port} -f {LOCUSTFILE}" in text, text
+
+
+needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None, reason="needs libfaketime (faketime)")
+
+
+@needs_faketime
+def test_a_worker_whose_clock_is_off_is_refused_beyond_the_bound(backend, tmp_path: Path, workers: Workers):
+    runner, port = remote_load(backend, tmp_path, expect=1, join_timeout=3, max_clock_offset=1.0)
+    thread, errors = starting(runner)
+    off = workers.start(port, clock="+3s")
+    assert off.wait(timeout=60) == 2
+    said = off.stderr.read() if off.stderr else ""
+    assert "its clock is +3." in said and "max_clock_offset" in said, said
+    thread.join(timeout=90)
+    runner.stop()
+    assert errors and "refused" in str(errors[0]) and "clock" in str(errors[0]), errors
+
+
+@needs_faketime
+def test_a_worker_whose_clock_is_off_within_the_bound_files_its_requests_on_the_masters_clock(
+    backend, tmp_path: Path, workers: Workers
+):
+    """30 s off, allowed: its seconds are the master's. Without the correction every request would
+    be filed 30 s in the future, outside the run."""
+    runner, port = remote_load(backend, tmp_path, expect=1, max_clock_offset=60.0)
+    thread, errors = starting(runner)
+    workers.start(port, clock="+30s")
+    thread.join(timeout=90)
+    assert not errors and runner.spawned.is_set(), errors
+    began = time.time()
+    try:
+        wait_seconds(runner, 3)
+    finally:
+        runner.stop()
+    ended = time.time()
+    (joined,) = [e for e in runner.timeline.events() if e.action == "worker joined"]
+    assert abs(joined.detail["clock_offset_s"] - 30) < 0.5, joined.detail
+    seconds = runner.samples.sent_seconds()
+    assert seconds and began - 10 <= min(seconds) and max(seconds) <= ended + 1, (began, seconds, ended)
