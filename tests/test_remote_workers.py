@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HOST, REPO, Starter, free_port
+from conftest import HOST, REPO, Starter, free_port, gameday
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
@@ -27,7 +27,6 @@ from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR
 from chaoslib_ext.spec.model import LoadSpec, WorkersSpec
 from chaoslib_ext.state.trust import RunDirectory
 
-pytestmark = pytest.mark.slow
 LOCUSTFILE = REPO / "tests" / "data" / "mixed_locustfile.py"
 
 
@@ -44,9 +43,20 @@ class Workers:
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen[str]] = []
 
-    def start(self, port: int, locustfile: Path = LOCUSTFILE, clock: str | None = None) -> subprocess.Popen[str]:
+    def start(
+        self, port: int, locustfile: Path = LOCUSTFILE, clock: str | None = None
+    ) -> subprocess.Popen[str]:
         env = {**os.environ, REQUEST_LOG_VARIABLE: str(self.tmp_path / "requests.jsonl")}
-        command = [sys.executable, "-m", "chaoslib_ext", "worker", "--master", f"{HOST}:{port}", "-f", str(locustfile)]
+        command = [
+            sys.executable,
+            "-m",
+            "chaoslib_ext",
+            "worker",
+            "--master",
+            f"{HOST}:{port}",
+            "-f",
+            str(locustfile),
+        ]
         if clock is not None:  # the worker's clock off by this much (libfaketime), as without NTP
             command = ["faketime", "-f", clock, *command]
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
@@ -74,7 +84,7 @@ def starting(runner: LoadRunner) -> tuple[threading.Thread, list[BaseException]]
     def start() -> None:
         try:
             runner.start()
-        except BaseException as error:  # noqa: BLE001 (handed to the test's thread)
+        except BaseException as error:  # handed to the test's thread
             errors.append(error)
 
     thread = threading.Thread(target=start, daemon=True)
@@ -100,6 +110,7 @@ def nearest_rank(values: list[int], quantile: float) -> int:
     return sorted(values)[max(1, math.ceil(quantile * len(values))) - 1]
 
 
+@pytest.mark.slow
 def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: Path, workers: Workers):
     """The merged counts are the sum of what each worker sent (its own log, one line per request),
     and the percentiles are the exact ones of those requests within the histogram's bound."""
@@ -128,16 +139,21 @@ def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: 
     for quantile in (0.5, 0.95, 0.99):
         measured = total.endpoints["GET /work"].ok.percentile_ms(quantile)  # type: ignore[arg-type]
         wanted = nearest_rank(exact, quantile) / 1000
-        assert measured is not None and abs(measured - wanted) <= MAX_RELATIVE_ERROR * wanted + 0.001, quantile
+        assert measured is not None and abs(measured - wanted) <= MAX_RELATIVE_ERROR * wanted + 0.001, (
+            quantile
+        )
     joined = [e for e in runner.timeline.events() if e.action == "worker joined"]
     assert len(joined) == 2
     for event in joined:  # one machine: one clock, measured as such within its uncertainty
-        assert abs(event.detail["clock_offset_s"]) <= event.detail["clock_uncertainty_s"] + 0.005, event.detail
+        assert abs(event.detail["clock_offset_s"]) <= event.detail["clock_uncertainty_s"] + 0.005, (
+            event.detail
+        )
     report = runner.worker_book.report()
     assert [w["state"] for w in report] == ["joined", "joined"]
     assert sum(w["requests"] for w in report) > 0 and sum(w["users"] for w in report) == 4, report
 
 
+@pytest.mark.slow
 def test_a_worker_with_another_locustfile_is_refused_naming_both_and_the_run_waits_for_a_right_one(
     backend, tmp_path: Path, workers: Workers
 ):
@@ -162,6 +178,7 @@ def test_a_worker_with_another_locustfile_is_refused_naming_both_and_the_run_wai
     assert "sha256" in states["refused"]["reason"]
 
 
+@pytest.mark.slow
 def test_workers_that_never_come_abort_the_run_with_how_to_start_them(backend, tmp_path: Path):
     runner, port = remote_load(backend, tmp_path, expect=2, join_timeout=2)
     started = time.monotonic()
@@ -177,6 +194,7 @@ def test_workers_that_never_come_abort_the_run_with_how_to_start_them(backend, t
 needs_faketime = pytest.mark.skipif(shutil.which("faketime") is None, reason="needs libfaketime (faketime)")
 
 
+@pytest.mark.slow
 @needs_faketime
 def test_a_worker_whose_clock_is_off_is_refused_beyond_the_bound(backend, tmp_path: Path, workers: Workers):
     runner, port = remote_load(backend, tmp_path, expect=1, join_timeout=3, max_clock_offset=1.0)
@@ -190,6 +208,7 @@ def test_a_worker_whose_clock_is_off_is_refused_beyond_the_bound(backend, tmp_pa
     assert errors and "refused" in str(errors[0]) and "clock" in str(errors[0]), errors
 
 
+@pytest.mark.slow
 @needs_faketime
 def test_a_worker_whose_clock_is_off_within_the_bound_files_its_requests_on_the_masters_clock(
     backend, tmp_path: Path, workers: Workers
@@ -211,3 +230,19 @@ def test_a_worker_whose_clock_is_off_within_the_bound_files_its_requests_on_the_
     assert abs(joined.detail["clock_offset_s"] - 30) < 0.5, joined.detail
     seconds = runner.samples.sent_seconds()
     assert seconds and began - 10 <= min(seconds) and max(seconds) <= ended + 1, (began, seconds, ended)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        (["--master", "nowhere", "-f", str(LOCUSTFILE)], "--master nowhere: expected HOST:PORT"),
+        (["--master", "127.0.0.1:0", "-f", str(LOCUSTFILE)], "--master 127.0.0.1:0: expected HOST:PORT"),
+        (["--master", "127.0.0.1:5557", "-f", "missing.py"], "missing.py: no such locustfile"),
+        (["--master", "127.0.0.1:5557", "-f", str(LOCUSTFILE), "--processes", "0"], "--processes 0: expected"),
+    ],
+)
+def test_gameday_worker_refuses_bad_input_in_one_line(arguments: list[str], expected: str):
+    result = gameday("worker", *arguments, timeout=60)
+    assert result.returncode == 2 and result.stdout == "", result
+    [line] = result.stderr.splitlines()
+    assert line.startswith("gameday: error: ") and expected in line and "(hint: " in line, line

@@ -20,6 +20,7 @@ from chaoslib_ext.spec.model import (
     LatencyGuard,
     ProbeGuard,
     PrometheusGuard,
+    WorkersSpec,
 )
 
 MANIFESTS = {"compose.yaml", "stack.yaml", "rbac.yaml"}  # what the examples run against, not experiments
@@ -198,6 +199,31 @@ def test_load_processes_is_a_number_or_auto(experiment_file, value):
     for good, processes in (("2", 2), ("auto", "auto")):
         path = experiment_file(MINIMAL.replace("load: {", f"load: {{processes: {good}, "))
         assert load_experiment(path).load.processes == processes
+
+
+def test_load_workers_elsewhere_are_read_and_their_mistakes_named(experiment_file):
+    path = experiment_file(
+        MINIMAL.replace(
+            "load: {",
+            "load: {workers: {expect: 3, bind: '0.0.0.0:6000', join_timeout: 2m, max_clock_offset: 250ms}, "
+            "on_worker_loss: continue, ",
+        )
+    )
+    load = load_experiment(path).load
+    assert load.workers == WorkersSpec(3, "0.0.0.0", 6000, 120.0, 0.25) and load.on_worker_loss == "continue"
+    assert load.process_count() == 3
+    default = load_experiment(experiment_file(MINIMAL.replace("load: {", "load: {workers: {expect: 1}, ")))
+    assert default.load.workers == WorkersSpec(1) and default.load.on_worker_loss == "abort"
+    for given, expected in (
+        ("workers: {expect: 2}, processes: 2", "load.processes and load.workers do not go together"),
+        ("workers: {expect: 2, bind: 'host:70000'}", "load.workers.bind: port 70000 is out of range"),
+        ("workers: {expect: 2, bind: 'nohost'}", "load.workers.bind: expected HOST:PORT where the master listens"),
+        ("workers: {bind: '1.2.3.4:5'}", "load.workers: missing required field 'expect' (hint: add 'expect:' under load.workers)"),
+        ("on_worker_loss: ignore", "load.on_worker_loss: 'ignore' is not one of abort, continue"),
+        ("options: ['--expect-workers-max-wait', '5']", "load.workers: {join_timeout: 2m}"),
+    ):
+        errors = "\n".join(errors_of(experiment_file(MINIMAL.replace("load: {", f"load: {{{given}, "))))
+        assert expected in errors, (given, errors)
 
 
 def test_network_and_dns_faults_need_their_wiring(experiment_file):

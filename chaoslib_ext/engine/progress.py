@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from chaoslib_ext.events import Event
@@ -47,10 +47,17 @@ class Progress:
         self._write(self.mask(text) + "\n")
 
     def status(
-        self, phase: str, elapsed: float, total: float, so_far: Sli, recent: Sli, slo_ok: bool | None
+        self,
+        phase: str,
+        elapsed: float,
+        total: float,
+        so_far: Sli,
+        recent: Sli,
+        slo_ok: bool | None,
+        workers: Sequence[tuple[int, float]] = (),
     ) -> None:
         """The phase's own figures since it began (and whether its SLO holds so far), then the
-        last seconds' rate, errors and p95."""
+        last seconds' rate, errors and p95, and each Locust worker's users and requests per second."""
         if self.quiet:
             return
         slo = "-" if slo_ok is None else ("ok" if slo_ok else "BREACHED")
@@ -61,6 +68,10 @@ class Progress:
             f"last {recent.seconds}s: {rate} ok/s, errors {_errors(recent)}, "
             f"p95 {format_ms(recent.latency_ms['p95'])}"
         )
+        if workers:
+            users = "+".join(str(count) for count, _ in workers)
+            rates = "+".join(f"{rate:.0f}" for _, rate in workers)
+            text += f" | {len(workers)} workers: {users} users, {rates} req/s"
         now = time.monotonic()
         if self.interactive:
             self._write("\r\033[K" + text, pending=True)
@@ -101,6 +112,13 @@ def _line(event: Event) -> str | None:
             return f"starting services: {event.subject}"
         case "load", "starting":
             return f"starting load: {detail['users']} users on {event.subject}"
+        case "load", "worker joined":
+            offset, within = detail["clock_offset_s"] * 1000, detail["clock_uncertainty_s"] * 1000
+            return f"   load: worker {event.subject} joined (clock offset {offset:+.3f} ± {within:.3f} ms)"
+        case "load", "worker refused":
+            return f"!  load: worker {event.subject} refused: {detail['reason']}"
+        case "load", ("worker lost" | "worker back") as action:
+            return f"!  load: {action} {event.subject}"
         case "engine", "phase":
             return f"-- {event.subject} phase ({detail['length']:g}s)"
         case "engine", ("aborted" | "interrupted" | "baseline-failed") as status:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from chaoslib_ext.drivers.base import Driver, RunContext
 from chaoslib_ext.engine.guards import GuardTrip, GuardTripped, GuardWatch
@@ -95,6 +96,7 @@ class RunResult:
     guard_trip: GuardTrip | None = None
     dry_run: bool = False
     cleanup_problems: list[str] = field(default_factory=list)  # for the report's reasons
+    load_workers: list[dict[str, Any]] = field(default_factory=list)  # as Locust's master saw them
 
     @property
     def exit_code(self) -> ExitCode:
@@ -352,6 +354,7 @@ class Engine:
 
     def _stop_load(self) -> None:
         self.load.stop()
+        self.result.load_workers = self.load.worker_book.report()
         if self.ledger is not None and self.load_entry is not None:
             self.ledger.done(self.load_entry)
 
@@ -460,6 +463,7 @@ class Engine:
             so_far=so_far,
             recent=recent,
             slo_ok=slo_ok,
+            workers=self.load.worker_book.live(),
         )
 
     def _phase_so_far(self, window: Window, stop: float) -> Sli:

@@ -81,6 +81,12 @@ def build_report(run: RunResult) -> dict[str, Any]:
             f"{e.detail['limit']} could hold (descriptors)"
             for e in run.timeline.events()
             if e.action == "capped"
+        ]
+        + [
+            f"Locust worker {e.subject} was lost at {format_duration(e.at - origin)}: its users' load "
+            "stopped with it, and the run went on (load.on_worker_loss: continue) with less load than planned"
+            for e in run.timeline.events()
+            if e.action == "worker lost" and experiment.load.on_worker_loss == "continue"
         ],
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
@@ -94,6 +100,7 @@ def build_report(run: RunResult) -> dict[str, Any]:
             "request_timeout_s": experiment.load.request_timeout,
             "arrival_rate": experiment.load.arrival_rate,
             "processes": experiment.load.process_count(),
+            "workers": run.load_workers,
             "started_at": iso(run.load_started_at),
         },
         "slo": {

@@ -54,6 +54,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         + _breaches(report)
         + _seconds(report)
         + _endpoints(report)
+        + _workers(report)
     )
     lines += _faults(report) + _steady_state(report) + _errors(report)
     return "\n".join(lines).rstrip() + "\n"
@@ -292,6 +293,27 @@ def _endpoints(report: dict[str, Any]) -> list[str]:
             f"| {phase} | `{e['name']}` | {e['requests']} | {format_percent(e['availability'])} | "
             f"{format_ms(e['latency_ms']['p95'])} | {format_ms(e['latency_ms']['p99'])} |"
         )
+    return [*lines, ""]
+
+
+def _workers(report: dict[str, Any]) -> list[str]:
+    workers = report["load"]["workers"]
+    if not workers:
+        return []
+    lines = [
+        "## Load workers",
+        "",
+        "Clock offset: the worker's clock minus the master's, ± half the round trip it was measured over; "
+        "its requests were filed on the master's clock.",
+        "",
+        "| worker | state | most users | requests | clock offset |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for worker in workers:
+        offset = worker["clock_offset_ms"]
+        clock = "-" if offset is None else f"{offset:+.3f} ± {worker['clock_uncertainty_ms']:.3f} ms"
+        state = worker["state"] + (f": {worker['reason']}" if worker["reason"] else "")
+        lines.append(f"| {worker['worker']} | {state} | {worker['users']} | {worker['requests']} | {clock} |")
     return [*lines, ""]
 
 
