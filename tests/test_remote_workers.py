@@ -238,7 +238,7 @@ def test_a_worker_whose_clock_is_off_within_the_bound_files_its_requests_on_the_
         (["--master", "nowhere", "-f", str(LOCUSTFILE)], "--master nowhere: expected HOST:PORT"),
         (["--master", "127.0.0.1:0", "-f", str(LOCUSTFILE)], "--master 127.0.0.1:0: expected HOST:PORT"),
         (["--master", "127.0.0.1:5557", "-f", "missing.py"], "missing.py: no such locustfile"),
-        (["--master", "127.0.0.1:5557", "-f", str(LOCUSTFILE), "--processes", "0"], "--processes 0: expected"),
+        (["--master", "127.0.0.1:1", "-f", str(LOCUSTFILE), "--processes", "0"], "--processes 0: expected"),
     ],
 )
 def test_gameday_worker_refuses_bad_input_in_one_line(arguments: list[str], expected: str):

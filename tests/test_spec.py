@@ -217,8 +217,8 @@ def test_load_workers_elsewhere_are_read_and_their_mistakes_named(experiment_fil
     for given, expected in (
         ("workers: {expect: 2}, processes: 2", "load.processes and load.workers do not go together"),
         ("workers: {expect: 2, bind: 'host:70000'}", "load.workers.bind: port 70000 is out of range"),
-        ("workers: {expect: 2, bind: 'nohost'}", "load.workers.bind: expected HOST:PORT where the master listens"),
-        ("workers: {bind: '1.2.3.4:5'}", "load.workers: missing required field 'expect' (hint: add 'expect:' under load.workers)"),
+        ("workers: {expect: 2, bind: 'nohost'}", "load.workers.bind: expected HOST:PORT where the master"),
+        ("workers: {bind: '1.2.3.4:5'}", "load.workers: missing required field 'expect' (hint: add 'expect:'"),
         ("on_worker_loss: ignore", "load.on_worker_loss: 'ignore' is not one of abort, continue"),
         ("options: ['--expect-workers-max-wait', '5']", "load.workers: {join_timeout: 2m}"),
     ):
