@@ -218,7 +218,7 @@ def test_load_workers_elsewhere_are_read_and_their_mistakes_named(experiment_fil
         ("workers: {expect: 2}, processes: 2", "load.processes and load.workers do not go together"),
         ("workers: {expect: 2, bind: 'host:70000'}", "load.workers.bind: port 70000 is out of range"),
         ("workers: {expect: 2, bind: 'nohost'}", "load.workers.bind: expected HOST:PORT where the master"),
-        ("workers: {bind: '1.2.3.4:5'}", "load.workers: missing required field 'expect' (hint: add 'expect:'"),
+        ("workers: {bind: '1.2.3.4:5'}", "missing required field 'expect' (hint: add 'expect:'"),
         ("on_worker_loss: ignore", "load.on_worker_loss: 'ignore' is not one of abort, continue"),
         ("options: ['--expect-workers-max-wait', '5']", "load.workers: {join_timeout: 2m}"),
     ):
