@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape as xml_escape
 
 import jsonschema
 import pytest
-from conftest import REPO, free_port_block, gameday, start_run, wait_for_line
+from conftest import REPO, free_port, free_port_block, gameday, start_run, wait_for_line
 
 from chaoslib_ext.drivers import driver_for
 from chaoslib_ext.spec import load_experiment, parse_overrides
@@ -112,6 +112,43 @@ def test_two_locust_processes_are_judged_as_one(tmp_path):
     assert phases["baseline"]["availability"] == 1.0 and phases["baseline"]["requests"] > 20
     assert phases["fault"]["availability"] < 0.9 and phases["fault"]["failures"] > 5
     assert report["verdict"] == "violated"
+
+
+def test_load_from_two_workers_started_on_their_own_is_judged_as_one(tmp_path):
+    """demo-workers.yaml as its description says: the run waits for two `gameday worker` processes
+    (started after it says how), and judges their merged load like one."""
+    master_port = str(free_port())
+    process, lines = start_run(
+        REPO / "experiments" / "demo-workers.yaml",
+        tmp_path,
+        *SHORT,
+        *demo_ports(),
+        "--var",
+        f"master_port={master_port}",
+    )
+    workers = []
+    try:
+        said = wait_for_line(lines, "start each with: gameday worker")[-1]
+        command = said.split("start each with: ")[1].split()
+        assert command[:3] == ["gameday", "worker", "--master"] and command[3] == f"127.0.0.1:{master_port}"
+        for _ in range(2):
+            workers.append(subprocess.Popen([sys.executable, "-m", "chaoslib_ext", *command[1:]], cwd=REPO))
+        assert process.wait(timeout=180) == 1
+        assert all(worker.wait(timeout=30) == 0 for worker in workers)  # the master told them to quit
+    finally:
+        for child in [process, *workers]:
+            if child.poll() is None:
+                child.kill()
+    [run_dir] = [p for p in tmp_path.iterdir() if p.is_dir()]
+    report = json.loads((run_dir / "report.json").read_text())
+    jsonschema.validate(report, load_schema("report"))
+    assert report["load"]["processes"] == 2
+    assert [w["state"] for w in report["load"]["workers"]] == ["joined", "joined"]
+    phases = {p["name"]: p for p in report["phases"]}
+    assert phases["baseline"]["availability"] == 1.0 and phases["baseline"]["requests"] > 20
+    assert phases["fault"]["availability"] < 0.9 and phases["fault"]["failures"] > 5
+    assert report["verdict"] == "violated"
+    assert "## Load workers" in (run_dir / "report.md").read_text()
 
 
 def test_killing_every_backend_violates_availability_in_the_fault_phase(tmp_path):

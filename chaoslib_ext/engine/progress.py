@@ -10,7 +10,7 @@ from typing import TextIO
 
 from chaoslib_ext.events import Event
 from chaoslib_ext.measure.slo import Sli
-from chaoslib_ext.units import format_clock, format_ms
+from chaoslib_ext.units import format_clock, format_duration, format_ms
 
 NON_TTY_EVERY_SECONDS = 5.0
 
@@ -112,6 +112,11 @@ def _line(event: Event) -> str | None:
             return f"starting services: {event.subject}"
         case "load", "starting":
             return f"starting load: {detail['users']} users on {event.subject}"
+        case "load", "waiting-workers":
+            return (
+                f"waiting up to {format_duration(detail['timeout'])} for {detail['expect']} Locust worker(s) "
+                f"on {event.subject}; start each with: {detail['command']}"
+            )
         case "load", "worker joined":
             offset, within = detail["clock_offset_s"] * 1000, detail["clock_uncertainty_s"] * 1000
             return f"   load: worker {event.subject} joined (clock offset {offset:+.3f} ± {within:.3f} ms)"

@@ -161,6 +161,15 @@ class LoadRunner:
         self._reader.start()
         self.timeline.add("load", "started", "locust", pid=self.process.pid, users=self.load.users)
         workers = self.load.workers
+        if workers is not None:
+            self.timeline.publish(
+                "load",
+                "waiting-workers",
+                workers.bind,
+                expect=workers.expect,
+                timeout=workers.join_timeout,
+                command=self.worker_command(),
+            )
         limit = START_TIMEOUT_SECONDS + ramp_seconds(self.load) + (workers.join_timeout if workers else 0)
         deadline = time.monotonic() + limit
         while not self.spawned.wait(0.05):
@@ -187,9 +196,13 @@ class LoadRunner:
             f"{len(self.worker_book.joined())} of {workers.expect} Locust worker(s) joined within "
             f"{workers.join_timeout:g}s" + (f"; refused: {'; '.join(refused)}" if refused else ""),
             where="load.workers",
-            hint=f"start each with: gameday worker --master {workers.bind} -f {self.load.locustfile} "
-            "(from a host that can reach it), or raise load.workers.join_timeout",
+            hint=f"start each with: {self.worker_command()} (from a host that can reach it), or raise "
+            "load.workers.join_timeout",
         )
+
+    def worker_command(self) -> str:
+        assert self.load.workers is not None
+        return f"gameday worker --master {self.load.workers.bind} -f {self.load.locustfile}"
 
     def child_environment(self, write_fd: int) -> dict[str, str]:
         """The host goes through the environment, not argv: `ps` shows argv, and it may hold a secret."""

@@ -8,6 +8,8 @@ from chaoslib_ext.plan.make import Plan
 from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.units import format_clock, format_duration, format_percent
 
+LOSS = {"abort": "the run aborts (load.on_worker_loss)", "continue": "the run goes on with less load"}
+
 
 def render_plan(plan: Plan, driver: Driver) -> str:
     experiment = plan.experiment
@@ -19,9 +21,20 @@ def render_plan(plan: Plan, driver: Driver) -> str:
         f"request timeout {format_duration(load.request_timeout)}",
     ]
     processes = load.process_count()
-    if processes > 1:
+    if load.workers is not None:
+        workers = load.workers
+        lines += [
+            f"  Locust master on {workers.bind}: waits up to {format_duration(workers.join_timeout)} for "
+            f"{workers.expect} worker(s), each started with",
+            f"    gameday worker --master {workers.bind} -f {load.locustfile}",
+            f"  refused: another locustfile, gameday or Locust version, or a clock more than "
+            f"{format_duration(workers.max_clock_offset)} off the master's",
+        ]
+    elif processes > 1:
         auto = " (auto: one per core)" if load.processes == "auto" else ""
         lines.append(f"  {processes} Locust worker processes{auto}, their seconds merged by a master")
+    if processes > 1 or load.workers is not None:
+        lines.append(f"  a worker lost mid-run: {LOSS[load.on_worker_loss]}")
     if load.front:
         field, name = load.front
         through = "their fault proxies" if field == "proxied" else "them directly"

@@ -65,11 +65,13 @@ class Demo:
     exit_code: int  # what the README promises
     figure: Callable[[dict[str, Any]], float | None]  # what the README quotes
     needs: str = ""  # "root" or "docker"
+    workers: int = 0  # `gameday worker` processes to start with the run (its load.workers.expect)
 
 
 DEMOS = (
     Demo("demo-pod-kill.yaml", 0, fault_availability),
     Demo("demo-kill-all-backends.yaml", 1, fault_availability),
+    Demo("demo-workers.yaml", 1, fault_availability, workers=2),
     Demo("demo-tight-slo.yaml", 4, baseline_p95),
     Demo("demo-latency.yaml", 1, fault_p95),
     Demo("demo-loss.yaml", 1, fault_availability),
@@ -104,6 +106,22 @@ def missing(needs: str) -> str | None:
 
 
 def run_once(demo: Demo, report_dir: Path) -> tuple[int, dict[str, Any]]:
+    # as its description says, on the master's default address; they wait for the master to listen
+    worker = [sys.executable, "-m", "chaoslib_ext", "worker", "--master", "127.0.0.1:5557"]
+    worker += ["-f", "loadtests/checkout.py"]
+    workers = [subprocess.Popen(worker, cwd=REPO, stderr=subprocess.DEVNULL) for _ in range(demo.workers)]
+    try:
+        return run_alone(demo, report_dir)
+    finally:
+        for process in workers:  # the master told them to quit; one left over would load the next run
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def run_alone(demo: Demo, report_dir: Path) -> tuple[int, dict[str, Any]]:
     result = subprocess.run(
         [
             sys.executable,
