@@ -107,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="Locust worker processes on this machine: a number, or auto (one per core); default 1",
     )
 
+    k8s_workers = commands.add_parser(
+        "k8s-workers",
+        help="print Kubernetes objects that run an experiment's load.workers as pods",
+        description="Prints a ConfigMap (the locustfile), a Job of load.workers.expect pods running "
+        "`gameday worker`, and, unless --master is given, the Service in front of a gameday master running "
+        "in the cluster (pods labelled app.kubernetes.io/component: gameday-master). Apply with kubectl.",
+    )
+    k8s_workers.add_argument("file", metavar="FILE")
+    _add_var(k8s_workers)
+    k8s_workers.add_argument("--image", required=True, help="an image with gameday installed")
+    k8s_workers.add_argument("--namespace", default="default")
+    k8s_workers.add_argument(
+        "--master",
+        metavar="HOST:PORT",
+        help="where the master listens, if not in the cluster behind the Service",
+    )
+
     recover = commands.add_parser(
         "recover",
         help="undo what runs that died (even by SIGKILL) left behind, from their ledgers",
@@ -134,7 +151,14 @@ def _add_var(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"validate": _validate, "plan": _plan, "run": _run, "worker": _worker, "recover": _recover}
+    handlers = {
+        "validate": _validate,
+        "plan": _plan,
+        "run": _run,
+        "worker": _worker,
+        "k8s-workers": _k8s_workers,
+        "recover": _recover,
+    }
     masks = Masks()
     try:
         return int(handlers[args.command](args, masks))
@@ -209,6 +233,17 @@ def _worker(args: argparse.Namespace, _masks: Masks) -> ExitCode:
     from chaoslib_ext.load.remote import become_worker
 
     become_worker(args.master, args.locustfile, args.processes)
+
+
+def _k8s_workers(args: argparse.Namespace, masks: Masks) -> ExitCode:
+    from chaoslib_ext.load.manifests import render, worker_manifests
+    from chaoslib_ext.load.remote import parse_master
+
+    if args.master is not None:
+        parse_master(args.master)
+    experiment = masks.add(load_experiment(args.file, parse_overrides(args.var)))
+    print(render(worker_manifests(experiment, args.image, args.namespace, args.master)), end="")
+    return ExitCode.HELD
 
 
 def _recover(args: argparse.Namespace, _masks: Masks) -> ExitCode:
