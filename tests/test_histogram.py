@@ -3,7 +3,13 @@ import random
 
 import pytest
 
-from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR, Histogram, bucket_bounds, bucket_index
+from chaoslib_ext.measure.histogram import (
+    MAX_RELATIVE_ERROR,
+    Histogram,
+    SealedBuckets,
+    bucket_bounds,
+    bucket_index,
+)
 
 
 def exact_percentile(values: list[int], quantile: float) -> int:
@@ -69,3 +75,25 @@ def test_empty_histogram_has_no_percentiles():
     assert histogram.percentile_ms(0.95) is None
     assert histogram.mean_ms() is None
     assert histogram.max_ms() is None
+
+
+def test_a_sealed_histogram_answers_as_before_and_can_be_added_to_again():
+    rng = random.Random(5)
+    values = [int(rng.lognormvariate(8, 1.2)) for _ in range(5000)]
+    open_one, sealed = Histogram((3000, 250_000)), Histogram((3000, 250_000))
+    for value in values:
+        open_one.record_us(value)
+        sealed.record_us(value)
+    sealed.seal()
+    assert isinstance(sealed.buckets, SealedBuckets) and len(sealed.buckets) == len(open_one.buckets)
+    for quantile in (0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        assert sealed.percentile_ms(quantile) == open_one.percentile_ms(quantile)
+    for limit in (1000, 3000, 7777, 250_000):
+        assert sealed.above(limit) == open_one.above(limit)
+    assert sealed.to_dict() == open_one.to_dict()
+    into = Histogram()
+    into.merge(sealed)
+    assert into.to_dict() == open_one.to_dict()
+    sealed.record_us(123_456)  # kept, then added to (a late line from a worker back from missing)
+    open_one.record_us(123_456)
+    assert sealed.to_dict() == open_one.to_dict() and isinstance(sealed.buckets, dict)

@@ -13,7 +13,8 @@ a bucket's midpoint.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -46,6 +47,29 @@ def rank(quantile: Quantile, count: int) -> int:
     return max(1, math.ceil(quantile * count))
 
 
+class SealedBuckets:
+    """A histogram's bucket counts once it is kept rather than added to: two compact arrays, in
+    bucket order, 6 bytes a bucket instead of a dict's 80 or so (a runner keeps two
+    histograms a second of every endpoint for the whole run)."""
+
+    __slots__ = ("counts", "indices")
+
+    def __init__(self, buckets: dict[int, int]) -> None:
+        ordered = sorted(buckets.items())
+        self.indices = array("H", (index for index, _ in ordered))  # at most ~3,800 for 2**63 µs
+        wide = any(count >= 1 << 32 for _, count in ordered)
+        self.counts = array("Q" if wide else "I", (count for _, count in ordered))
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        return zip(self.indices, self.counts, strict=True)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 class Histogram:
     """Counts of latencies per bucket, the exact count, sum, minimum and maximum, and the exact
     number of values above each tracked limit (`over`)."""
@@ -53,7 +77,7 @@ class Histogram:
     __slots__ = ("buckets", "count", "max_us", "min_us", "over", "total_us")
 
     def __init__(self, limits: Iterable[int] = ()) -> None:
-        self.buckets: dict[int, int] = {}
+        self.buckets: dict[int, int] | SealedBuckets = {}
         self.count = 0
         self.total_us = 0
         self.min_us: int | None = None
@@ -64,9 +88,20 @@ class Histogram:
         """Record one latency given in (fractional) milliseconds, as Locust reports them."""
         self.record_us(max(0, round(milliseconds * 1000)))
 
+    def seal(self) -> None:
+        """Keep the bucket counts compactly; adding to the histogram later unseals them."""
+        if isinstance(self.buckets, dict):
+            self.buckets = SealedBuckets(self.buckets)
+
+    def _open(self) -> dict[int, int]:
+        if isinstance(self.buckets, SealedBuckets):
+            self.buckets = dict(self.buckets.items())
+        return self.buckets
+
     def record_us(self, micros: int) -> None:
         index = bucket_index(micros)
-        self.buckets[index] = self.buckets.get(index, 0) + 1
+        buckets = self._open()
+        buckets[index] = buckets.get(index, 0) + 1
         self.count += 1
         self.total_us += micros
         if self.min_us is None or micros < self.min_us:
@@ -83,13 +118,14 @@ class Histogram:
         if count <= 0:
             return
         assert step_us > 0 and first_us - (count - 1) * step_us >= 0
+        buckets = self._open()
         done = 0
         while done < count:
             value = first_us - done * step_us
             index = bucket_index(value)
             low = bucket_bounds(index)[0]
             in_bucket = min(count, (first_us - low) // step_us + 1) - done
-            self.buckets[index] = self.buckets.get(index, 0) + in_bucket
+            buckets[index] = buckets.get(index, 0) + in_bucket
             done += in_bucket
         last = first_us - (count - 1) * step_us
         self.count += count
@@ -109,8 +145,9 @@ class Histogram:
             self.over = {
                 limit: n + other.over[limit] for limit, n in self.over.items() if limit in other.over
             }
+        buckets = self._open()
         for index, count in other.buckets.items():
-            self.buckets[index] = self.buckets.get(index, 0) + count
+            buckets[index] = buckets.get(index, 0) + count
         self.count += other.count
         self.total_us += other.total_us
         if other.min_us is not None and (self.min_us is None or other.min_us < self.min_us):
@@ -149,8 +186,8 @@ class Histogram:
             return None
         wanted = rank(quantile, self.count)
         seen = 0
-        for index in sorted(self.buckets):
-            seen += self.buckets[index]
+        for index, count in sorted(self.buckets.items()):
+            seen += count
             if seen >= wanted:
                 low, high = bucket_bounds(index)
                 middle = low if high - low == 1 else (low + high - 1) / 2

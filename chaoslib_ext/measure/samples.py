@@ -61,6 +61,10 @@ class EndpointSample:
         for name in COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
+    def seal(self) -> None:
+        for name in HISTOGRAMS:
+            getattr(self, name).seal()
+
     def finished_only(self) -> EndpointSample:
         """The requests that really finished: no inferred ones, no unfinished ones."""
         copy = EndpointSample()
@@ -119,6 +123,11 @@ class Aggregate:
     def timeouts(self) -> int:
         return sum(sample.timeouts for sample in self.endpoints.values())
 
+    def seal(self) -> None:
+        """Kept from now on, rarely added to: its histograms compact (Histogram.seal)."""
+        for sample in self.endpoints.values():
+            sample.seal()
+
     def finished_only(self) -> Aggregate:
         return Aggregate({k: s.finished_only() for k, s in self.endpoints.items()}, Counter(self.errors))
 
@@ -175,15 +184,17 @@ class SampleStore:
             end = second if finished is None else finished
             existing = by_end.get(end)
             if existing is None:
-                by_end[end] = aggregate
+                by_end[end] = existing = aggregate
             else:  # another Locust process saw the same seconds
                 existing.add(aggregate)
+            existing.seal()
 
     def add_second(self, second: int, happened: LoadSecond) -> None:
         with self._changed:
             existing = self._seconds.get(second)
             if existing is None:
                 self._seconds[second] = happened
+                happened.finished.seal()
             else:  # another Locust process saw the same second
                 existing.finished.add(happened.finished)
                 existing.waiting += happened.waiting
@@ -195,6 +206,7 @@ class SampleStore:
                     ),
                     default=None,
                 )
+                existing.finished.seal()
             self._changed.notify_all()
 
     def sent_seconds(self) -> list[int]:
