@@ -45,6 +45,7 @@ from chaoslib_ext.state.undo import UndoAction
 LIVE_WINDOW_SECONDS = 5
 GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped
 DRAIN_MARGIN_SECONDS = 2.0  # waited for the judged phases' last requests, on top of their timeout
+LATE_MEASUREMENTS_SECONDS = 10.0  # the baseline's seconds may come this late before the run aborts
 
 
 class RunStatus(StrEnum):
@@ -320,6 +321,12 @@ class Engine:
                     f"the load generator exited early: {self.load.last_log_line()}",
                     hint=f"see {self.load.log_path}",
                 )
+            latest = self.load.samples.latest_second()
+            if latest is not None and now - (latest + 1) > LATE_MEASUREMENTS_SECONDS:
+                raise RunAborted(  # the guards, and the gate, would be judging seconds nobody saw
+                    f"the load's measurements stopped: the latest second is {now - latest - 1:.0f}s old",
+                    hint=f"see {self.load.log_path} (Locust's master names a worker that holds them back)",
+                )
             if now >= next_status:
                 self._show_status(origin, now)
                 next_status = now + 1.0
@@ -329,11 +336,20 @@ class Engine:
 
     def _gate(self, baseline: Window) -> None:
         """Inject nothing into a system that did not hold its SLO before the fault (or that no
-        request reached): judged on the baseline's seconds the recorder has delivered by now (all
-        but the last, usually)."""
+        request reached): judged on the baseline's seconds the recorder has delivered by now, all
+        but the last at least (they are normally there already: waiting for them, when they are
+        late, delays the fault rather than judging a baseline that was not seen)."""
         samples = self.load.samples
-        if (samples.latest_second() or 0) < baseline.start:
-            samples.wait_for_second(int(baseline.start), timeout=1.0)
+        needed = max(int(baseline.start), int(baseline.end) - 2)  # the last one may be on its way
+        if samples.wait_for_second(needed, timeout=LATE_MEASUREMENTS_SECONDS) is None:
+            latest = samples.latest_second()
+            behind = (
+                "none arrived" if latest is None else f"the latest is {baseline.end - latest - 1:.0f}s old"
+            )
+            raise RunAborted(
+                f"the load's measurements are late at the baseline's end ({behind}): nothing was injected",
+                hint=f"see {self.load.log_path} (Locust's master names a worker that holds them back)",
+            )
         latest = samples.latest_second()
         end = baseline.start if latest is None else min(baseline.end, latest + 1.0)
         slo = self.experiment.slo

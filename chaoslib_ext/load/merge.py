@@ -58,6 +58,16 @@ class Merger:
         """A lost worker that sends again: its seconds are waited for again."""
         self.workers[worker].done = False
 
+    def holding_back(self) -> list[tuple[str, int | None]]:
+        """The running workers the next second waits for, with the first second each has not sent."""
+        if self.next_second is None:
+            return [(worker, mine.next_second) for worker, mine in self.workers.items() if not mine.done]
+        return [
+            (worker, mine.next_second)
+            for worker, mine in self.workers.items()
+            if not mine.done and (mine.next_second is None or mine.next_second <= self.next_second)
+        ]
+
     def joined(self) -> set[str]:
         return set(self.workers)
 

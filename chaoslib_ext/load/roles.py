@@ -45,6 +45,7 @@ WORKER_LINES = "gameday_lines"  # the custom message a worker's seconds travel i
 STOP_USERS = "gameday_stop"  # master -> workers: stop your users and send your last batch, now
 LAST_BATCH_WAIT_SECONDS = 5.0  # after Locust's stop timeout: how long the master waits for last batches
 STATUS_SECONDS = 1.0  # how often the master writes what each worker is doing
+HELD_BACK_SECONDS = 3.0  # a second not merged this long after it began: say which worker holds it
 
 
 class Role(Protocol):
@@ -200,6 +201,7 @@ class Master:
         self.identities: dict[str, Identity] = {}
         self.status: dict[str, dict[str, int]] = {}  # what each worker last said it does
         self.status_written = 0.0
+        self.warned = 0.0
         self.workers = WelcomedWorkers()
         for worker in runner.clients:  # none yet, unless a forked worker was very quick
             self.workers[worker] = runner.clients[worker]
@@ -294,9 +296,25 @@ class Master:
                 self.merger.lose(worker)
                 self.write({"type": "worker", "event": "lost", "worker": worker})
         self.merger.write_ready()
+        self.warn_if_held_back()
         if self.status and time.monotonic() - self.status_written >= STATUS_SECONDS:
             self.write({"type": "workers", "workers": self.status})
             self.status_written = time.monotonic()
+
+    def warn_if_held_back(self) -> None:
+        """In Locust's log: which worker the merged seconds have waited for, for long."""
+        behind = self.merger.next_second
+        if behind is None or time.time() - behind < HELD_BACK_SECONDS or time.monotonic() < self.warned + 5:
+            return
+        self.warned = time.monotonic()
+        logger.warning(
+            "gameday's merge has waited %.1fs for second %d: %s (%d worker(s) joined, %d expected)",
+            time.time() - behind,
+            behind,
+            ", ".join(f"{worker} (sent up to {sent})" for worker, sent in self.merger.holding_back()),
+            len(self.merger.workers),
+            self.expected,
+        )
 
     def started(self) -> None:
         self.write({"type": "started"})

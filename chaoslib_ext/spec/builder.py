@@ -313,7 +313,7 @@ class Builder:
             arrival_rate=rate,
             pacing=pacing,
             front=front,
-            processes=spec.get("processes", 1),
+            processes=spec.get("processes", "auto"),
             workers=self.workers(spec) if "workers" in spec else None,
             on_worker_loss=spec.get("on_worker_loss", "abort"),
         )

@@ -94,7 +94,7 @@ class LoadSpec:
     arrival_rate: float | None = None  # open model: task runs per second, whatever answers take
     pacing: float | None = None  # open model: each user runs a task every this many seconds
     front: tuple[FrontKind, str] | None = None  # (how, service): the host is gameday's front
-    processes: int | Literal["auto"] = 1  # Locust processes; more than 1: a master and its workers
+    processes: int | Literal["auto"] = "auto"  # Locust processes; more than 1: a master and its workers
     workers: WorkersSpec | None = None  # workers elsewhere; the master here runs no users itself
     on_worker_loss: Literal["abort", "continue"] = "abort"  # a worker lost mid-run takes its users' load
 
