@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import math
 import os
 import queue
 import socket
@@ -13,8 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR, Histogram
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "loadtests" / "checkout.py"
@@ -217,3 +221,15 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def assert_percentiles_as_logged(histogram: Histogram, logged: list[dict[str, Any]], endpoint: str) -> None:
+    """The histogram's p50/p95/p99 are the exact nearest-rank ones of the successful requests the
+    load logged one by one (REQUEST_LOG_VARIABLE), within the histogram's error bound."""
+    exact = sorted(record["us"] for record in logged if record["endpoint"] == endpoint and record["ok"])
+    assert exact, endpoint
+    for quantile in (0.5, 0.95, 0.99):
+        measured = histogram.percentile_ms(quantile)
+        wanted = exact[max(1, math.ceil(quantile * len(exact))) - 1] / 1000
+        assert measured is not None, quantile
+        assert abs(measured - wanted) <= MAX_RELATIVE_ERROR * wanted + 0.001, (quantile, measured, wanted)

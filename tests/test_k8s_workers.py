@@ -37,6 +37,7 @@ def test_the_objects_are_valid_kubernetes_objects_with_nothing_unknown():
     job = objects["Job"]["spec"]
     assert job["parallelism"] == job["completions"] == 2  # the experiment's load.workers.expect
     assert job["template"]["spec"]["restartPolicy"] == "Never" and job["activeDeadlineSeconds"] > 60
+    assert job["backoffLimit"] == 2  # one failed pod does not fail the Job (which would stop the others)
     service = objects["Service"]["spec"]
     assert service["ports"][0]["port"] == 6000
     pod_labels = job["template"]["metadata"]["labels"]

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOST, REPO, Starter, alive
+from conftest import HOST, REPO, Starter, alive, assert_percentiles_as_logged
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
@@ -86,6 +86,7 @@ def test_recorder_counts_every_request_that_locust_counts(
             sample = total.endpoints[f"GET {name}"]
             assert sample.ok.count + sample.failed.count == locust_stats[name]["num_requests"], name
             assert sample.failed.count == locust_stats[name]["num_failures"], name
+    assert_percentiles_as_logged(total.endpoints["GET /work"].ok, logged, "GET /work")
     assert total.endpoints["GET /nope"].ok.count == 0
     assert total.endpoints["GET /work"].failed.count == 0
     assert total.requests > 50

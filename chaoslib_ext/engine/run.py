@@ -45,7 +45,8 @@ from chaoslib_ext.state.undo import UndoAction
 LIVE_WINDOW_SECONDS = 5
 GUARD_CHECK_SECONDS = 0.1  # how often the engine asks the guards whether one has tripped
 DRAIN_MARGIN_SECONDS = 2.0  # waited for the judged phases' last requests, on top of their timeout
-LATE_MEASUREMENTS_SECONDS = 10.0  # the baseline's seconds may come this late before the run aborts
+LATE_MEASUREMENTS_SECONDS = 10.0  # seconds of load unmeasured (guards blind) before the run aborts
+GATE_WAIT_SECONDS = 1.0  # how long the gate waits for the baseline's seconds before the fault is due
 
 
 class RunStatus(StrEnum):
@@ -337,11 +338,11 @@ class Engine:
     def _gate(self, baseline: Window) -> None:
         """Inject nothing into a system that did not hold its SLO before the fault (or that no
         request reached): judged on the baseline's seconds the recorder has delivered by now, all
-        but the last at least (they are normally there already: waiting for them, when they are
-        late, delays the fault rather than judging a baseline that was not seen)."""
+        but the last at least (normally there already). If they are late, the run stops rather
+        than judge a baseline nobody saw (waiting longer would move the fault off its schedule)."""
         samples = self.load.samples
         needed = max(int(baseline.start), int(baseline.end) - 2)  # the last one may be on its way
-        if samples.wait_for_second(needed, timeout=LATE_MEASUREMENTS_SECONDS) is None:
+        if samples.wait_for_second(needed, timeout=GATE_WAIT_SECONDS) is None:
             latest = samples.latest_second()
             behind = (
                 "none arrived" if latest is None else f"the latest is {baseline.end - latest - 1:.0f}s old"

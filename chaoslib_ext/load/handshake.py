@@ -7,7 +7,9 @@ master can put on its own.
     master -> worker  WELCOME  {offset, settings}    (REFUSED if the clock is too far off)
 
 The offset is NTP's estimate from the round with the shortest round trip: the worker's clock at
-w1 minus the master's at the middle of that round trip, within half the round trip. A welcomed
+w1 minus the master's at the middle of that round trip, within half the round trip; a worker on
+the master's own kernel (the same boot id: a forked one, or one in a container) reads the master's
+clock, and its offset is 0 exactly. A welcomed
 worker files its requests on the master's clock (its own minus the offset), so that the seconds
 of every machine line up. Only welcomed workers count as ready: Locust spawns users on them alone.
 Imports nothing from Locust (or gevent).
@@ -30,6 +32,7 @@ WELCOME = "gameday_welcome"
 REFUSED = "gameday_refused"
 CLOCK_ROUNDS = 5
 REFUSED_EXIT_CODE = 2
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Identity:
     locustfile: str  # the file as the process was given it
     digest: str  # sha256 of its content
     host: str  # where the process runs, for the report
+    boot: str  # the kernel's boot id: the same one is the same clock
 
     @classmethod
     def of(cls, locustfile: str) -> Identity:
@@ -48,7 +52,14 @@ class Identity:
         for name in locustfile.split(","):  # Locust takes several files, comma-separated
             digest.update(Path(name).read_bytes())
         digest_text = digest.hexdigest()[:16]
-        return cls(chaoslib_ext.__version__, version("locust"), locustfile, digest_text, socket.gethostname())
+        return cls(
+            chaoslib_ext.__version__,
+            version("locust"),
+            locustfile,
+            digest_text,
+            socket.gethostname(),
+            boot_id(),
+        )
 
     @classmethod
     def from_message(cls, data: dict[str, Any]) -> Identity:
@@ -69,6 +80,14 @@ class Identity:
                 f"{self.locustfile} (sha256 {self.digest})"
             )
         return None
+
+
+def boot_id() -> str:
+    """This kernel's boot id (Linux): processes that share it read one clock."""
+    try:
+        return Path(BOOT_ID).read_text().strip()
+    except OSError:
+        return "?"
 
 
 @dataclass(frozen=True)

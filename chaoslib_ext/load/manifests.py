@@ -59,7 +59,8 @@ def worker_manifests(
         "spec": {
             "parallelism": workers.expect,
             "completions": workers.expect,
-            "backoffLimit": 0,  # a worker that failed is the run's to report, not to be replaced mid-run
+            # a failed pod (refused, evicted) must not fail the Job, which would stop the others mid-run
+            "backoffLimit": workers.expect,
             "activeDeadlineSeconds": deadline,  # a master that never comes does not keep them forever
             "ttlSecondsAfterFinished": 600,
             "template": {

@@ -97,7 +97,7 @@ def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -
         if sets_timeout:
             kwargs.setdefault("timeout", recorder.timeout)
         name = args[0] if args else kwargs.get("name")
-        endpoint = f"{method} {name or self.request_name or urlsplit(url).path or url}"
+        endpoint = f"{method} {name or self.request_name or _path(url)}"
         user_class: type = type(self.user)  # `type`, not type[Any], which mypy does not see as Hashable
         pending = recorder.sending(endpoint, pacing_of(user_class) if self.user else None)
         try:
@@ -110,6 +110,12 @@ def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -
             raise
 
     return request
+
+
+@functools.lru_cache(maxsize=4096)  # bounded: URLs may carry ids
+def _path(url: str) -> str:
+    """A request's name when the locustfile gives none, as Locust names it: the URL's path."""
+    return urlsplit(url).path or url
 
 
 @functools.cache

@@ -35,7 +35,7 @@ RECENT_SECONDS = 3.0  # how long finished requests are kept to count who was wai
 Emit = Callable[[dict[str, Any]], None]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Pending:
     """A request on its way: known from the moment a client sends it until Locust reports it."""
 
@@ -132,9 +132,9 @@ class Recorder:
                 now, sent, endpoint, micros, kind, f"{endpoint}: {type(exception).__name__}: {exception}"
             )
         self.recent.append((sent, now))
-        self._log(
-            sent, now, endpoint, exception is None, micros, interval, kind=None if exception is None else kind
-        )
+        if self.log is not None:
+            kind_logged = None if exception is None else kind
+            self._log(sent, now, endpoint, exception is None, micros, interval, kind=kind_logged)
 
     def gave_up(self, pending: Pending, error: BaseException | None) -> None:
         """A request that will never be reported: its user was stopped mid-request (None), or it
@@ -147,7 +147,8 @@ class Recorder:
         else:
             kind = error_kind(error)
             text = f"{pending.endpoint}: {type(error).__name__}: {error}"
-            self._failed(now, pending.sent, pending.endpoint, round((now - pending.sent) * 1e6), kind, text)
+            waited = max(0, round((now - pending.sent) * 1e6))  # the wall clock may step back
+            self._failed(now, pending.sent, pending.endpoint, waited, kind, text)
             self._log(pending.sent, now, pending.endpoint, False, None, pending.interval_us, kind=kind)
 
     def _take(self, start_time: float | None) -> Pending | None:
@@ -156,6 +157,10 @@ class Recorder:
         mine = self.pending.get(gevent.getcurrent())
         if not mine:
             return None
+        if len(mine) == 1:  # the usual case: one request of this user's on its way
+            pending = mine[0]
+            del self.pending[pending.greenlet]
+            return pending
         candidates = [p for p in mine if start_time is None or p.sent <= start_time + 0.001] or mine
         pending = max(candidates, key=lambda p: p.sent)
         self._forget(pending)
@@ -208,7 +213,7 @@ class Recorder:
     def _unfinished(self, now: float, pending: Pending) -> None:
         """Still waiting when last seen: a failure once past the timeout, else a latency at least
         as long as it has lasted so far (and no outcome)."""
-        waited = round((now - pending.sent) * 1e6)
+        waited = max(0, round((now - pending.sent) * 1e6))  # the wall clock may step back (NTP)
         if waited >= self.timeout * 1e6:
             text = f"{pending.endpoint}: still waiting after {self.timeout:g}s when the load stopped"
             self._failed(now, pending.sent, pending.endpoint, waited, "timeout", text)

@@ -37,7 +37,8 @@ def worker_command(master: str, locustfile: Path, processes: str) -> list[str]:
     command = [sys.executable, "-m", "chaoslib_ext.load.child", "-f", str(locustfile), "--worker"]
     command += ["--master-host", host, "--master-port", str(port)]
     if processes != "1":
-        command += ["--processes", "-1" if processes == "auto" else processes]
+        count = str(len(os.sched_getaffinity(0))) if processes == "auto" else processes  # as load.processes
+        command += ["--processes", count]
     return command
 
 

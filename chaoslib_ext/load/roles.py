@@ -46,6 +46,7 @@ STOP_USERS = "gameday_stop"  # master -> workers: stop your users and send your 
 LAST_BATCH_WAIT_SECONDS = 5.0  # after Locust's stop timeout: how long the master waits for last batches
 STATUS_SECONDS = 1.0  # how often the master writes what each worker is doing
 HELD_BACK_SECONDS = 3.0  # a second not merged this long after it began: say which worker holds it
+SLOW_WRITE_SECONDS = 0.1
 
 
 class Role(Protocol):
@@ -171,6 +172,11 @@ class WelcomedWorkers(WorkerNodes):
     def ready(self) -> list[WorkerNode]:
         return [node for node in self.get_by_state(STATE_INIT) if node.id in self.welcomed]
 
+    def __delitem__(self, worker: str) -> None:
+        """A worker that quit (or was refused) leaves its place to another."""
+        super().__delitem__(worker)
+        self.welcomed.discard(worker)
+
 
 class Master:
     """The master process: welcomes workers, merges their seconds and writes them, and the lifecycle,
@@ -185,7 +191,7 @@ class Master:
         max_clock_offset: float,
     ) -> None:
         self.runner = runner
-        self.write = write
+        self.write = timed(write)
         environment = runner.environment
         assert environment.parsed_options is not None  # Locust's main parsed them
         self.expected = expected = int(environment.parsed_options.expect_workers)
@@ -213,10 +219,13 @@ class Master:
     def hello(self, msg: Message, **_: Any) -> None:
         worker = str(msg.node_id)
         theirs = self.identities[worker] = Identity.from_message(msg.data)
-        if len(self.workers.welcomed) + len(self.clock_rounds) >= self.expected:
+        joining = [other for other in self.clock_rounds if other in self.workers]  # not those gone since
+        if len(self.workers.welcomed) + len(joining) >= self.expected:
             self.refuse(worker, f"the run already has the {self.expected} worker(s) it expects")
         elif (difference := self.identity.difference(theirs)) is not None:
             self.refuse(worker, difference)
+        elif theirs.boot == self.identity.boot != "?":  # the master's own kernel: its own clock
+            self.welcome(worker, 0.0, 0.0)
         else:
             self.clock_rounds[worker] = []
             self.ping(worker)
@@ -243,8 +252,11 @@ class Master:
             )
             self.refuse(worker, reason)
             return
+        self.welcome(worker, best.offset, best.round_trip / 2)
+
+    def welcome(self, worker: str, offset: float, uncertainty: float) -> None:
         self.runner.send_message(
-            WELCOME, {"offset": best.offset, "settings": self.settings.to_message()}, client_id=worker
+            WELCOME, {"offset": offset, "settings": self.settings.to_message()}, client_id=worker
         )
         self.workers.welcomed.add(worker)  # after the welcome: the worker reads it before any spawn
         self.write(
@@ -253,8 +265,8 @@ class Master:
                 "event": "joined",
                 "worker": worker,
                 "host": self.identities[worker].host,
-                "clock_offset_s": round(best.offset, 6),
-                "clock_uncertainty_s": round(best.round_trip / 2, 6),
+                "clock_offset_s": round(offset, 6),
+                "clock_uncertainty_s": round(uncertainty, 6),
             }
         )
 
@@ -278,6 +290,8 @@ class Master:
             self.write({"type": "worker", "event": "back", "worker": worker})
         self.status[worker] = {"users": int(msg.data["users"]), "requests": int(msg.data["requests"])}
         self.merger.receive(worker, lines, last)
+        if last and not self.finished:  # it stopped on its own (SIGTERM, Ctrl-C): its users' load with it
+            self.write({"type": "worker", "event": "lost", "worker": worker, "reason": "it quit"})
         self.merger.write_ready()
 
     def tick(self) -> None:
@@ -303,8 +317,13 @@ class Master:
 
     def warn_if_held_back(self) -> None:
         """In Locust's log: which worker the merged seconds have waited for, for long."""
-        behind = self.merger.next_second
-        if behind is None or time.time() - behind < HELD_BACK_SECONDS or time.monotonic() < self.warned + 5:
+        waiting = [second for mine in self.merger.workers.values() for second in mine.waiting]
+        behind = (
+            self.merger.next_second if self.merger.next_second is not None else min(waiting, default=None)
+        )
+        if self.finished or behind is None or time.time() - behind < HELD_BACK_SECONDS:
+            return
+        if time.monotonic() < self.warned + HELD_BACK_SECONDS:
             return
         self.warned = time.monotonic()
         logger.warning(
@@ -346,6 +365,19 @@ class Master:
 
     def quit(self) -> None:
         self.merger.write_ready(everything=True)
+
+
+def timed(write: Emit) -> Emit:
+    """The master's writes to the runner's pipe block the whole process (gevent cannot make them
+    wait cooperatively) if the runner stops reading: say so in Locust's log when one is slow."""
+
+    def write_timed(message: dict[str, Any]) -> None:
+        started = time.monotonic()
+        write(message)
+        if (took := time.monotonic() - started) > SLOW_WRITE_SECONDS:
+            logger.warning("gameday's master waited %.2fs for the runner to take a line", took)
+
+    return write_timed
 
 
 def tick_forever(role: Role) -> None:

@@ -202,7 +202,7 @@ class LoadRunner:
 
     def worker_command(self) -> str:
         assert self.load.workers is not None
-        return f"gameday worker --master {self.load.workers.bind} -f {self.load.locustfile}"
+        return f"gameday worker --master {self.load.workers.master_address} -f {self.load.locustfile}"
 
     def child_environment(self, write_fd: int) -> dict[str, str]:
         """The host goes through the environment, not argv: `ps` shows argv, and it may hold a secret."""
@@ -228,8 +228,10 @@ class LoadRunner:
             for line in stream:
                 try:
                     self._handle(json.loads(line))
-                except (ValueError, KeyError, TypeError) as error:
-                    self.problem = self.problem or f"unreadable recorder line ({error})"
+                except Exception as error:  # any line it cannot take: the run must know, reading goes on
+                    self.problem = (
+                        self.problem or f"unreadable recorder line ({type(error).__name__}: {error})"
+                    )
         self.stopped.set()
 
     def _handle(self, message: dict[str, Any]) -> None:
@@ -241,12 +243,15 @@ class LoadRunner:
             self.workers = self.worker_processes()
             self.spawned.set()
         elif kind == "worker":
+            if message["event"] == "lost" and self.stopped_at is not None:
+                return  # stopped with the rest of the load, as the runner asked
             self.worker_book.event(message)
             detail = {key: value for key, value in message.items() if key not in ("type", "event", "worker")}
             self.timeline.add("load", f"worker {message['event']}", message["worker"], **detail)
             if message["event"] == "lost" and self.load.on_worker_loss == "abort":
+                why = f": {message['reason']}" if "reason" in message else ""
                 self.problem = self.problem or (
-                    f"Locust worker {message['worker']} was lost (its users' load stopped with it; "
+                    f"Locust worker {message['worker']} was lost{why} (its users' load stopped with it; "
                     "load.on_worker_loss: continue goes on without it)"
                 )
         elif kind == "workers":

@@ -22,6 +22,8 @@ class WorkerRecord:
     requests: int = 0  # it reported, so far
     rate: float = 0.0  # requests per second since its previous status
     seen: float | None = None  # when its previous status came (monotonic)
+    first_seen: float | None = None  # when its first status came (monotonic)
+    first_requests: int = 0  # what it had reported by then
 
     def to_report(self) -> dict[str, Any]:
         def ms(seconds: float | None) -> float | None:
@@ -36,7 +38,14 @@ class WorkerRecord:
             "reason": self.reason,
             "users": self.most_users,
             "requests": self.requests,
+            "requests_per_s": self.mean_rate(),
         }
+
+    def mean_rate(self) -> float | None:
+        """Requests per second between its first status and its last (None before two)."""
+        if self.seen is None or self.first_seen is None or self.seen <= self.first_seen:
+            return None
+        return round((self.requests - self.first_requests) / (self.seen - self.first_seen), 1)
 
 
 class WorkerBook:
@@ -69,6 +78,8 @@ class WorkerBook:
                 requests = int(status["requests"])
                 if record.seen is not None and now > record.seen:
                     record.rate = (requests - record.requests) / (now - record.seen)
+                if record.first_seen is None:
+                    record.first_seen, record.first_requests = now, requests
                 record.users, record.requests, record.seen = int(status["users"]), requests, now
                 record.most_users = max(record.most_users, record.users)
 

@@ -26,7 +26,7 @@ def render_plan(plan: Plan, driver: Driver) -> str:
         lines += [
             f"  Locust master on {workers.bind}: waits up to {format_duration(workers.join_timeout)} for "
             f"{workers.expect} worker(s), each started with",
-            f"    gameday worker --master {workers.bind} -f {load.locustfile}",
+            f"    gameday worker --master {workers.master_address} -f {load.locustfile}",
             f"  refused: another locustfile, gameday or Locust version, or a clock more than "
             f"{format_duration(workers.max_clock_offset)} off the master's",
         ]

@@ -306,14 +306,17 @@ def _workers(report: dict[str, Any]) -> list[str]:
         "Clock offset: the worker's clock minus the master's, ± half the round trip it was measured over; "
         "its requests were filed on the master's clock.",
         "",
-        "| worker | state | most users | requests | clock offset |",
-        "|---|---|---:|---:|---:|",
+        "| worker | state | most users | requests | req/s | clock offset |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for worker in workers:
         offset = worker["clock_offset_ms"]
         clock = "-" if offset is None else f"{offset:+.3f} ± {worker['clock_uncertainty_ms']:.3f} ms"
         state = worker["state"] + (f": {worker['reason']}" if worker["reason"] else "")
-        lines.append(f"| {worker['worker']} | {state} | {worker['users']} | {worker['requests']} | {clock} |")
+        rate = "-" if worker["requests_per_s"] is None else f"{worker['requests_per_s']:g}"
+        lines.append(
+            f"| {worker['worker']} | {state} | {worker['users']} | {worker['requests']} | {rate} | {clock} |"
+        )
     return [*lines, ""]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import socket
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -78,6 +79,13 @@ class WorkersSpec:
     @property
     def bind(self) -> str:
         return f"{self.bind_host}:{self.bind_port}"
+
+    @property
+    def master_address(self) -> str:
+        """Where workers reach the master: the bind address, or this machine's name when it binds
+        every interface."""
+        host = socket.gethostname() if self.bind_host in ("0.0.0.0", "::", "*") else self.bind_host
+        return f"{host}:{self.bind_port}"
 
 
 @dataclass(frozen=True)
