@@ -12,13 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chaoslib_ext.measure.histogram import MAX_RELATIVE_ERROR, Histogram
+from chaoslib_ext.measure.samples import Aggregate
 
 REPO = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO / "loadtests" / "checkout.py"
@@ -233,3 +234,13 @@ def assert_percentiles_as_logged(histogram: Histogram, logged: list[dict[str, An
         wanted = exact[max(1, math.ceil(quantile * len(exact))) - 1] / 1000
         assert measured is not None, quantile
         assert abs(measured - wanted) <= MAX_RELATIVE_ERROR * wanted + 0.001, (quantile, measured, wanted)
+
+
+def assert_counts_as_logged(total: Aggregate, logged: list[dict[str, Any]], endpoints: Iterable[str]) -> None:
+    """Every request the load logged one by one is in the store exactly once, by outcome."""
+    for endpoint in endpoints:
+        sample = total.endpoints[endpoint]
+        mine = [record for record in logged if record["endpoint"] == endpoint]
+        assert sample.ok.count == sum(record["ok"] is True for record in mine), endpoint
+        assert sample.failed.count == sum(record["ok"] is False for record in mine), endpoint
+        assert sample.unfinished.count == sum(record["ok"] is None for record in mine), endpoint

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOST, REPO, Starter, alive, assert_percentiles_as_logged
+from conftest import HOST, REPO, Starter, alive, assert_counts_as_logged, assert_percentiles_as_logged
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
@@ -74,12 +74,7 @@ def test_recorder_counts_every_request_that_locust_counts(
     logged = [json.loads(line) for line in request_log.read_text().splitlines()]
     by_process = Counter(record["pid"] for record in logged)
     assert len(by_process) == processes and all(count > 10 for count in by_process.values()), by_process
-    for name in ("/work", "/nope"):
-        sample = total.endpoints[f"GET {name}"]
-        mine = [record for record in logged if record["endpoint"] == f"GET {name}"]
-        assert sample.ok.count == sum(record["ok"] is True for record in mine), name
-        assert sample.failed.count == sum(record["ok"] is False for record in mine), name
-        assert sample.unfinished.count == sum(record["ok"] is None for record in mine), name
+    assert_counts_as_logged(total, logged, ("GET /work", "GET /nope"))
     if processes == 1:
         locust_stats = {entry["name"]: entry for entry in json.loads(stats_file.read_text())}
         for name in ("/work", "/nope"):

@@ -19,7 +19,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import HOST, REPO, Starter, assert_percentiles_as_logged, free_port, gameday
+from conftest import (
+    HOST,
+    REPO,
+    Starter,
+    assert_counts_as_logged,
+    assert_percentiles_as_logged,
+    free_port,
+    gameday,
+)
 
 from chaoslib_ext.errors import RunAborted
 from chaoslib_ext.events import Timeline
@@ -104,6 +112,18 @@ def remote_load(backend: str, tmp_path: Path, expect: int, **workers: float) -> 
     return LoadRunner(load, 60, RunDirectory.create(tmp_path, "run"), Timeline()), port
 
 
+def two_workers_joined(
+    backend: str, tmp_path: Path, workers: Workers
+) -> tuple[LoadRunner, subprocess.Popen[str], subprocess.Popen[str]]:
+    """A master expecting two workers, and two `gameday worker` processes that joined it."""
+    runner, port = remote_load(backend, tmp_path, expect=2)
+    thread, errors = starting(runner)
+    first, second = workers.start(port), workers.start(port)
+    thread.join(timeout=90)
+    assert not errors and runner.spawned.is_set(), errors
+    return runner, first, second
+
+
 def wait_seconds(runner: LoadRunner, count: int) -> None:
     deadline = time.monotonic() + 30
     while len(runner.samples.sent_seconds()) < count:
@@ -115,11 +135,7 @@ def wait_seconds(runner: LoadRunner, count: int) -> None:
 def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: Path, workers: Workers):
     """The merged counts are the sum of what each worker sent (its own log, one line per request),
     and the percentiles are the exact ones of those requests within the histogram's bound."""
-    runner, port = remote_load(backend, tmp_path, expect=2)
-    thread, errors = starting(runner)
-    first, second = workers.start(port), workers.start(port)
-    thread.join(timeout=90)
-    assert not errors and runner.spawned.is_set(), errors
+    runner, first, second = two_workers_joined(backend, tmp_path, workers)
     try:
         wait_seconds(runner, 4)
     finally:
@@ -130,12 +146,7 @@ def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: 
     by_worker = Counter(record["pid"] for record in logged)
     assert len(by_worker) == 2 and all(count > 10 for count in by_worker.values()), by_worker
     total = runner.samples.window(float("-inf"), float("inf"))
-    for name in ("/work", "/nope"):
-        sample = total.endpoints[f"GET {name}"]
-        mine = [record for record in logged if record["endpoint"] == f"GET {name}"]
-        assert sample.ok.count == sum(record["ok"] is True for record in mine), name
-        assert sample.failed.count == sum(record["ok"] is False for record in mine), name
-        assert sample.unfinished.count == sum(record["ok"] is None for record in mine), name
+    assert_counts_as_logged(total, logged, ("GET /work", "GET /nope"))
     assert_percentiles_as_logged(total.endpoints["GET /work"].ok, logged, "GET /work")
     joined = [e for e in runner.timeline.events() if e.action == "worker joined"]
     assert len(joined) == 2
@@ -151,11 +162,7 @@ def test_two_workers_started_on_their_own_are_merged_exactly(backend, tmp_path: 
 def test_a_worker_that_quits_mid_run_is_lost_and_aborts_the_run(backend, tmp_path: Path, workers: Workers):
     """Ctrl-C or SIGTERM on a worker elsewhere: it sends its last batch and leaves Locust's list; its
     users' load went with it, so the run (on_worker_loss: abort) must know."""
-    runner, port = remote_load(backend, tmp_path, expect=2)
-    thread, errors = starting(runner)
-    first, second = workers.start(port), workers.start(port)
-    thread.join(timeout=90)
-    assert not errors and runner.spawned.is_set(), errors
+    runner, first, second = two_workers_joined(backend, tmp_path, workers)
     try:
         wait_seconds(runner, 2)
         second.send_signal(signal.SIGTERM)
