@@ -93,7 +93,7 @@ def simulate(
             if when >= end:
                 continue
             current.user = payload
-            recorder.sending(f"GET {endpoint}", interval)
+            recorder.sending(f"GET {endpoint}", None if interval is None else round(interval * 1e6))
             answer = service(when)
             waited = min(answer.after, timeout)
             at(when + waited, "answer", (payload, when, answer, waited < answer.after))

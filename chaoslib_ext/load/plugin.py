@@ -99,7 +99,7 @@ def _tracked(send: Callable[..., Any], recorder: Recorder, sets_timeout: bool) -
         name = args[0] if args else kwargs.get("name")
         endpoint = f"{method} {name or self.request_name or _path(url)}"
         user_class: type = type(self.user)  # `type`, not type[Any], which mypy does not see as Hashable
-        pending = recorder.sending(endpoint, pacing_of(user_class) if self.user else None)
+        pending = recorder.sending(endpoint, pacing_us_of(user_class) if self.user else None)
         try:
             return send(self, method, url, *args, **kwargs)
         except GreenletExit:  # its user is being stopped
@@ -119,8 +119,8 @@ def _path(url: str) -> str:
 
 
 @functools.cache
-def pacing_of(user_class: type) -> float | None:
-    """Seconds between a user's task runs, when its wait_time says (constant_pacing,
+def pacing_us_of(user_class: type) -> int | None:
+    """Microseconds between a user's task runs, when its wait_time says (constant_pacing,
     constant_throughput, poisson: the mean); None for any other wait_time."""
     function = getattr(user_class, "wait_time", None)
     function = getattr(function, "__func__", function)
@@ -131,7 +131,8 @@ def pacing_of(user_class: type) -> float | None:
     cells = dict(
         zip(code.co_freevars, (cell.cell_contents for cell in function.__closure__ or ()), strict=True)
     )
-    return float(cells["wait_time"]) if code is _PACED else 1 / float(cells["rate"])
+    seconds = float(cells["wait_time"]) if code is _PACED else 1 / float(cells["rate"])
+    return max(1, round(seconds * 1e6))
 
 
 def _sets_own(user_class: type, base: type) -> bool:

@@ -74,7 +74,9 @@ class Recorder:
         self.log = log  # test-only: one JSON line per request, for an exact offline judgement
         self.pending: dict[Any, list[Pending]] = {}  # by greenlet: each sends one request at a time
         self.seconds: dict[int, dict[int, Aggregate]] = {}  # second of the run -> send second -> requests
-        self.recent: deque[tuple[float, float]] = deque()  # (sent, finished) of the last seconds
+        self.recent: deque[tuple[float, float]] = (
+            deque()
+        )  # (sent, finished) of the last seconds, in the order they finished
         self.requests = 0  # reported so far (a worker tells the master, for its status)
         self.clock_offset = 0.0  # a remote worker's clock minus the master's: every time is on the master's
         self.next_second = int(self.now())  # the first second not written out yet
@@ -88,10 +90,14 @@ class Recorder:
 
     # -- a client sends, Locust reports -------------------------------------------------------
 
-    def sending(self, endpoint: str, interval: float | None) -> Pending:
-        interval_us = None if interval is None else max(1, round(interval * 1e6))
-        pending = Pending(self.now(), endpoint, interval_us, gevent.getcurrent())
-        self.pending.setdefault(pending.greenlet, []).append(pending)
+    def sending(self, endpoint: str, interval_us: int | None) -> Pending:
+        greenlet = gevent.getcurrent()
+        pending = Pending(time.time() - self.clock_offset, endpoint, interval_us, greenlet)
+        mine = self.pending.get(greenlet)
+        if mine is None:
+            self.pending[greenlet] = [pending]
+        else:
+            mine.append(pending)
         return pending
 
     def on_request(
@@ -104,7 +110,7 @@ class Recorder:
         response: Any = None,
         **_: Any,
     ) -> None:
-        now = self.now()
+        now = time.time() - self.clock_offset  # self.now(), inlined: this runs for every request
         self.requests += 1
         if start_time is not None:  # Locust's, on this machine's clock
             start_time -= self.clock_offset
@@ -124,7 +130,7 @@ class Recorder:
                 sample.ok_untimed += 1
             else:
                 sample.ok.record_us(micros)
-                if interval is not None:
+                if interval is not None and micros >= 2 * interval:  # else none was omitted
                     self._omitted(now, sent, endpoint, micros, interval)
         else:
             kind = error_kind(exception, response)
@@ -250,8 +256,13 @@ class Recorder:
                     self._unfinished(now, pending)
         last = int(now) if everything else int(now) - 1
         for second in range(self.next_second, last + 1):
-            waiting = [p.sent for mine in self.pending.values() for p in mine if p.sent < second + 1]
-            waiting += [sent for sent, finished in self.recent if sent < second + 1 <= finished]
+            end = second + 1
+            waiting = [p.sent for mine in self.pending.values() for p in mine if p.sent < end]
+            for sent, finished in reversed(self.recent):  # in the order they finished: newest first
+                if finished < end:
+                    break  # and so did every one before it
+                if sent < end:
+                    waiting.append(sent)
             by_sent = self.seconds.pop(second, {})
             self.emit(
                 {
