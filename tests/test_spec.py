@@ -22,13 +22,14 @@ from chaoslib_ext.spec.model import (
     PrometheusGuard,
     WorkersSpec,
 )
+from chaoslib_ext.spec.suite import is_suite
 
 MANIFESTS = {"compose.yaml", "stack.yaml", "rbac.yaml"}  # what the examples run against, not experiments
 EXPERIMENTS = [
     path
     for folder in ("", "docker", "kubernetes")
     for path in sorted((REPO / "experiments" / folder).glob("*.yaml"))
-    if path.name not in MANIFESTS
+    if path.name not in MANIFESTS and not is_suite(path)
 ]
 
 

@@ -44,9 +44,9 @@ def load_experiment(path: str | Path, overrides: dict[str, Any] | None = None) -
         if builder.errors:
             raise SpecErrors(builder.errors)
     except SpecErrors as problems:  # an error may quote a value that holds a secret
-        raise SpecErrors([_masked(error, secrets) for error in problems.errors]) from None
+        raise SpecErrors([masked(error, secrets) for error in problems.errors]) from None
     except SpecError as error:
-        raise _masked(error, secrets) from None
+        raise masked(error, secrets) from None
     return experiment
 
 
@@ -67,5 +67,6 @@ def _looks_like_an_experiment(document: Document) -> None:
     )
 
 
-def _masked(error: SpecError, secrets: Secrets) -> SpecError:
+def masked(error: SpecError, secrets: Secrets) -> SpecError:
+    """The error with every secret's value in it masked."""
     return SpecError(secrets.mask(error.message), where=error.where, hint=secrets.mask(error.hint))
