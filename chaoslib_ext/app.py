@@ -12,8 +12,9 @@ from typing import Any
 
 from chaoslib_ext.drivers import driver_class, driver_for, load_undo_forms
 from chaoslib_ext.drivers.base import Driver
-from chaoslib_ext.errors import ExitCode, RunAborted, SpecError
+from chaoslib_ext.errors import ExitCode, RunAborted, SpecError, TargetBusy
 from chaoslib_ext.events import Subscriber
+from chaoslib_ext.follow_up import FollowUp
 from chaoslib_ext.plan.blast import check_blast_radius
 from chaoslib_ext.plan.make import Plan, make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
@@ -70,14 +71,21 @@ def run(
     report_dir: Path,
     watchers: Sequence[Subscriber] = (),
     dry_run: bool = False,
+    follow_up: FollowUp | None = None,
 ) -> Outcome:
     """Run a prepared experiment to its end and write its reports, alone on its target: the
-    target's lock held, and no dead run's changes left behind."""
+    target's lock held, and no dead run's changes left behind. `follow_up`: the regression gate,
+    notifications and history entry (by default, the experiment's own notifications only)."""
+    follow_up = follow_up or FollowUp(notify=prepared.experiment.notify)
     from chaoslib_ext.engine.run import new_run_id
 
     experiment = prepared.experiment
     run_id = new_run_id(experiment.secrets.mask(experiment.title))  # it names files and rules
-    lock = TargetLock.acquire(prepared.driver.lock_key(), run_id, experiment.path)
+    try:
+        lock = TargetLock.acquire(prepared.driver.lock_key(), run_id, experiment.path)
+    except TargetBusy as busy:  # a scheduled run that found another on its target: it says so
+        follow_up.skipped(experiment, run_id, report_dir, busy.message)
+        raise
     try:
         load_undo_forms()
         left_behind = [state for state in ledgers() if state.blocks]
@@ -88,13 +96,18 @@ def run(
                 where=str(left_behind[0].path),
                 hint="run `gameday recover` first",
             )
-        return _run_locked(prepared, run_id, report_dir, watchers, dry_run)
+        return _run_locked(prepared, run_id, report_dir, watchers, dry_run, follow_up)
     finally:
         lock.release()
 
 
 def _run_locked(
-    prepared: Prepared, run_id: str, report_dir: Path, watchers: Sequence[Subscriber], dry_run: bool
+    prepared: Prepared,
+    run_id: str,
+    report_dir: Path,
+    watchers: Sequence[Subscriber],
+    dry_run: bool,
+    follow_up: FollowUp,
 ) -> Outcome:
     from chaoslib_ext.engine.run import Engine
     from chaoslib_ext.engine.signals import interruptible
@@ -108,10 +121,13 @@ def _run_locked(
     try:
         with interruptible(engine, prepared.experiment.secrets.mask):
             result = engine.run()
-            report, written = write_reports(result, run_dir)
+            mask = prepared.experiment.secrets.mask
+            report, written = write_reports(
+                result, run_dir, amend=lambda report: follow_up.amend(report, run_dir.path, mask)
+            )
     finally:
         run_dir.close()
-    return Outcome(result.exit_code, report, written)
+    return Outcome(ExitCode(report["exit_code"]), report, written)
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,19 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from chaoslib_ext import __version__, app
-from chaoslib_ext.errors import ExitCode, GamedayError
+from chaoslib_ext.errors import ExitCode, GamedayError, SpecError
 from chaoslib_ext.spec import SpecErrors, load_experiment, parse_overrides
 from chaoslib_ext.spec.model import Experiment
 from chaoslib_ext.state.ledger import state_dir
 from chaoslib_ext.units import format_duration, format_ms, format_percent
+
+if TYPE_CHECKING:
+    from chaoslib_ext.follow_up import Gate
+    from chaoslib_ext.history.store import History
+    from chaoslib_ext.masking import Secrets
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,6 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run everything (services, load, steady state, phases, judging) but inject no fault",
     )
+    _add_history(run)
+    run.add_argument(
+        "--max-regression",
+        metavar="BOUNDS",
+        help="fail (exit 1, verdict regressed) a run that held but got worse than its baseline by more than "
+        "this: 'p95: 20%%, fault.availability: 0.5%%, time_to_recover: 50%%' (latency, time to recover and "
+        "error budget relative; availability in percentage points)",
+    )
+    run.add_argument(
+        "--baseline",
+        metavar="last-held|RUN",
+        help="the run --max-regression compares with: the latest held run of the same experiment "
+        "(last-held, the default) or a run id from the history",
+    )
+    run.add_argument(
+        "--junit",
+        type=Path,
+        metavar="PATH",
+        help="also write the JUnit XML here (a fixed path for CI test reporters)",
+    )
+
+    history = commands.add_parser("history", help="list past runs (of one experiment) with their trend")
+    history.add_argument("experiment", nargs="?", metavar="EXPERIMENT", help="an experiment file")
+    history.add_argument("--last", type=int, default=20, metavar="N", help="how many runs (default 20)")
+    _add_history(history)
+
+    compare = commands.add_parser("compare", help="what changed between two runs, phase by phase")
+    compare.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="a run id (or a unique prefix); with one, "
+        "it is compared with the run of the same experiment before it",
+    )
+    _add_history(compare)
 
     worker = commands.add_parser(
         "worker",
@@ -124,6 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the master listens, if not in the cluster behind the Service",
     )
 
+    schedule = commands.add_parser(
+        "schedule",
+        help="print what runs an experiment or a suite on a schedule: a Kubernetes CronJob, systemd units "
+        "or a crontab line",
+        description="Renders, never applies. Runs on one target never overlap: a run that finds the target's "
+        "lock taken does not start (exit code 3). Each schedule runs `gameday recover` first.",
+    )
+    schedule.add_argument("file", metavar="FILE", help="an experiment or a suite (kind: suite)")
+    schedule.add_argument("--cron", required=True, metavar="'M H DOM MON DOW'", help="when, as cron says it")
+    schedule.add_argument("--format", choices=("cronjob", "systemd", "cron"), default="cronjob")
+    schedule.add_argument(
+        "--image", help="cronjob: an image with gameday and the experiment files at --workdir"
+    )
+    schedule.add_argument("--namespace", default="default", help="cronjob: where the CronJob runs (default)")
+    schedule.add_argument(
+        "--workdir",
+        help="where the command runs: the repository with the experiments (here; in an image: /work)",
+    )
+    schedule.add_argument(
+        "--report-dir", default="reports", help="systemd and cron: where reports go (reports)"
+    )
+    schedule.add_argument("--output-dir", type=Path, help="write the files there instead of printing them")
+    _add_var(schedule)
+
     recover = commands.add_parser(
         "recover",
         help="undo what runs that died (even by SIGKILL) left behind, from their ledgers",
@@ -137,6 +201,15 @@ def build_parser() -> argparse.ArgumentParser:
         "context (a run on another machine, say)",
     )
     return parser
+
+
+def _add_history(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--history",
+        metavar="PATH|URL",
+        help="the history of runs: an SQLite file or a postgresql:// URL (default: $GAMEDAY_HISTORY, "
+        "else history.sqlite in the state directory, $GAMEDAY_STATE_DIR or ~/.local/state/gameday)",
+    )
 
 
 def _add_var(parser: argparse.ArgumentParser) -> None:
@@ -155,8 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": _validate,
         "plan": _plan,
         "run": _run,
+        "history": _history,
+        "compare": _compare,
         "worker": _worker,
         "k8s-workers": _k8s_workers,
+        "schedule": _schedule,
         "recover": _recover,
     }
     masks = Masks()
@@ -175,8 +251,11 @@ class Masks:
         self._masks: list[Callable[[str], str]] = []
 
     def add(self, experiment: Experiment) -> Experiment:
-        self._masks.append(experiment.secrets.mask)
+        self.add_secrets(experiment.secrets)
         return experiment
+
+    def add_secrets(self, secrets: Secrets) -> None:
+        self._masks.append(secrets.mask)
 
     def __call__(self, text: str) -> str:
         for mask in self._masks:
@@ -185,9 +264,14 @@ class Masks:
 
 
 def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
+    from chaoslib_ext.spec.suite import is_suite
+
     overrides = parse_overrides(args.var)
     worst = ExitCode.HELD
     for file in args.files:
+        if is_suite(file):
+            worst = max(worst, _validate_suite(file, overrides, masks))
+            continue
         try:
             experiment = masks.add(app.validate(file, overrides))
         except SpecErrors as errors:
@@ -202,6 +286,23 @@ def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
     return worst
 
 
+def _validate_suite(file: str, overrides: dict[str, Any], masks: Masks) -> ExitCode:
+    from chaoslib_ext.spec.suite import load_suite
+
+    try:
+        suite = load_suite(file, overrides)
+    except SpecErrors as errors:
+        for error in errors.errors:
+            print(f"gameday: error: {error}", file=sys.stderr)
+        return ExitCode.INVALID_INPUT
+    except GamedayError as error:
+        print(f"gameday: error: {error}", file=sys.stderr)
+        return ExitCode.INVALID_INPUT
+    masks.add_secrets(suite.secrets)
+    print(masks(f"ok  {file}: suite {suite.title} ({len(suite.experiments)} experiments)"))
+    return ExitCode.HELD
+
+
 def _plan(args: argparse.Namespace, masks: Masks) -> ExitCode:
     from chaoslib_ext.plan.render import render_plan
 
@@ -212,12 +313,175 @@ def _plan(args: argparse.Namespace, masks: Masks) -> ExitCode:
 
 def _run(args: argparse.Namespace, masks: Masks) -> ExitCode:
     from chaoslib_ext.engine.progress import Progress
+    from chaoslib_ext.follow_up import FollowUp
+    from chaoslib_ext.spec.suite import is_suite
 
-    prepared = app.prepare(masks.add(load_experiment(args.file, parse_overrides(args.var))))
+    history = _open_history(args)
+    gate = _gate(args)
+    if is_suite(args.file):
+        return _run_suite(args, masks, history, gate)
+    experiment = masks.add(load_experiment(args.file, parse_overrides(args.var)))
+    if gate is not None:
+        _check_baseline(gate, history, experiment)
+    prepared = app.prepare(experiment)
     progress = Progress(quiet=args.quiet, mask=masks)
-    outcome = app.run(prepared, args.report_dir, watchers=[progress], dry_run=args.dry_run)
+    follow_up = FollowUp(history, gate, experiment.notify)
+    outcome = app.run(
+        prepared, args.report_dir, watchers=[progress], dry_run=args.dry_run, follow_up=follow_up
+    )
     tell(masks(summary(outcome.report, outcome.written)))
+    from chaoslib_ext.report.junit import render_junit
+    from chaoslib_ext.report.markdown import render_markdown
+
+    _publish(args, render_markdown(outcome.report), lambda: render_junit(outcome.report))
     return outcome.exit_code
+
+
+def _run_suite(args: argparse.Namespace, masks: Masks, history: History, gate: Gate | None) -> ExitCode:
+    from chaoslib_ext.engine.progress import Progress
+    from chaoslib_ext.report.suite import render_suite_junit, render_suite_markdown, write_suite_reports
+    from chaoslib_ext.spec.suite import load_suite
+    from chaoslib_ext.suite import run_suite
+
+    suite = load_suite(args.file, parse_overrides(args.var))
+    masks.add_secrets(suite.secrets)
+    for experiment in suite.experiments:
+        masks.add(experiment)
+    if gate is not None and gate.baseline != "last-held":
+        raise SpecError(
+            "--baseline RUN names one run: a suite compares each experiment with its own",
+            hint="use --baseline last-held (the default) with a suite",
+        )
+    run = run_suite(
+        suite,
+        args.report_dir,
+        watchers_for=lambda _: [Progress(quiet=args.quiet, mask=masks)],
+        dry_run=args.dry_run,
+        announce=lambda line: tell(masks(line)),
+        history=history,
+        gate=gate,
+    )
+    try:
+        document, written = write_suite_reports(run, history)
+    finally:
+        run.directory.close()
+    tell(masks(suite_summary_text(document, written)))
+    _publish(args, render_suite_markdown(document), lambda: render_suite_junit(document, run))
+    return ExitCode(document["exit_code"])
+
+
+def suite_summary_text(document: dict[str, Any], written: list[Path]) -> str:
+    lines = [
+        "",
+        f"GAME DAY {document['verdict'].upper()}: {document['suite']['title']}  "
+        f"(exit code {document['exit_code']}, {document['ran']} of {len(document['experiments'])} ran)",
+    ]
+    for row in document["experiments"]:
+        why = "" if row["verdict"] == "held" else f"  {'; '.join(row['what_broke'])[:160]}"
+        lines.append(f"  {row['index']:>2}. {row['verdict']:<10} {row['title']}{why}")
+    lines += [f"  - {reason}" for reason in document["reasons"]]
+    lines += [f"  report: {path}" for path in written]
+    return "\n".join(lines)
+
+
+def _publish(args: argparse.Namespace, markdown: str, junit: Callable[[], str]) -> None:
+    """The Markdown report into GitHub's step summary (when set); the JUnit XML to --junit."""
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        try:
+            with open(summary_file, "a", encoding="utf-8") as stream:
+                stream.write(markdown + "\n")
+        except OSError as error:
+            print(
+                f"gameday: warning: cannot write GITHUB_STEP_SUMMARY {summary_file}: {error.strerror}",
+                file=sys.stderr,
+            )
+    if args.junit is not None:
+        try:
+            args.junit.parent.mkdir(parents=True, exist_ok=True)
+            args.junit.write_text(junit())
+        except OSError as error:
+            raise GamedayError(
+                f"cannot write the JUnit XML: {error.strerror}",
+                where=str(args.junit),
+                hint="the report directory has it too: junit.xml",
+            ) from None
+
+
+def _open_history(args: argparse.Namespace) -> History:
+    from chaoslib_ext.history.store import History, default_location
+
+    return History.open(args.history or os.environ.get("GAMEDAY_HISTORY") or default_location())
+
+
+def _gate(args: argparse.Namespace) -> Gate | None:
+    from chaoslib_ext.follow_up import LAST_HELD, Gate
+    from chaoslib_ext.history.compare import parse_bounds
+
+    if args.max_regression is None:
+        if args.baseline is not None:
+            raise SpecError("--baseline without --max-regression", hint="add --max-regression 'p95: 20%'")
+        return None
+    return Gate(args.baseline or LAST_HELD, tuple(parse_bounds(args.max_regression)))
+
+
+def _check_baseline(gate: Gate, history: History, experiment: Experiment) -> None:
+    """A --baseline RUN must be a run of this experiment in the history."""
+    from chaoslib_ext.follow_up import LAST_HELD
+    from chaoslib_ext.history.store import experiment_key
+
+    if gate.baseline == LAST_HELD:
+        return
+    baseline = history.run(gate.baseline)
+    if baseline is None:
+        raise SpecError(
+            f"--baseline {gate.baseline}: no such run (or more than one) in the history",
+            where=history.where,
+            hint="see gameday history EXPERIMENT",
+        )
+    if baseline.experiment_key != experiment_key(str(experiment.path)):
+        raise SpecError(
+            f"--baseline {gate.baseline} is a run of {baseline.experiment_key}, not of this experiment",
+            where=history.where,
+            hint="see gameday history EXPERIMENT",
+        )
+
+
+def _history(args: argparse.Namespace, _masks: Masks) -> ExitCode:
+    from chaoslib_ext.history.render import render_runs
+
+    history = _open_history(args)
+    print(render_runs(history.runs(args.experiment, limit=args.last)))
+    return ExitCode.HELD
+
+
+def _compare(args: argparse.Namespace, _masks: Masks) -> ExitCode:
+    from chaoslib_ext.history.render import render_comparison
+
+    if len(args.runs) > 2:
+        raise SpecError("compare takes one or two runs", hint="gameday compare RUN [RUN]")
+    history = _open_history(args)
+    runs = []
+    for run_id in args.runs:
+        run = history.run(run_id)
+        if run is None:
+            raise SpecError(
+                f"no run {run_id!r} (or more than one) in the history",
+                where=history.where,
+                hint="see gameday history",
+            )
+        runs.append(run)
+    if len(runs) == 1:
+        before = history.previous(runs[0])
+        if before is None:
+            raise SpecError(
+                f"{runs[0].run_id} is the first run of its experiment in the history",
+                where=history.where,
+                hint="name a second run: gameday compare RUN RUN",
+            )
+        runs.insert(0, before)
+    print(render_comparison(runs[0], runs[1]))
+    return ExitCode.HELD
 
 
 def tell(text: str) -> None:
@@ -236,13 +500,72 @@ def _worker(args: argparse.Namespace, _masks: Masks) -> ExitCode:
 
 
 def _k8s_workers(args: argparse.Namespace, masks: Masks) -> ExitCode:
-    from chaoslib_ext.load.manifests import render, worker_manifests
+    from chaoslib_ext.kube_yaml import render
+    from chaoslib_ext.load.manifests import worker_manifests
     from chaoslib_ext.load.remote import parse_master
 
     if args.master is not None:
         parse_master(args.master)
     experiment = masks.add(load_experiment(args.file, parse_overrides(args.var)))
     print(render(worker_manifests(experiment, args.image, args.namespace, args.master)), end="")
+    return ExitCode.HELD
+
+
+def _schedule(args: argparse.Namespace, masks: Masks) -> ExitCode:
+    from chaoslib_ext import schedule
+    from chaoslib_ext.kube_yaml import render
+    from chaoslib_ext.spec.suite import is_suite, load_suite
+
+    overrides = parse_overrides(args.var)
+    if is_suite(args.file):
+        suite = load_suite(args.file, overrides)
+        experiments, title, deadline = suite.experiments, suite.title, suite.deadline
+    else:
+        experiment = load_experiment(args.file, overrides)
+        experiments, title, deadline = (experiment,), experiment.title, None
+    for experiment in experiments:
+        masks.add(experiment)
+    extra = [item for pair in args.var for item in ("--var", pair)]
+    files: dict[str, str]
+    if args.format == "cronjob":
+        if not args.image:
+            raise SpecError(
+                "--format cronjob needs --image", hint="an image with gameday and your experiments in it"
+            )
+        workdir = args.workdir or "/work"
+        scheduled = schedule.Scheduled.of(
+            schedule.relative_to(args.file, os.getcwd()), experiments, title, deadline
+        )
+        objects = schedule.kubernetes_objects(
+            scheduled, args.cron, args.image, args.namespace, workdir, extra
+        )
+        files = {f"{scheduled.name}.yaml": render(objects)}
+    else:
+        workdir = str(Path(args.workdir or os.getcwd()).resolve())
+        scheduled = schedule.Scheduled.of(
+            schedule.relative_to(args.file, workdir), experiments, title, deadline
+        )
+        gameday = [
+            sys.executable,
+            "-m",
+            "chaoslib_ext",
+        ]  # absolute: what systemd and cron find without a PATH
+        if args.format == "systemd":
+            files = schedule.systemd_units(scheduled, args.cron, workdir, gameday, args.report_dir, extra)
+        else:
+            line = schedule.crontab_line(scheduled, args.cron, workdir, gameday, args.report_dir, extra)
+            files = {f"{scheduled.name}.crontab": line}
+    if args.output_dir is None:
+        for name, text in files.items():
+            print(
+                masks(f"# {name}\n{text}") if len(files) > 1 else masks(text),
+                end="" if len(files) == 1 else "\n",
+            )
+        return ExitCode.HELD
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (args.output_dir / name).write_text(text)
+        print(f"wrote {args.output_dir / name}")
     return ExitCode.HELD
 
 
@@ -266,6 +589,7 @@ HEADLINES = {
     "steady-state-failed": "STEADY STATE FAILED BEFORE THE FAULT, NOTHING INJECTED",
     "baseline-failed": "BASELINE DID NOT HOLD, NOTHING INJECTED",
     "not-tested": "NOT TESTED: THE FAULT TOUCHED NO TRAFFIC",
+    "regressed": "SLO HELD, BUT REGRESSED AGAINST ITS BASELINE",
 }
 
 

@@ -60,3 +60,7 @@ class RunAborted(GamedayError):
     """The run could not go on (a fault could not be applied, the load did not start): exit code 3."""
 
     exit_code = ExitCode.ABORTED
+
+
+class TargetBusy(RunAborted):
+    """Another run holds the target's lock, so this one did not start: exit code 3."""

@@ -20,6 +20,7 @@ import pytest
 from conftest import REPO, free_port, free_port_block, gameday, start_run, wait_for_line
 
 from chaoslib_ext.drivers import driver_for
+from chaoslib_ext.history.store import History
 from chaoslib_ext.spec import load_experiment, parse_overrides
 from chaoslib_ext.spec.schema import load_schema
 from chaoslib_ext.state.ledger import ledgers
@@ -420,7 +421,7 @@ def test_a_third_signal_forces_the_exit_and_says_what_may_be_left(tmp_path, expe
         time.sleep(0.05)
 
 
-def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
+def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path, own_state_dir):
     ports = demo_ports()
     experiment = load_experiment(REPO / "experiments" / "demo-pod-kill.yaml", parse_overrides(ports[1::2]))
     port = ports[1].split("=")[1]
@@ -435,7 +436,14 @@ def test_a_second_run_on_the_same_target_is_refused_naming_the_holder(tmp_path):
         f"local 127.0.0.1:{ports[1].split('=')[1]} is in use by another experiment: run the-holding-run"
         in (refused.stderr)
     )
-    assert f"pid {os.getpid()}" in refused.stderr and list(tmp_path.iterdir()) == []  # nothing started
+    assert f"pid {os.getpid()}" in refused.stderr
+    [run_dir] = list(tmp_path.iterdir())  # nothing started, and the skipped run says so
+    assert {p.name for p in run_dir.iterdir()} == {"skipped.json", "report.md", "logs"}
+    skipped = json.loads((run_dir / "skipped.json").read_text())
+    assert skipped["run_id"] == run_dir.name and "run the-holding-run" in skipped["reason"]
+    assert skipped["exit_code"] == 3 and skipped["experiment"]["title"] == experiment.title
+    [recorded] = History.open(own_state_dir / "history.sqlite").runs()
+    assert (recorded.run_id, recorded.verdict, recorded.status) == (run_dir.name, "skipped", "target-busy")
     holder = subprocess.Popen(  # a holder that dies by SIGKILL: the kernel frees its lock
         [sys.executable, "-c", HOLD_THE_LOCK, driver_for(experiment).lock_key(), str(experiment.path)],
         stdout=subprocess.PIPE,

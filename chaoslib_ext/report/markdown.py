@@ -14,6 +14,7 @@ HEADLINES = {
     "steady-state-failed": "⛔ Steady state did not hold before the fault: nothing was injected",
     "baseline-failed": "⛔ Baseline did not hold: nothing was injected",
     "not-tested": "❔ Not tested: the fault touched no traffic",
+    "regressed": "📉 SLO held, but regressed against its baseline",
 }
 
 
@@ -57,7 +58,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         + _workers(report)
     )
     lines += _faults(report) + _steady_state(report) + _errors(report)
+    lines += _regression(report) + _notifications(report)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _regression(report: dict[str, Any]) -> list[str]:
+    section = report.get("regression")
+    if section is None:
+        return []
+    if section["baseline"] is None:
+        return ["## Regression gate", "", "No earlier held run of this experiment to compare with.", ""]
+    lines = [
+        "## Regression gate",
+        "",
+        f"Against `{section['baseline']}`, bounds: {', '.join(section['bounds'])}.",
+        "",
+    ]
+    lines += [f"- **{text}**" for text in section["regressions"]] or ["- within every bound"]
+    lines += ["", "What changed:", ""] + [f"- {text}" for text in section["changes"]] + [""]
+    return lines
+
+
+def _notifications(report: dict[str, Any]) -> list[str]:
+    sent = report.get("notifications", [])
+    if not sent:
+        return []
+    lines = ["## Notifications", ""]
+    for note in sent:
+        state = "sent" if note["sent"] else f"**not sent** ({note['problem']})"
+        lines.append(f"- {note['format']} webhook {note['webhook']}: {state}, {note['attempts']} attempt(s)")
+    return [*lines, ""]
 
 
 def _when(start: float, end: float) -> str:

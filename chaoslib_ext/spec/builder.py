@@ -13,6 +13,7 @@ from chaoslib_ext.drivers import driver_class
 from chaoslib_ext.errors import Location, SpecError
 from chaoslib_ext.faults import KINDS, FaultSpec
 from chaoslib_ext.masking import NO_SECRETS, Secrets
+from chaoslib_ext.notify import notifications
 from chaoslib_ext.spec.model import (
     FRONT,
     PHASES,
@@ -158,6 +159,7 @@ class Builder:
             phases=phases,
             faults=faults,
             report_formats=tuple(data.get("report", {}).get("formats", ["json", "markdown", "junit"])),
+            notify=notifications(data.get("notify", [])),
             proxied=tuple(sorted(self.proxied)),
             dns=self.uses_dns,
         )

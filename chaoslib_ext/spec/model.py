@@ -14,6 +14,7 @@ from typing import Any, Literal
 from chaoslib_ext.errors import Location
 from chaoslib_ext.faults.base import FaultSpec
 from chaoslib_ext.masking import Secrets
+from chaoslib_ext.notify import Notification
 from chaoslib_ext.units import format_duration, format_percent
 
 PHASES = ("baseline", "fault", "recovery")
@@ -300,6 +301,7 @@ class Experiment:
     phases: Phases
     faults: tuple[FaultSpec, ...]
     report_formats: tuple[str, ...]
+    notify: tuple[Notification, ...] = ()  # webhooks told of the verdict
     proxied: tuple[str, ...] = ()  # services reached through gameday's fault proxies
     overrides: dict[str, Any] = field(default_factory=dict)  # what --var changed
     dns: bool = False  # whether gameday runs its DNS server for the services

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from chaoslib_ext.errors import RunAborted
+from chaoslib_ext.errors import RunAborted, TargetBusy
 from chaoslib_ext.state.ledger import open_state_dir, state_dir
 from chaoslib_ext.state.trust import PRIVATE, SHARED, Untrusted, open_directory, shared_group
 
@@ -67,7 +67,7 @@ class TargetLock:
                     stream.seek(0)
                     holder = _holder(stream.read())
                     stream.close()
-                    raise RunAborted(
+                    raise TargetBusy(
                         f"{key} is in use by another experiment: {holder}",
                         hint="one experiment at a time per target: wait for it to end, or stop it",
                     ) from None

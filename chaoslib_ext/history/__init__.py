@@ -1,0 +1,1 @@
+"""history: every run and suite recorded, compared and gated on."""
