@@ -244,3 +244,13 @@ def assert_counts_as_logged(total: Aggregate, logged: list[dict[str, Any]], endp
         assert sample.ok.count == sum(record["ok"] is True for record in mine), endpoint
         assert sample.failed.count == sum(record["ok"] is False for record in mine), endpoint
         assert sample.unfinished.count == sum(record["ok"] is None for record in mine), endpoint
+
+
+def assert_kubernetes_object(document: dict[str, Any], model: str) -> None:
+    """The object reads back through the `kubernetes` package's API model unchanged: every field
+    known and typed, the required ones present, nothing dropped."""
+    from kubernetes import client
+
+    api = client.ApiClient()
+    read = api._ApiClient__deserialize(document, model)  # type: ignore[attr-defined]
+    assert api.sanitize_for_serialization(read) == document, document["kind"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from chaoslib_ext.errors import SpecError
 from chaoslib_ext.spec.model import Experiment
 
@@ -87,18 +85,3 @@ def worker_manifests(
             }
         )
     return objects
-
-
-class _Dumper(yaml.SafeDumper):
-    """Multi-line text (the locustfile) as a literal block, as a person would write it."""
-
-
-def _text(dumper: yaml.SafeDumper, text: str) -> yaml.Node:
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
-
-
-_Dumper.add_representer(str, _text)
-
-
-def render(objects: list[dict[str, Any]]) -> str:
-    return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False)

@@ -141,7 +141,7 @@ class KubernetesDriver(Driver):
             check_reachable(cluster, namespace)
         problems = []
         for index, fault in enumerate(self.experiment.faults):
-            for verb, group, resource, namespace in self._needs(fault):
+            for verb, group, resource, namespace in permissions_needed(fault):
                 if not self._may(verb, group, resource, namespace):
                     problems.append(
                         SpecError(
@@ -162,21 +162,6 @@ class KubernetesDriver(Driver):
             for f in self.experiment.faults
             if f.selection and isinstance(f.selection.selector, PodSelector)
         ]
-
-    def _needs(self, fault: FaultSpec) -> list[tuple[str, str, str, str]]:
-        assert fault.selection is not None
-        selector = fault.selection.selector
-        assert isinstance(selector, PodSelector)
-        ns = selector.namespace
-        needs = [("list", "", "pods", ns)]
-        if selector.workload is not None:
-            needs.append(("get", "apps", f"{selector.workload[0]}s", ns))
-        if fault.params.scope == "process":
-            needs += [("delete", "", "pods", ns), ("watch", "", "pods", ns)]
-        else:
-            plural = PLURALS["DNSChaos" if fault.params.scope == "names" else "NetworkChaos"]
-            needs += [(verb, GROUP, plural, ns) for verb in ("create", "get", "delete")]
-        return needs
 
     def _may(self, verb: str, group: str, resource: str, namespace: str) -> bool:
         from kubernetes import client
@@ -459,3 +444,21 @@ class KubernetesDriver(Driver):
                 problem = ObjectAway(undo, cluster).take_away(GONE_WAIT_SECONDS)
                 (failed if problem else undone).append(problem or f"{undo.describe()} (run {undo.run})")
         return undone, failed
+
+
+def permissions_needed(fault: FaultSpec) -> list[tuple[str, str, str, str]]:
+    """(verb, API group, resource, namespace) a fault needs: checked before a run (preflight),
+    and granted by the Role of a scheduled run (schedule)."""
+    assert fault.selection is not None
+    selector = fault.selection.selector
+    assert isinstance(selector, PodSelector)
+    ns = selector.namespace
+    needs = [("list", "", "pods", ns)]
+    if selector.workload is not None:
+        needs.append(("get", "apps", f"{selector.workload[0]}s", ns))
+    if fault.params.scope == "process":
+        needs += [("delete", "", "pods", ns), ("watch", "", "pods", ns)]
+    else:
+        plural = PLURALS["DNSChaos" if fault.params.scope == "names" else "NetworkChaos"]
+        needs += [(verb, GROUP, plural, ns) for verb in ("create", "get", "delete")]
+    return needs
