@@ -5,7 +5,7 @@ the same functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,8 @@ from chaoslib_ext.plan.blast import check_blast_radius
 from chaoslib_ext.plan.make import Plan, make_plan
 from chaoslib_ext.spec import SpecErrors, load_experiment
 from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.spec.suite import Suite
+from chaoslib_ext.spec.suite import load_suite as load_suite_file
 from chaoslib_ext.state.ledger import ledgers
 from chaoslib_ext.state.locks import TargetLock
 from chaoslib_ext.state.trust import RunDirectory, Untrusted
@@ -54,6 +56,11 @@ def validate(file: str | Path, overrides: dict[str, Any] | None = None) -> Exper
     return experiment
 
 
+def load_suite(file: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+    """A suite whose every experiment passed `validate` (its blast radius too), before anything runs."""
+    return load_suite_file(file, overrides, load=validate)
+
+
 def prepare(experiment: Experiment) -> Prepared:
     """Check the host (the driver's preflight), resolve every fault's targets and check the blast
     radius; nothing is changed."""
@@ -72,10 +79,12 @@ def run(
     watchers: Sequence[Subscriber] = (),
     dry_run: bool = False,
     follow_up: FollowUp | None = None,
+    heard: Callable[[str], None] | None = None,
 ) -> Outcome:
     """Run a prepared experiment to its end and write its reports, alone on its target: the
     target's lock held, and no dead run's changes left behind. `follow_up`: the regression gate,
-    notifications and history entry (by default, the experiment's own notifications only)."""
+    notifications and history entry (by default, the experiment's own notifications only);
+    `heard`: told of each SIGINT/SIGTERM the run receives (its name)."""
     follow_up = follow_up or FollowUp(notify=prepared.experiment.notify)
     from chaoslib_ext.engine.run import new_run_id
 
@@ -96,7 +105,7 @@ def run(
                 where=str(left_behind[0].path),
                 hint="run `gameday recover` first",
             )
-        return _run_locked(prepared, run_id, report_dir, watchers, dry_run, follow_up)
+        return _run_locked(prepared, run_id, report_dir, watchers, dry_run, follow_up, heard)
     finally:
         lock.release()
 
@@ -108,6 +117,7 @@ def _run_locked(
     watchers: Sequence[Subscriber],
     dry_run: bool,
     follow_up: FollowUp,
+    heard: Callable[[str], None] | None,
 ) -> Outcome:
     from chaoslib_ext.engine.run import Engine
     from chaoslib_ext.engine.signals import interruptible
@@ -119,7 +129,7 @@ def _run_locked(
         raise SpecError(error.message, where=error.where, hint=error.hint) from None
     engine = Engine(prepared.plan, prepared.driver, run_id, run_dir, watchers, dry_run=dry_run)
     try:
-        with interruptible(engine, prepared.experiment.secrets.mask):
+        with interruptible(engine, prepared.experiment.secrets.mask, heard):
             result = engine.run()
             mask = prepared.experiment.secrets.mask
             report, written = write_reports(

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = commands.add_parser("history", help="list past runs (of one experiment) with their trend")
     history.add_argument("experiment", nargs="?", metavar="EXPERIMENT", help="an experiment file")
-    history.add_argument("--last", type=int, default=20, metavar="N", help="how many runs (default 20)")
+    history.add_argument("--last", type=_positive, default=20, metavar="N", help="how many runs (default 20)")
     _add_history(history)
 
     compare = commands.add_parser("compare", help="what changed between two runs, phase by phase")
@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument(
         "--report-dir", default="reports", help="systemd and cron: where reports go (reports)"
     )
+    schedule.add_argument(
+        "--secret", help="cronjob: a Secret whose keys become the run's environment (secrets: {env: ...})"
+    )
+    schedule.add_argument(
+        "--env-file", help="systemd: an EnvironmentFile= with the variables the secrets are read from"
+    )
     schedule.add_argument("--output-dir", type=Path, help="write the files there instead of printing them")
     _add_var(schedule)
 
@@ -201,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
         "context (a run on another machine, say)",
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
 
 
 def _add_history(parser: argparse.ArgumentParser) -> None:
@@ -287,10 +300,8 @@ def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
 
 
 def _validate_suite(file: str, overrides: dict[str, Any], masks: Masks) -> ExitCode:
-    from chaoslib_ext.spec.suite import load_suite
-
     try:
-        suite = load_suite(file, overrides)
+        suite = app.load_suite(file, overrides)
     except SpecErrors as errors:
         for error in errors.errors:
             print(f"gameday: error: {error}", file=sys.stderr)
@@ -316,12 +327,13 @@ def _run(args: argparse.Namespace, masks: Masks) -> ExitCode:
     from chaoslib_ext.follow_up import FollowUp
     from chaoslib_ext.spec.suite import is_suite
 
-    history = _open_history(args)
     gate = _gate(args)
+    history = _history_for_run(args, gate)
     if is_suite(args.file):
         return _run_suite(args, masks, history, gate)
     experiment = masks.add(load_experiment(args.file, parse_overrides(args.var)))
     if gate is not None:
+        assert history is not None  # a gate needs it: _history_for_run raised otherwise
         _check_baseline(gate, history, experiment)
     prepared = app.prepare(experiment)
     progress = Progress(quiet=args.quiet, mask=masks)
@@ -337,17 +349,19 @@ def _run(args: argparse.Namespace, masks: Masks) -> ExitCode:
     return outcome.exit_code
 
 
-def _run_suite(args: argparse.Namespace, masks: Masks, history: History, gate: Gate | None) -> ExitCode:
+def _run_suite(
+    args: argparse.Namespace, masks: Masks, history: History | None, gate: Gate | None
+) -> ExitCode:
     from chaoslib_ext.engine.progress import Progress
+    from chaoslib_ext.follow_up import LAST_HELD
     from chaoslib_ext.report.suite import render_suite_junit, render_suite_markdown, write_suite_reports
-    from chaoslib_ext.spec.suite import load_suite
-    from chaoslib_ext.suite import run_suite
+    from chaoslib_ext.suite import run_suite, signals_held
 
-    suite = load_suite(args.file, parse_overrides(args.var))
+    suite = app.load_suite(args.file, parse_overrides(args.var))
     masks.add_secrets(suite.secrets)
     for experiment in suite.experiments:
         masks.add(experiment)
-    if gate is not None and gate.baseline != "last-held":
+    if gate is not None and gate.baseline != LAST_HELD:
         raise SpecError(
             "--baseline RUN names one run: a suite compares each experiment with its own",
             hint="use --baseline last-held (the default) with a suite",
@@ -362,7 +376,8 @@ def _run_suite(args: argparse.Namespace, masks: Masks, history: History, gate: G
         gate=gate,
     )
     try:
-        document, written = write_suite_reports(run, history)
+        with signals_held():  # the day's report is written, whatever arrives meanwhile
+            document, written = write_suite_reports(run, history)
     finally:
         run.directory.close()
     tell(masks(suite_summary_text(document, written)))
@@ -400,18 +415,26 @@ def _publish(args: argparse.Namespace, markdown: str, junit: Callable[[], str]) 
         try:
             args.junit.parent.mkdir(parents=True, exist_ok=True)
             args.junit.write_text(junit())
-        except OSError as error:
-            raise GamedayError(
-                f"cannot write the JUnit XML: {error.strerror}",
-                where=str(args.junit),
-                hint="the report directory has it too: junit.xml",
-            ) from None
+        except OSError as error:  # the verdict stands: the report directory has junit.xml too
+            print(f"gameday: warning: cannot write --junit {args.junit}: {error.strerror}", file=sys.stderr)
 
 
-def _open_history(args: argparse.Namespace) -> History:
+def _open_history(args: argparse.Namespace, create: bool = True) -> History:
     from chaoslib_ext.history.store import History, default_location
 
-    return History.open(args.history or os.environ.get("GAMEDAY_HISTORY") or default_location())
+    return History.open(args.history or os.environ.get("GAMEDAY_HISTORY") or default_location(), create)
+
+
+def _history_for_run(args: argparse.Namespace, gate: Gate | None) -> History | None:
+    """The history a run is recorded in. One that cannot be opened stops a run only when the run
+    needs it (a regression gate, or --history given); otherwise the run goes on without it."""
+    try:
+        return _open_history(args)
+    except GamedayError as error:
+        if gate is not None or args.history is not None:
+            raise
+        print(f"gameday: warning: this run is not recorded in the history: {error}", file=sys.stderr)
+        return None
 
 
 def _gate(args: argparse.Namespace) -> Gate | None:
@@ -439,6 +462,15 @@ def _check_baseline(gate: Gate, history: History, experiment: Experiment) -> Non
             where=history.where,
             hint="see gameday history EXPERIMENT",
         )
+    if (
+        baseline.verdict not in ("held", "regressed") or baseline.dry_run
+    ):  # regressed: accepted as the new normal
+        raise SpecError(
+            f"--baseline {gate.baseline} was {baseline.verdict}{' (a dry run)' if baseline.dry_run else ''}: "
+            "a baseline is a run that held its SLO",
+            where=history.where,
+            hint="see gameday history EXPERIMENT, or use --baseline last-held",
+        )
     if baseline.experiment_key != experiment_key(str(experiment.path)):
         raise SpecError(
             f"--baseline {gate.baseline} is a run of {baseline.experiment_key}, not of this experiment",
@@ -450,7 +482,7 @@ def _check_baseline(gate: Gate, history: History, experiment: Experiment) -> Non
 def _history(args: argparse.Namespace, _masks: Masks) -> ExitCode:
     from chaoslib_ext.history.render import render_runs
 
-    history = _open_history(args)
+    history = _open_history(args, create=False)
     print(render_runs(history.runs(args.experiment, limit=args.last)))
     return ExitCode.HELD
 
@@ -460,7 +492,7 @@ def _compare(args: argparse.Namespace, _masks: Masks) -> ExitCode:
 
     if len(args.runs) > 2:
         raise SpecError("compare takes one or two runs", hint="gameday compare RUN [RUN]")
-    history = _open_history(args)
+    history = _open_history(args, create=False)
     runs = []
     for run_id in args.runs:
         run = history.run(run_id)
@@ -514,15 +546,15 @@ def _k8s_workers(args: argparse.Namespace, masks: Masks) -> ExitCode:
 def _schedule(args: argparse.Namespace, masks: Masks) -> ExitCode:
     from chaoslib_ext import schedule
     from chaoslib_ext.kube_yaml import render
-    from chaoslib_ext.spec.suite import is_suite, load_suite
+    from chaoslib_ext.spec.suite import is_suite
 
     overrides = parse_overrides(args.var)
     if is_suite(args.file):
-        suite = load_suite(args.file, overrides)
-        experiments, title, deadline = suite.experiments, suite.title, suite.deadline
+        suite = app.load_suite(args.file, overrides)
+        experiments, title, deadline, pause = suite.experiments, suite.title, suite.deadline, suite.pause
     else:
         experiment = load_experiment(args.file, overrides)
-        experiments, title, deadline = (experiment,), experiment.title, None
+        experiments, title, deadline, pause = (experiment,), experiment.title, None, 0.0
     for experiment in experiments:
         masks.add(experiment)
     extra = [item for pair in args.var for item in ("--var", pair)]
@@ -534,16 +566,16 @@ def _schedule(args: argparse.Namespace, masks: Masks) -> ExitCode:
             )
         workdir = args.workdir or "/work"
         scheduled = schedule.Scheduled.of(
-            schedule.relative_to(args.file, os.getcwd()), experiments, title, deadline
+            schedule.relative_to(args.file, os.getcwd()), experiments, title, deadline, pause
         )
         objects = schedule.kubernetes_objects(
-            scheduled, args.cron, args.image, args.namespace, workdir, extra
+            scheduled, args.cron, args.image, args.namespace, workdir, extra, args.secret
         )
         files = {f"{scheduled.name}.yaml": render(objects)}
     else:
         workdir = str(Path(args.workdir or os.getcwd()).resolve())
         scheduled = schedule.Scheduled.of(
-            schedule.relative_to(args.file, workdir), experiments, title, deadline
+            schedule.relative_to(args.file, workdir), experiments, title, deadline, pause
         )
         gameday = [
             sys.executable,
@@ -551,7 +583,9 @@ def _schedule(args: argparse.Namespace, masks: Masks) -> ExitCode:
             "chaoslib_ext",
         ]  # absolute: what systemd and cron find without a PATH
         if args.format == "systemd":
-            files = schedule.systemd_units(scheduled, args.cron, workdir, gameday, args.report_dir, extra)
+            files = schedule.systemd_units(
+                scheduled, args.cron, workdir, gameday, args.report_dir, extra, args.env_file
+            )
         else:
             line = schedule.crontab_line(scheduled, args.cron, workdir, gameday, args.report_dir, extra)
             files = {f"{scheduled.name}.crontab": line}
@@ -562,10 +596,13 @@ def _schedule(args: argparse.Namespace, masks: Masks) -> ExitCode:
                 end="" if len(files) == 1 else "\n",
             )
         return ExitCode.HELD
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        (args.output_dir / name).write_text(text)
-        print(f"wrote {args.output_dir / name}")
+    try:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (args.output_dir / name).write_text(masks(text))
+            print(f"wrote {args.output_dir / name}")
+    except OSError as error:
+        raise SpecError(f"cannot write there: {error.strerror}", where=str(args.output_dir)) from None
     return ExitCode.HELD
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chaoslib_ext.errors import ExitCode
+from chaoslib_ext.errors import ExitCode, SpecError
 from chaoslib_ext.history.compare import Bound, changes, regressions
 from chaoslib_ext.history.store import History, run_from_report, skipped_run
 from chaoslib_ext.notify import Notification, send_all, summary_of
@@ -46,7 +46,10 @@ class FollowUp:
         """Judge the regression, send the notifications and record the run in the history; what
         came of each goes into the report (which is written next, in `report_dir`)."""
         if self.gate is not None and self.history is not None:
-            report["regression"] = self._regression(report)
+            try:
+                report["regression"] = self._regression(report)
+            except SpecError as error:  # the history went away mid-run: judged on the SLO alone
+                report["warnings"].append(mask(f"regression gate not applied: {error}"))
         if self.notify:
             report["notifications"] = send_all(self.notify, experiment_summary(report, report_dir), mask)
         if self.history is not None:
@@ -92,7 +95,7 @@ class FollowUp:
     def _regression(self, report: dict[str, Any]) -> dict[str, Any]:
         assert self.gate is not None and self.history is not None
         if self.gate.baseline == LAST_HELD:
-            baseline = self.history.last_held(report["experiment"]["file"], before=report["run_id"])
+            baseline = self.history.last_held(report["experiment"]["file"])
         else:
             baseline = self.history.run(self.gate.baseline)
         section: dict[str, Any] = {

@@ -1,8 +1,8 @@
 """Webhook notifications of a verdict (an experiment's or a suite's): Slack-compatible or plain JSON.
 
 A notification never changes a verdict: each one is tried (with retries and backoff), and what
-came of it is returned for the report. Secrets are masked in the body; the URL, which usually
-is one, appears in reports and logs only masked.
+came of it is returned for the report. Secrets are masked in the body; a webhook's URL, whose
+path is usually its secret, appears in reports only as its scheme and host.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +20,9 @@ from typing import Any
 from chaoslib_ext import __version__
 from chaoslib_ext.units import parse_duration
 
-DEFAULT_ON = ("violated", "aborted")
+DEFAULT_ON = ("violated", "regressed", "aborted")
 BACKOFF_SECONDS = 0.5  # then 1, 2, ... between attempts
-RETRIED_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+RETRIED_STATUSES = {408, 425, 429}  # and every 5xx
 EMOJI = {
     "held": ":white_check_mark:",
     "violated": ":x:",
@@ -101,7 +102,7 @@ def send_all(
         data = mask(json.dumps(body)).encode()
         results.append(
             {
-                "webhook": mask(notification.webhook),
+                "webhook": shown(mask(notification.webhook)),
                 "format": notification.format,
                 **_deliver(notification, data, mask, post or _post),
             }
@@ -119,17 +120,29 @@ def _deliver(
     for attempt in range(1, notification.retries + 2):
         try:
             status = post(notification.webhook, data, notification.timeout)
-        except (OSError, ValueError) as error:  # refused, timed out, unresolvable, a bad URL
+        except ValueError as error:  # not a URL urllib can send to: no retry makes it one
+            return {"sent": False, "attempts": attempt, "problem": mask(f"{type(error).__name__}: {error}")}
+        except Exception as error:
             problem = mask(f"{type(error).__name__}: {error}")
         else:
             if 200 <= status < 300:
                 return {"sent": True, "attempts": attempt, "problem": None}
             problem = f"HTTP {status}"
-            if status not in RETRIED_STATUSES:
+            if status < 500 and status not in RETRIED_STATUSES:
                 return {"sent": False, "attempts": attempt, "problem": problem}
         if attempt <= notification.retries:
             time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
     return {"sent": False, "attempts": notification.retries + 1, "problem": problem}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect would turn the POST into a GET without its body: it counts as not sent."""
+
+    def redirect_request(self, *_: Any, **__: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 def _post(url: str, data: bytes, timeout: float) -> int:
@@ -140,7 +153,13 @@ def _post(url: str, data: bytes, timeout: float) -> int:
         headers={"Content-Type": "application/json", "User-Agent": f"gameday/{__version__}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
+
+
+def shown(url: str) -> str:
+    """A webhook as reports show it: its scheme and host only (the path is often its secret)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or '?'}{':' + str(parts.port) if parts.port else ''}/…"

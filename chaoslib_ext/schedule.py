@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from chaoslib_ext.errors import SpecError
-from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.spec.model import STARTUP_SECONDS, Experiment
 
-START_SECONDS = 15.0  # services, load and steady state, beyond the phases
 SLACK_SECONDS = 300  # recover, reports, notifications, a slow image pull
 CRON_HINT = "five fields: minute hour day-of-month month day-of-week, for example '0 3 * * 1' (Mondays 03:00)"
 FIELDS = (
@@ -31,7 +30,7 @@ FIELDS = (
     ("month", 1, 12),
     ("day of week", 0, 7),
 )
-WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,15 @@ class Scheduled:
 
     @classmethod
     def of(
-        cls, file: str, experiments: tuple[Experiment, ...], title: str, deadline: float | None = None
+        cls,
+        file: str,
+        experiments: tuple[Experiment, ...],
+        title: str,
+        deadline: float | None = None,
+        pause: float = 0.0,
     ) -> Scheduled:
         slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40].rstrip("-") or "run"
-        planned = sum(e.phases.total + START_SECONDS for e in experiments)
+        planned = sum(e.phases.total + STARTUP_SECONDS for e in experiments) + pause * (len(experiments) - 1)
         return cls(f"gameday-{slug}", file, experiments, deadline if deadline is not None else planned)
 
     @property
@@ -82,12 +86,14 @@ def on_calendar(expression: str) -> str:
             "systemd timer cannot say",
             hint="restrict one of the two, and leave the other *",
         )
-    days = "" if weekday == "*" else ",".join(_weekdays(part) for part in weekday.split(",")) + " "
-    return f"{days}*-{_calendar(month)}-{_calendar(day)} {_calendar(hour)}:{_calendar(minute)}:00"
+    days = "" if weekday == "*" else _weekdays(weekday) + " "
+    calendar = f"*-{_calendar(month, 1)}-{_calendar(day, 1)} {_calendar(hour, 0)}:{_calendar(minute, 0)}:00"
+    return days + calendar
 
 
-def _calendar(field: str) -> str:
-    """One cron field in OnCalendar's syntax: 1-5 -> 1..5, */15 -> 0/15 (a start, then every)."""
+def _calendar(field: str, first: int) -> str:
+    """One cron field in OnCalendar's syntax: 1-5 -> 01..05, */15 -> 00/15 (from the field's
+    first value, as cron counts, then every 15)."""
     parts = []
     for part in field.split(","):
         value, _, step = part.partition("/")
@@ -95,19 +101,26 @@ def _calendar(field: str) -> str:
             raise SpecError(
                 f"--cron: a range with a step ({part!r}) has no systemd form", hint="list the values"
             )
-        if step:
-            value = ("0" if value == "*" else value) + f"/{step}"
-        parts.append(f"{int(value):02d}" if value.isdigit() else value.replace("-", ".."))
+        if value == "*":
+            parts.append(f"{first:02d}/{step}" if step else "*")
+        else:
+            low, _, high = value.partition("-")
+            text = f"{int(low):02d}" + (f"..{int(high):02d}" if high else "")
+            parts.append(text + (f"/{step}" if step else ""))
     return ",".join(parts)
 
 
-def _weekdays(part: str) -> str:
-    if "/" in part:
-        raise SpecError(
-            f"--cron: a step in the day of week ({part!r}) has no systemd form", hint="list the days"
-        )
-    low, _, high = part.partition("-")
-    return WEEKDAYS[int(low)] + (f"..{WEEKDAYS[int(high)]}" if high else "")
+def _weekdays(field: str) -> str:
+    """Cron's days of the week (0 and 7 are Sunday, ranges, lists) as systemd's names, listed."""
+    days: set[int] = set()
+    for part in field.split(","):
+        if "/" in part:
+            raise SpecError(
+                f"--cron: a step in the day of week ({part!r}) has no systemd form", hint="list the days"
+            )
+        low, _, high = part.partition("-")
+        days |= {day % 7 for day in range(int(low), int(high or low) + 1)}
+    return ",".join(WEEKDAYS[day] for day in sorted(days))
 
 
 def command(scheduled: Scheduled, gameday: list[str], report_dir: str, extra: list[str]) -> list[str]:
@@ -117,17 +130,29 @@ def command(scheduled: Scheduled, gameday: list[str], report_dir: str, extra: li
 def crontab_line(
     scheduled: Scheduled, expression: str, workdir: str, gameday: list[str], report_dir: str, extra: list[str]
 ) -> str:
+    """One line: recover, then run, in the working directory; cron reads % as a newline: escaped."""
     cron_fields(expression)
     run = shlex.join(command(scheduled, gameday, report_dir, extra))
     log = shlex.quote(f"{report_dir}/{scheduled.name}.log")
     recover = shlex.join([*gameday, "recover"])
-    return f"{expression} cd {shlex.quote(workdir)} && {recover} && {run} >> {log} 2>&1\n"
+    steps = (
+        f"cd {shlex.quote(workdir)} && mkdir -p {shlex.quote(report_dir)} && {recover} && {run} >> {log} 2>&1"
+    )
+    return f"{expression} {steps.replace('%', chr(92) + '%')}\n"
 
 
 def systemd_units(
-    scheduled: Scheduled, expression: str, workdir: str, gameday: list[str], report_dir: str, extra: list[str]
+    scheduled: Scheduled,
+    expression: str,
+    workdir: str,
+    gameday: list[str],
+    report_dir: str,
+    extra: list[str],
+    env_file: str | None = None,
 ) -> dict[str, str]:
-    """`<name>.service` (oneshot: recover, then run) and `<name>.timer`."""
+    """`<name>.service` (oneshot: recover, then run; the secrets' variables from `env_file`) and
+    `<name>.timer`."""
+    environment = "" if env_file is None else f"\nEnvironmentFile={env_file}"
     service = f"""[Unit]
 Description=gameday: {scheduled.file}
 Wants=network-online.target
@@ -136,8 +161,8 @@ After=network-online.target
 [Service]
 Type=oneshot
 WorkingDirectory={workdir}
-ExecStartPre={shlex.join([*gameday, "recover"])}
-ExecStart={shlex.join(command(scheduled, gameday, report_dir, extra))}
+ExecStartPre={_systemd(shlex.join([*gameday, "recover"]))}
+ExecStart={_systemd(shlex.join(command(scheduled, gameday, report_dir, extra)))}{environment}
 TimeoutStartSec={scheduled.deadline_seconds}
 # any verdict but held fails the unit (exit codes 1 to 4): systemctl --failed shows it, OnFailure= can alert
 """
@@ -155,11 +180,23 @@ WantedBy=timers.target
     return {f"{scheduled.name}.service": service, f"{scheduled.name}.timer": timer}
 
 
+def _systemd(command_line: str) -> str:
+    """A command line as systemd reads it: % starts a specifier, %% is a %."""
+    return command_line.replace("%", "%%")
+
+
 def kubernetes_objects(
-    scheduled: Scheduled, expression: str, image: str, namespace: str, workdir: str, extra: list[str]
+    scheduled: Scheduled,
+    expression: str,
+    image: str,
+    namespace: str,
+    workdir: str,
+    extra: list[str],
+    secret: str | None = None,
 ) -> list[dict[str, Any]]:
-    """ServiceAccount, Role and RoleBinding (what the faults need, in their namespaces), the
-    reports' PersistentVolumeClaim and the CronJob."""
+    """ServiceAccount, Role and RoleBinding (what the faults need, and reading the workloads they
+    watch, in their namespaces), the reports' PersistentVolumeClaim and the CronJob; `secret`: a
+    Secret whose keys become the pod's environment (the experiments' `secrets: {env: ...}`)."""
     cron_fields(expression)
     labels = {"app.kubernetes.io/name": "gameday", "app.kubernetes.io/instance": scheduled.name}
     meta = {"name": scheduled.name, "namespace": namespace, "labels": labels}
@@ -192,9 +229,14 @@ def kubernetes_objects(
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         }
     )
-    state = {"name": "GAMEDAY_STATE_DIR", "value": "/reports/.state"}  # the ledger outlives a dead pod
+    env = [
+        {"name": "GAMEDAY_STATE_DIR", "value": "/reports/.state"},  # the ledger outlives a dead pod
+        {"name": "CHAOSTOOLKIT_IN_POD", "value": "true"},  # the cluster's own credentials (chaosk8s)
+    ]
     mounts = [{"name": "reports", "mountPath": "/reports"}]
-    container = {"image": image, "workingDir": workdir, "env": [state], "volumeMounts": mounts}
+    container: dict[str, Any] = {"image": image, "workingDir": workdir, "env": env, "volumeMounts": mounts}
+    if secret is not None:
+        container["envFrom"] = [{"secretRef": {"name": secret}}]
     pod = {
         "serviceAccountName": scheduled.name,
         "restartPolicy": "Never",
@@ -229,8 +271,12 @@ def kubernetes_objects(
     return objects
 
 
+READS = (("", "pods"), ("apps", "deployments"), ("apps", "statefulsets"), ("apps", "replicasets"))
+
+
 def _rules(scheduled: Scheduled) -> dict[str, list[dict[str, Any]]]:
-    """Per namespace, the rules the kubernetes faults of the experiments need (nothing else)."""
+    """Per namespace, what the kubernetes faults of the experiments need, and reading (get, list,
+    watch) the workloads there, which the steady-state probes and the run's timeline do; nothing else."""
     from chaoslib_ext.drivers.kubernetes.driver import permissions_needed
 
     wanted: dict[str, dict[tuple[str, str], set[str]]] = {}
@@ -240,6 +286,11 @@ def _rules(scheduled: Scheduled) -> dict[str, list[dict[str, Any]]]:
         for fault in experiment.faults:
             for verb, group, resource, namespace in permissions_needed(fault):
                 wanted.setdefault(namespace, {}).setdefault((group, resource), set()).add(verb)
+        for namespace in {experiment.target_settings.get("namespace", "default"), *wanted}:
+            for group, resource in READS:
+                wanted.setdefault(namespace, {}).setdefault((group, resource), set()).update(
+                    ("get", "list", "watch")
+                )
     return {
         namespace: [
             {"apiGroups": [group], "resources": [resource], "verbs": sorted(verbs)}

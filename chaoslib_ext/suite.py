@@ -23,16 +23,13 @@ from chaoslib_ext.errors import ExitCode, GamedayError, SpecError
 from chaoslib_ext.events import Subscriber
 from chaoslib_ext.follow_up import FollowUp, Gate
 from chaoslib_ext.history.store import History
-from chaoslib_ext.spec.model import Experiment
+from chaoslib_ext.spec.model import STARTUP_SECONDS, Experiment
 from chaoslib_ext.spec.suite import Suite
 from chaoslib_ext.state.trust import RunDirectory, Untrusted
 from chaoslib_ext.units import format_duration
 
 # what stops the day after an experiment's verdict, for each stop_on
 STOPS = {"violated": {"violated", "regressed", "aborted"}, "aborted": {"aborted"}, "never": set()}
-START_SECONDS = (
-    15.0  # what an experiment takes beyond its phases (services, load, steady state): for the deadline
-)
 
 
 @dataclass(frozen=True)
@@ -88,12 +85,12 @@ def run_suite(
     started = time.time()
     entries: list[Entry] = []
     stopped, cut_short = "", False
-    with _stoppable() as stop:
+    with signals_held() as stop:
         for number, experiment in enumerate(suite.experiments, 1):
             if not stopped and stop.reason:
                 stopped, cut_short = stop.reason, True
             if not stopped and suite.deadline is not None:
-                needed = experiment.phases.total + START_SECONDS
+                needed = experiment.phases.total + STARTUP_SECONDS
                 if time.time() - started + needed > suite.deadline:
                     cut_short = True
                     stopped = (
@@ -105,10 +102,10 @@ def run_suite(
                 continue
             announce(f"[{number}/{len(suite.experiments)}] {experiment.title} ({experiment.path})")
             follow_up = FollowUp(history, gate, experiment.notify, suite_run_id=run_id)
-            entry = _run_one(experiment, directory.path, watchers_for(experiment), dry_run, follow_up)
+            entry = _run_one(experiment, directory.path, watchers_for(experiment), dry_run, follow_up, stop)
             entries.append(entry)
-            if entry.report is not None and entry.report["status"] == "interrupted":
-                stopped, cut_short = f"{experiment.title!r} was {entry.report['reasons'][0]}", True
+            if stop.reason:  # during the run (which stopped for it), or while it was stopping anyway
+                stopped, cut_short = f"{experiment.title!r}: {stop.reason}", True
             elif entry.verdict in STOPS[suite.stop_on]:
                 stopped = f"stop_on: {suite.stop_on}, and {experiment.title!r} was {entry.verdict}"
             if not stopped and number < len(suite.experiments) and suite.pause > 0:
@@ -124,18 +121,24 @@ def _run_one(
     watchers: Sequence[Subscriber],
     dry_run: bool,
     follow_up: FollowUp,
+    stop: Stop,
 ) -> Entry:
     try:
         prepared = app.prepare(experiment)
-        outcome = app.run(prepared, report_dir, watchers=watchers, dry_run=dry_run, follow_up=follow_up)
+        if stop.reason:  # a signal while its host was checked: it does not start
+            return Entry(experiment, skipped=stop.reason)
+        outcome = app.run(
+            prepared, report_dir, watchers=watchers, dry_run=dry_run, follow_up=follow_up, heard=stop.heard
+        )
     except GamedayError as error:  # it could not start: the day goes on, and its row says why
         return Entry(experiment, error=experiment.secrets.mask(str(error).splitlines()[0]))
     report_file = outcome.written[0]
     return Entry(experiment, report=outcome.report, report_dir=report_file.parent)
 
 
-class _Stop:
-    """A signal between two experiments: remembered, and it ends a pause at once."""
+class Stop:
+    """A SIGINT or SIGTERM during the day: remembered (the day goes no further), and it ends a
+    pause at once. A run in progress hears it too, and stops safely on its own."""
 
     def __init__(self) -> None:
         self.reason = ""
@@ -144,15 +147,19 @@ class _Stop:
     def wait(self, seconds: float) -> None:
         self._event.wait(seconds)
 
-    def signalled(self, number: int, _frame: FrameType | None) -> None:
-        self.reason = f"interrupted by {signal.Signals(number).name} between two experiments"
+    def heard(self, name: str) -> None:
+        self.reason = self.reason or f"interrupted by {name}"
         self._event.set()
+
+    def signalled(self, number: int, _frame: FrameType | None) -> None:
+        self.heard(signal.Signals(number).name)
 
 
 @contextmanager
-def _stoppable() -> Iterator[_Stop]:
-    """SIGINT and SIGTERM outside a run (a run installs its own, which stop it safely)."""
-    stop = _Stop()
+def signals_held() -> Iterator[Stop]:
+    """SIGINT and SIGTERM while no run is in progress (between experiments, while the day's report
+    is written): remembered, not fatal. A run installs its own handlers, which stop it safely."""
+    stop = Stop()
     previous = {sig: signal.signal(sig, stop.signalled) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop

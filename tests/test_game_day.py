@@ -167,7 +167,7 @@ def test_the_regression_gate_fails_a_run_that_held_but_got_slower(tmp_path):
     cases = ET.parse(run_dir / "junit.xml").getroot().iter("testcase")
     [case] = [case for case in cases if case.get("classname", "").endswith(".regression")]
     assert case.find("failure") is not None
-    # the same again against an explicit baseline, but a bound it stays within: it holds
+    # the same again against the regressed run as an explicit baseline (the new normal): it holds
     third = gameday(
         "run",
         str(experiment),
@@ -225,3 +225,16 @@ def test_a_deadline_the_first_experiment_would_overrun_skips_the_day(tmp_path):
 def test_the_shipped_game_day_is_valid():
     result = gameday("validate", str(EXPERIMENTS / "game-day.yaml"))
     assert result.returncode == 0 and "suite Demo shop monthly game day (4 experiments)" in result.stdout
+
+
+def test_a_suite_checks_each_experiments_blast_radius_as_validate_does(tmp_path):
+    text = (EXPERIMENTS / "demo-kill-all-backends.yaml").read_text()
+    text = text.replace("target: {driver: local}", "target: {driver: local, max_share: 34%}")
+    text = text.replace("../loadtests/", f"{REPO}/loadtests/")
+    wide = tmp_path / "too-wide.yaml"
+    wide.write_text(text)
+    alone = gameday("validate", str(wide))
+    assert alone.returncode == 2 and "max_share" in alone.stderr
+    day = write_suite(tmp_path, ["*.yaml"])  # the glob leaves out day.yaml itself, a suite
+    in_a_suite = gameday("validate", str(day))
+    assert in_a_suite.returncode == 2 and in_a_suite.stderr == alone.stderr

@@ -6,6 +6,8 @@ command are in test_game_day.py."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from postgres_support import postgres_server, postgres_url  # noqa: F401 (fixtur
 
 from chaoslib_ext.errors import SpecError
 from chaoslib_ext.history.compare import Bound, parse_bounds, regressions
-from chaoslib_ext.history.store import MIGRATIONS, History, experiment_key, run_from_report
+from chaoslib_ext.history.store import MIGRATIONS, History, experiment_key, redact, run_from_report
 
 EXPERIMENT = REPO / "experiments" / "demo-pod-kill.yaml"
 KEY = f"{REPO.name}/experiments/demo-pod-kill.yaml"  # the repository's directory name, then the path in it
@@ -106,8 +108,11 @@ def test_runs_are_listed_newest_first_and_the_baseline_is_the_last_held_real_run
     dry = report_like("20261203-090000-kill-cccc", "2026-12-03T09:00:00.000+00:00", dry_run=True)
     current = report_like("20261203-100000-kill-dddd", "2026-12-03T10:00:00.000+00:00")
     other = report_like("20261203-110000-other-eeee", "2026-12-03T11:00:00.000+00:00", file=REPO / "x.yaml")
-    for report in (held, violated, dry, current, other):
+    for report in (held, violated, dry, other):
         record(store, report)
+    baseline = store.last_held(str(EXPERIMENT))  # neither the violated run nor the dry run after it
+    assert baseline is not None and baseline.run_id == "20261201-100000-kill-aaaa"
+    record(store, current)
     assert [r.run_id[:17] for r in store.runs(str(EXPERIMENT))] == [
         "20261203-100000-k",
         "20261203-090000-k",
@@ -115,8 +120,6 @@ def test_runs_are_listed_newest_first_and_the_baseline_is_the_last_held_real_run
         "20261201-100000-k",
     ]
     assert len(store.runs(limit=2)) == 2
-    baseline = store.last_held(str(EXPERIMENT), before="20261203-100000-kill-dddd")
-    assert baseline is not None and baseline.run_id == "20261201-100000-kill-aaaa"
     current_run = store.run("20261203-100000")
     assert current_run is not None
     previous = store.previous(current_run)
@@ -242,3 +245,75 @@ def test_history_and_compare_on_the_command_line(tmp_path):
     assert "no run '20261209'" in unknown.stderr and "Traceback" not in unknown.stderr
     first = gameday("compare", "20261201", "--history", str(path))
     assert first.returncode == 2 and "is the first run of its experiment" in first.stderr
+
+
+def test_from_a_baseline_of_zero_any_increase_exceeds_a_relative_bound_but_not_an_absolute_one():
+    before, after = runs_of(
+        report_like("a", "2026-12-01T10:00:00+00:00", recover=0.0),
+        report_like("b", "2026-12-02T10:00:00+00:00", recover=1.5),
+    )
+    assert regressions(parse_bounds("time_to_recover: 50%"), before, after) == [
+        "time_to_recover 0ms -> 1.5s (from 0), more than time_to_recover: 50% allows"
+    ]
+    assert regressions(parse_bounds("time_to_recover: 2s"), before, after) == []
+    assert regressions(parse_bounds("time_to_recover: 1s"), before, after) == [
+        "time_to_recover 0ms -> 1.5s (from 0), more than time_to_recover: +1s allows"
+    ]
+
+
+def test_not_recovering_after_a_baseline_that_did_exceeds_every_bound_on_time_to_recover():
+    before, after = runs_of(
+        report_like("a", "2026-12-01T10:00:00+00:00", recover=2.0),
+        report_like("b", "2026-12-02T10:00:00+00:00", recover=None),
+    )
+    assert regressions(parse_bounds("time_to_recover: 1000%"), before, after) == [
+        "time_to_recover 2s -> - (did not recover), more than time_to_recover: 1000% allows"
+    ]
+
+
+def test_a_change_exactly_at_its_bound_is_allowed_whatever_floating_point_says():
+    before, after = runs_of(
+        report_like("a", "2026-12-01T10:00:00+00:00", availability=0.999, p95=200.0),
+        report_like("b", "2026-12-02T10:00:00+00:00", availability=0.994, p95=250.0),
+    )
+    assert (
+        regressions(parse_bounds("fault.availability: 0.5%, fault.p95: 25%, fault.p95: 50ms"), before, after)
+        == []
+    )
+
+
+def test_two_runs_creating_one_history_at_once_both_succeed(tmp_path):
+    path = tmp_path / "history.sqlite"
+    opener = f"from chaoslib_ext.history.store import History; History.open({str(path)!r}).close()"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", opener], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    for process in processes:
+        _, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors
+    assert History.open(path).version() == len(MIGRATIONS)
+
+
+def test_another_programs_database_is_refused_untouched(tmp_path):
+    path = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE accounts (id INTEGER)")
+    with pytest.raises(SpecError, match=r"not a gameday history: it holds other tables \(accounts\)"):
+        History.open(path)
+    with sqlite3.connect(path) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    assert tables == ["accounts"]
+
+
+def test_reading_a_history_that_does_not_exist_creates_nothing(tmp_path):
+    result = gameday("history", "--history", str(tmp_path / "none" / "history.sqlite"))
+    assert result.returncode == 2 and "no history here yet" in result.stderr
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_database_url_never_shows_its_password():
+    assert redact("postgresql://u:s3cr3t@db/h") == "postgresql://u:***@db/h"
+    assert redact("host=db password=s3cr3t user=u") == "host=db password=*** user=u"
+    with pytest.raises(SpecError) as raised:
+        History.open("postgresql://u:s3cr3t@[::1")  # not even a valid URL
+    assert "s3cr3t" not in str(raised.value)

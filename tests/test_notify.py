@@ -77,7 +77,7 @@ def test_the_json_body_carries_the_verdict_and_masks_secrets(receiver):
         "attempts": 1,
         "problem": None,
     }
-    assert SECRET not in result["webhook"] and "***" in result["webhook"]
+    assert result["webhook"] == f"http://127.0.0.1:{receiver.server.server_port}/…"  # its path is its secret
     [(path, body, content_type)] = receiver.received
     assert path == f"/hooks/{SECRET}" and content_type == "application/json"
     assert body["verdict"] == "violated" and body["exit_code"] == 1 and body["title"] == SUMMARY["title"]
@@ -121,3 +121,26 @@ def test_an_unreachable_webhook_fails_after_its_retries_without_raising(receiver
     assert result["sent"] is False and result["attempts"] == 3
     assert "Connection refused" in result["problem"] or "URLError" in result["problem"]
     assert SECRET not in result["problem"]
+
+
+def test_a_garbled_answer_or_a_redirect_is_a_failed_notification_not_a_crash(receiver):
+    import socket
+    import threading
+
+    garbler = socket.create_server(("127.0.0.1", 0))
+
+    def answer_garbage() -> None:
+        for _ in range(2):
+            connection, _ = garbler.accept()
+            connection.recv(65536)
+            connection.sendall(b"garbage\r\n\r\n")
+            connection.close()
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    url = f"http://127.0.0.1:{garbler.getsockname()[1]}/hook"
+    [result] = send_all((Notification(url, retries=1),), SUMMARY, mask)
+    assert result["sent"] is False and result["attempts"] == 2 and "BadStatusLine" in result["problem"]
+    receiver.statuses[:] = [302]
+    [moved] = send_all((Notification(receiver.url, retries=3),), SUMMARY, mask)
+    assert moved == {**moved, "sent": False, "attempts": 1, "problem": "HTTP 302"}
+    garbler.close()

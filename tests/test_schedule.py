@@ -19,8 +19,9 @@ from conftest import REPO, assert_kubernetes_object, gameday
 
 from chaoslib_ext.drivers.kubernetes.driver import permissions_needed
 from chaoslib_ext.errors import SpecError
-from chaoslib_ext.schedule import SLACK_SECONDS, START_SECONDS, cron_fields, on_calendar
+from chaoslib_ext.schedule import READS, SLACK_SECONDS, cron_fields, on_calendar
 from chaoslib_ext.spec import load_experiment
+from chaoslib_ext.spec.model import STARTUP_SECONDS
 
 PARTITION = REPO / "experiments" / "kubernetes" / "partition-one-back.yaml"
 POD_KILL = REPO / "experiments" / "kubernetes" / "pod-kill-one-back.yaml"
@@ -57,10 +58,12 @@ def test_the_cronjob_and_its_rbac_are_valid_and_grant_exactly_what_the_faults_ne
         assert_kubernetes_object(document, MODELS[document["kind"]])
     by_kind = {document["kind"]: document for document in objects}
     loaded = load_experiment(experiment)
-    wanted = {(g, r, n): set() for fault in loaded.faults for _, g, r, n in permissions_needed(fault)}
+    wanted: dict[tuple[str, str, str], set[str]] = {}
     for fault in loaded.faults:
         for verb, group, resource, namespace in permissions_needed(fault):
-            wanted[(group, resource, namespace)].add(verb)
+            wanted.setdefault((group, resource, namespace), set()).add(verb)
+    for group, resource in READS:  # what its steady-state probes and the run's timeline read
+        wanted.setdefault((group, resource, "shop"), set()).update({"get", "list", "watch"})
     granted = {
         (group, resource, role["metadata"]["namespace"]): set(rule["verbs"])
         for role in objects
@@ -69,12 +72,12 @@ def test_the_cronjob_and_its_rbac_are_valid_and_grant_exactly_what_the_faults_ne
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
-    assert granted == wanted  # nothing more than the preflight checks for
+    assert granted == wanted  # what the preflight checks for, reading the workloads, nothing else
     job = by_kind["CronJob"]["spec"]
     assert job["schedule"] == "0 3 * * 1" and job["concurrencyPolicy"] == "Forbid"
     spec = job["jobTemplate"]["spec"]
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == math.ceil(loaded.phases.total + START_SECONDS) + SLACK_SECONDS
+    assert spec["activeDeadlineSeconds"] == math.ceil(loaded.phases.total + STARTUP_SECONDS) + SLACK_SECONDS
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == by_kind["ServiceAccount"]["metadata"]["name"]
     assert pod["restartPolicy"] == "Never"
@@ -82,8 +85,11 @@ def test_the_cronjob_and_its_rbac_are_valid_and_grant_exactly_what_the_faults_ne
     [run] = pod["containers"]
     assert recover["command"] == ["gameday", "recover"]
     assert run["command"][:3] == ["gameday", "run", str(experiment.relative_to(REPO))]
-    state = {variable["name"]: variable["value"] for variable in run["env"]}["GAMEDAY_STATE_DIR"]
-    assert state.startswith(run["volumeMounts"][0]["mountPath"])  # the ledger outlives the pod, for recover
+    env = {variable["name"]: variable["value"] for variable in run["env"]}
+    assert env["GAMEDAY_STATE_DIR"].startswith(
+        run["volumeMounts"][0]["mountPath"]
+    )  # the ledger outlives the pod
+    assert env["CHAOSTOOLKIT_IN_POD"] == "true"  # the pod's service account, not a kubeconfig
     assert recover["env"] == run["env"] and recover["volumeMounts"] == run["volumeMounts"]
     [volume] = pod["volumes"]
     assert (
@@ -119,7 +125,7 @@ def test_the_systemd_units_verify_and_run_the_suite_after_recover(tmp_path):
     assert pre == [sys.executable, "-m", "chaoslib_ext", "recover"]
     assert start[:5] == [sys.executable, "-m", "chaoslib_ext", "run", "experiments/game-day.yaml"]
     assert f"WorkingDirectory={REPO}" in units and "TimeoutStartSec=900" in units
-    assert "OnCalendar=Mon..Fri *-*-* 02:30:00" in timer.read_text()
+    assert "OnCalendar=Mon,Tue,Wed,Thu,Fri *-*-* 02:30:00" in timer.read_text()
 
 
 def cron_times(expression: str, after: datetime, count: int) -> list[datetime]:
@@ -189,9 +195,59 @@ def test_the_crontab_line_recovers_then_runs_in_the_repository():
     fields, command = line.split(maxsplit=5)[:5], line.split(maxsplit=5)[5]
     assert fields == ["0", "3", "*", "*", "1"] and line.endswith("2>&1\n")
     steps = [shlex.split(step) for step in command.split(" && ")]
-    assert steps[0] == ["cd", str(REPO)]
-    assert steps[1] == [sys.executable, "-m", "chaoslib_ext", "recover"]
-    assert steps[2][:5] == [sys.executable, "-m", "chaoslib_ext", "run", "experiments/demo-pod-kill.yaml"]
+    assert steps[0] == ["cd", str(REPO)] and steps[1] == ["mkdir", "-p", "reports"]
+    assert steps[2] == [sys.executable, "-m", "chaoslib_ext", "recover"]
+    assert steps[3][:5] == [sys.executable, "-m", "chaoslib_ext", "run", "experiments/demo-pod-kill.yaml"]
+
+
+def test_a_percent_sign_reaches_the_command_as_written(tmp_path):
+    """cron reads % as a newline and systemd as a specifier: both are escaped."""
+    text = (REPO / "experiments" / "demo-pod-kill.yaml").read_text()
+    text = text.replace("variables:\n", "variables:\n  objective: 99.5%\n", 1)
+    text = text.replace("availability: 99.5%", "availability: ${objective}")
+    text = text.replace("../loadtests/checkout.py", str(REPO / "loadtests" / "checkout.py"))
+    file = tmp_path / "percent.yaml"
+    file.write_text(text)
+    line = schedule(str(file), "--cron", "0 3 * * 1", "--format", "cron", "--var", "objective=99.9%")
+    assert "objective=99.9\\%" in line and line.count("%") == line.count("\\%")
+    out = tmp_path / "units"
+    schedule(
+        str(file),
+        "--cron",
+        "0 3 * * 1",
+        "--format",
+        "systemd",
+        "--var",
+        "objective=99.9%",
+        "--output-dir",
+        str(out),
+    )
+    [service] = out.glob("*.service")
+    assert "objective=99.9%%" in service.read_text()
+
+
+def test_secrets_reach_a_scheduled_run_from_a_secret_or_an_environment_file(tmp_path):
+    objects = list(
+        yaml.safe_load_all(
+            schedule(str(GAME_DAY), "--cron", "0 3 * * 1", "--image", "g:1", "--secret", "gameday-env")
+        )
+    )
+    run = objects[-1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert run["envFrom"] == [{"secretRef": {"name": "gameday-env"}}]
+    out = tmp_path / "units"
+    schedule(
+        str(GAME_DAY),
+        "--cron",
+        "0 3 * * 1",
+        "--format",
+        "systemd",
+        "--env-file",
+        "/etc/gameday.env",
+        "--output-dir",
+        str(out),
+    )
+    [service] = out.glob("*.service")
+    assert "EnvironmentFile=/etc/gameday.env" in service.read_text()
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,18 @@ from chaoslib_ext.state.ledger import Ledger
 
 
 @contextmanager
-def interruptible(engine: Engine, mask: Callable[[str], str]) -> Iterator[None]:
+def interruptible(
+    engine: Engine, mask: Callable[[str], str], heard: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """`heard` hears of every signal, also those that come while the run is already stopping
+    (a suite: it must not go on to its next experiment)."""
     received: list[str] = []
 
     def on_signal(number: int, _frame: FrameType | None) -> None:
         name = signal.Signals(number).name
         received.append(name)
+        if heard is not None:
+            heard(name)
         if len(received) == 1 and engine.cancellable:
             raise Interrupted(name)
         if len(received) < 3:

@@ -7,6 +7,7 @@ A run is recorded from its report document (what it says is what the history say
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -106,9 +107,8 @@ PHASE_COLUMNS = [
 ]
 
 
-class Connection(Protocol):  # what sqlite3 and psycopg connections both offer
+class Connection(Protocol):  # what sqlite3 and psycopg connections (in autocommit mode) both offer
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Any: ...
-    def commit(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -219,18 +219,24 @@ def skipped_run(document: dict[str, Any], experiment: Experiment, report_path: P
 class History:
     """Runs and suites, in SQLite (a path) or PostgreSQL (a postgresql:// URL)."""
 
-    def __init__(self, connection: Connection, placeholder: str, where: str) -> None:
+    def __init__(
+        self, connection: Connection, dialect: str, where: str, errors: tuple[type[Exception], ...]
+    ) -> None:
         self._connection = connection
-        self._placeholder = placeholder  # "?" (sqlite3) or "%s" (psycopg)
+        self._dialect = dialect  # sqlite or postgresql
+        self._errors = errors  # the driver's own: turned into one-line errors
         self.where = where  # for messages: the file, or the URL without its password
         self._migrate()
 
     @classmethod
-    def open(cls, location: str | Path) -> History:
+    def open(cls, location: str | Path, create: bool = True) -> History:
+        """The history at a path or URL; `create` False (the reading commands): it must exist."""
         text = str(location)
         if text.startswith(("postgresql://", "postgres://")):
             return cls._postgresql(text)
         path = Path(text.removeprefix("sqlite:///") if text.startswith("sqlite:///") else text)
+        if not create and not path.is_file():
+            raise SpecError("no history here yet", where=str(path), hint="runs record it; or give --history")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, timeout=30, isolation_level=None)
@@ -239,7 +245,7 @@ class History:
             raise SpecError(
                 f"cannot open the history: {error}", where=str(path), hint="choose another --history"
             ) from None
-        return cls(_SqliteAutocommit(connection), "?", str(path))
+        return cls(connection, "sqlite", str(path), (sqlite3.Error,))
 
     @classmethod
     def _postgresql(cls, url: str) -> History:
@@ -253,53 +259,81 @@ class History:
             ) from None
         try:
             connection = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as error:
+        except (psycopg.Error, ValueError) as error:
             raise SpecError(
-                f"cannot connect to the history: {str(error).strip().splitlines()[0]}",
+                f"cannot connect to the history: {redact(str(error).strip().splitlines()[0])}",
                 where=redact(url),
                 hint="check history's URL, and that the server accepts this user",
             ) from None
-        return cls(connection, "%s", redact(url))
+        return cls(connection, "postgresql", redact(url), (psycopg.Error,))
 
     def close(self) -> None:
         self._connection.close()
 
     # -- schema -------------------------------------------------------------------------------
 
-    def _sql(self, text: str) -> str:
-        return text.replace("?", self._placeholder)
-
     def _execute(self, text: str, parameters: Sequence[Any] = ()) -> Any:
-        return self._connection.execute(self._sql(text), tuple(parameters))
+        """Run one statement (written with ? placeholders); a database error is a one-line error."""
+        sql = text if self._dialect == "sqlite" else text.replace("?", "%s")
+        try:
+            return self._connection.execute(sql, tuple(parameters))
+        except self._errors as error:
+            raise SpecError(f"the history failed: {redact(str(error).strip())}", where=self.where) from None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        self._execute("BEGIN")
+        """One transaction; on SQLite it holds the write lock from its start (two runs migrating
+        or writing one file at once wait for each other instead of failing)."""
+        self._execute("BEGIN IMMEDIATE" if self._dialect == "sqlite" else "BEGIN")
         try:
             yield
         except BaseException:
-            self._execute("ROLLBACK")
+            with contextlib.suppress(*self._errors, SpecError):
+                self._execute("ROLLBACK")
             raise
         self._execute("COMMIT")
 
     def version(self) -> int:
-        self._execute("CREATE TABLE IF NOT EXISTS gameday_schema (version INTEGER NOT NULL)")
+        """The schema version the store is at: 0 when it has no gameday tables yet."""
+        listing = (
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            if self._dialect == "sqlite"
+            else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        tables = {row[0] for row in self._execute(listing).fetchall()}
+        if "gameday_schema" not in tables:
+            if tables:
+                raise SpecError(
+                    f"not a gameday history: it holds other tables ({', '.join(sorted(tables)[:3])})",
+                    where=self.where,
+                    hint="give --history a file or database of its own",
+                )
+            return 0
         row = self._execute("SELECT MAX(version) FROM gameday_schema").fetchone()
         return int(row[0] or 0)
 
     def _migrate(self) -> None:
-        current = self.version()
-        if current > len(MIGRATIONS):
-            raise SpecError(
-                f"the history is at schema version {current}, newer than this gameday's {len(MIGRATIONS)}",
-                where=self.where,
-                hint="upgrade gameday, or use another --history",
-            )
-        for number in range(current + 1, len(MIGRATIONS) + 1):
+        while True:
+            current = self.version()
+            if current > len(MIGRATIONS):
+                raise SpecError(
+                    f"the history is at schema version {current}, newer than this gameday's "
+                    f"{len(MIGRATIONS)}",
+                    where=self.where,
+                    hint="upgrade gameday, or use another --history",
+                )
+            if current == len(MIGRATIONS):
+                return
             with self._transaction():
-                for statement in MIGRATIONS[number - 1]:
+                if self._dialect == "postgresql":  # one migrating process at a time
+                    self._execute("SELECT pg_advisory_xact_lock(7250931)")
+                if self.version() != current:
+                    continue  # another process migrated meanwhile: look again
+                if current == 0:
+                    self._execute("CREATE TABLE gameday_schema (version INTEGER NOT NULL)")
+                for statement in MIGRATIONS[current]:
                     self._execute(statement)
-                self._execute("INSERT INTO gameday_schema (version) VALUES (?)", (number,))
+                self._execute("INSERT INTO gameday_schema (version) VALUES (?)", (current + 1,))
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -406,31 +440,10 @@ class History:
         return Run(**values, phases=tuple(found))
 
 
-class _SqliteAutocommit:
-    """sqlite3 in autocommit mode (explicit BEGIN/COMMIT, as with psycopg's autocommit)."""
-
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._connection = connection
-
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
-        return self._connection.execute(sql, parameters)
-
-    def commit(self) -> None:
-        self._connection.commit()
-
-    def close(self) -> None:
-        self._connection.close()
-
-
-def redact(url: str) -> str:
-    """A database URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
+def redact(text: str) -> str:
+    """A database URL (or a message quoting one) without its password."""
+    text = re.sub(r"(://[^:/@\s]+:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", text)
 
 
 def experiment_key(file: str) -> str:

@@ -244,6 +244,9 @@ class DeadlineGuard:
 Guard = ErrorRateGuard | LatencyGuard | ProbeGuard | PrometheusGuard | DeadlineGuard  # a stop condition
 
 
+STARTUP_SECONDS = 15.0  # about what a run takes beyond its phases (services, load, steady state)
+
+
 @dataclass(frozen=True)
 class Phases:
     warmup: float

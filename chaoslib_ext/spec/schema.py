@@ -32,6 +32,8 @@ def load_schema(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(text)
     if name == "experiment":
         _add_faults_and_drivers(schema)
+    if name == "suite":  # one definition of notify:, for experiments and suites alike
+        schema["$defs"]["notify"] = load_schema("experiment")["$defs"]["notify"]
     return schema
 
 

@@ -162,9 +162,7 @@ class _Walker:
             where = Location(self.document.file, key_mark.line + 1, key_mark.column + 1)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError("a mapping key must be a plain value", where=where)
-            key = self.loader.construct_object(key_node)
-            if not isinstance(key, str):
-                key = str(key)
+            key = key_node.value  # as written: YAML 1.1 would make `on:` (as in notify:) the boolean True
             if key in result:
                 raise SpecError(
                     f"duplicate key {key!r}", where=where, hint="each key may appear once per mapping"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,14 @@ def is_suite(path: str | Path) -> bool:
     return isinstance(data, dict) and data.get("kind") == "suite"
 
 
-def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
-    """Load, validate and expand a suite; every experiment it names is loaded with the suite's
-    variables (where the experiment declares them), then its own `vars`, then --var."""
+def load_suite(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    load: Callable[[Path, dict[str, Any]], Experiment] = load_experiment,
+) -> Suite:
+    """Load, validate and expand a suite; every experiment it names is loaded by `load` (app.validate:
+    also its blast radius) with the suite's variables (where the experiment declares them), then
+    its own `vars`, then --var."""
     document = load_document(path)
     data = document.data
     declared = data.get("secrets") if isinstance(data, dict) else None
@@ -63,14 +69,19 @@ def load_suite(path: str | Path, overrides: dict[str, Any] | None = None) -> Sui
         errors = schema_errors(document, "suite")
         if errors:
             raise SpecErrors(errors)
-        return _build(document, secrets, overrides or {})
+        return _build(document, secrets, overrides or {}, load)
     except SpecErrors as problems:
         raise SpecErrors([masked(error, secrets) for error in problems.errors]) from None
     except SpecError as error:
         raise masked(error, secrets) from None
 
 
-def _build(document: Document, secrets: Secrets, overrides: dict[str, Any]) -> Suite:
+def _build(
+    document: Document,
+    secrets: Secrets,
+    overrides: dict[str, Any],
+    load: Callable[[Path, dict[str, Any]], Experiment],
+) -> Suite:
     data = document.data
     base = Path(document.file).parent
     shared = dict(data.get("variables", {}))
@@ -82,7 +93,7 @@ def _build(document: Document, secrets: Secrets, overrides: dict[str, Any]) -> S
         files = _expand(base, pattern, where)
         for file in files:
             try:
-                experiments.append(_experiment(file, shared, own, overrides))
+                experiments.append(_experiment(file, shared, own, overrides, load))
             except SpecErrors as problems:
                 errors += problems.errors
             except SpecError as error:
@@ -121,8 +132,8 @@ def _build(document: Document, secrets: Secrets, overrides: dict[str, Any]) -> S
 def _expand(base: Path, pattern: str, where: Any) -> list[Path]:
     """A path or a glob, relative to the suite file, in sorted order; it must name something."""
     full = pattern if Path(pattern).is_absolute() else str(base / pattern)
-    if glob.has_magic(pattern):
-        files = sorted(Path(p) for p in glob.glob(full) if Path(p).is_file())
+    if glob.has_magic(pattern):  # a glob leaves out suites (the suite itself, say)
+        files = sorted(Path(p) for p in glob.glob(full) if Path(p).is_file() and not is_suite(p))
         if not files:
             raise SpecErrors(
                 [
@@ -138,7 +149,11 @@ def _expand(base: Path, pattern: str, where: Any) -> list[Path]:
 
 
 def _experiment(
-    file: Path, shared: dict[str, Any], own: dict[str, Any], overrides: dict[str, Any]
+    file: Path,
+    shared: dict[str, Any],
+    own: dict[str, Any],
+    overrides: dict[str, Any],
+    load: Callable[[Path, dict[str, Any]], Experiment],
 ) -> Experiment:
     """An experiment with the suite's variables it declares, then its entry's vars (which it must
     declare, as with --var), then the command line's --var where it declares them."""
@@ -147,7 +162,7 @@ def _experiment(
     def its(values: dict[str, Any]) -> dict[str, Any]:
         return {name: value for name, value in values.items() if name in declared}
 
-    return load_experiment(file, {**its(shared), **own, **its(overrides)})
+    return load(file, {**its(shared), **own, **its(overrides)})
 
 
 def _declared_variables(file: Path) -> set[str]:
