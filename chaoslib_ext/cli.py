@@ -428,11 +428,13 @@ def _open_history(args: argparse.Namespace, create: bool = True) -> History:
 def _history_for_run(args: argparse.Namespace, gate: Gate | None) -> History | None:
     """The history a run is recorded in. One that cannot be opened stops a run only when the run
     needs it (a regression gate, or --history given); otherwise the run goes on without it."""
+    from chaoslib_ext.state.trust import Untrusted
+
     try:
         return _open_history(args)
     except GamedayError as error:
-        if gate is not None or args.history is not None:
-            raise
+        if gate is not None or args.history is not None or isinstance(error, Untrusted):
+            raise  # needed, or the state directory the run needs too is not to be trusted
         print(f"gameday: warning: this run is not recorded in the history: {error}", file=sys.stderr)
         return None
 

@@ -285,8 +285,14 @@ def test_a_fault_that_cannot_be_applied_aborts_with_exit_code_3(tmp_path):
 
 
 def finished_report(process: subprocess.Popen[str], report_dir: Path) -> dict:
-    process.wait(timeout=90)
-    [run_dir] = list(report_dir.iterdir())
+    try:
+        process.wait(timeout=90)
+    except subprocess.TimeoutExpired:  # say where it stands: its threads, and the logs so far
+        dump = subprocess.run(["py-spy", "dump", "-p", str(process.pid)], capture_output=True, text=True)
+        logs = [f"{log}:\n{log.read_text(errors='replace')[-3000:]}" for log in report_dir.glob("*/logs/*")]
+        process.kill()
+        pytest.fail(f"still running 90 s after the signal:\n{dump.stdout}{dump.stderr}\n" + "\n".join(logs))
+    [run_dir] = [p for p in report_dir.iterdir() if p.is_dir()]
     report = json.loads((run_dir / "report.json").read_text())
     jsonschema.validate(report, load_schema("report"))
     return report
