@@ -282,11 +282,13 @@ def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
     overrides = parse_overrides(args.var)
     worst = ExitCode.HELD
     for file in args.files:
-        if is_suite(file):
-            worst = max(worst, _validate_suite(file, overrides, masks))
-            continue
         try:
-            experiment = masks.add(app.validate(file, overrides))
+            if is_suite(file):
+                suite = app.load_suite(file, overrides)
+                masks.add_secrets(suite.secrets)
+                what = f"suite {suite.title} ({len(suite.experiments)} experiments)"
+            else:
+                what = masks.add(app.validate(file, overrides)).title
         except SpecErrors as errors:
             for error in errors.errors:
                 print(f"gameday: error: {error}", file=sys.stderr)
@@ -295,23 +297,8 @@ def _validate(args: argparse.Namespace, masks: Masks) -> ExitCode:
             print(f"gameday: error: {error}", file=sys.stderr)
             worst = ExitCode.INVALID_INPUT
         else:
-            print(masks(f"ok  {file}: {experiment.title}"))
+            print(masks(f"ok  {file}: {what}"))
     return worst
-
-
-def _validate_suite(file: str, overrides: dict[str, Any], masks: Masks) -> ExitCode:
-    try:
-        suite = app.load_suite(file, overrides)
-    except SpecErrors as errors:
-        for error in errors.errors:
-            print(f"gameday: error: {error}", file=sys.stderr)
-        return ExitCode.INVALID_INPUT
-    except GamedayError as error:
-        print(f"gameday: error: {error}", file=sys.stderr)
-        return ExitCode.INVALID_INPUT
-    masks.add_secrets(suite.secrets)
-    print(masks(f"ok  {file}: suite {suite.title} ({len(suite.experiments)} experiments)"))
-    return ExitCode.HELD
 
 
 def _plan(args: argparse.Namespace, masks: Masks) -> ExitCode:

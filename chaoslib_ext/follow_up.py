@@ -11,13 +11,13 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from chaoslib_ext.errors import ExitCode, SpecError
 from chaoslib_ext.history.compare import Bound, changes, regressions
-from chaoslib_ext.history.store import History, run_from_report, skipped_run
+from chaoslib_ext.history.store import History, Run, run_from_report, skipped_run
 from chaoslib_ext.notify import Notification, send_all, summary_of
 from chaoslib_ext.report.document import iso
 from chaoslib_ext.spec.model import Experiment
@@ -45,18 +45,26 @@ class FollowUp:
     def amend(self, report: dict[str, Any], report_dir: Path, mask: Callable[[str], str]) -> None:
         """Judge the regression, send the notifications and record the run in the history; what
         came of each goes into the report (which is written next, in `report_dir`)."""
+        if self.history is None and self.gate is None and not self.notify:
+            return
+        # once: its key and git commit take git subprocesses; the gate may change its verdict
+        current = run_from_report(report, report_dir / "report.json", self.suite_run_id)
         if self.gate is not None and self.history is not None:
             try:
-                report["regression"] = self._regression(report)
+                report["regression"] = self._regression(report, current)
             except SpecError as error:  # the history went away mid-run: judged on the SLO alone
                 report["warnings"].append(mask(f"regression gate not applied: {error}"))
         if self.notify:
             report["notifications"] = send_all(self.notify, experiment_summary(report, report_dir), mask)
         if self.history is not None:
+            judged = replace(
+                current,
+                verdict=report["verdict"],
+                exit_code=report["exit_code"],
+                reasons=list(report["reasons"]),
+            )
             try:
-                self.history.record_run(
-                    run_from_report(report, report_dir / "report.json", self.suite_run_id)
-                )
+                self.history.record_run(judged)
             except Exception as error:
                 report["warnings"].append(mask(f"not recorded in the history {self.history.where}: {error}"))
 
@@ -92,10 +100,10 @@ class FollowUp:
             with contextlib.suppress(Exception):  # the run is skipped either way, and says so above
                 self.history.record_run(skipped_run(document, experiment, directory.path / "skipped.json"))
 
-    def _regression(self, report: dict[str, Any]) -> dict[str, Any]:
+    def _regression(self, report: dict[str, Any], current: Run) -> dict[str, Any]:
         assert self.gate is not None and self.history is not None
         if self.gate.baseline == LAST_HELD:
-            baseline = self.history.last_held(report["experiment"]["file"])
+            baseline = self.history.last_held(current.experiment_key)
         else:
             baseline = self.history.run(self.gate.baseline)
         section: dict[str, Any] = {
@@ -109,7 +117,6 @@ class FollowUp:
                 "regression gate: no earlier run of this experiment held, so nothing was compared"
             )
             return section
-        current = run_from_report(report, None)
         section["changes"] = [change.describe() for change in changes(baseline, current)]
         if report["verdict"] == "held":
             found = regressions(list(self.gate.bounds), baseline, current)

@@ -110,7 +110,7 @@ def test_runs_are_listed_newest_first_and_the_baseline_is_the_last_held_real_run
     other = report_like("20261203-110000-other-eeee", "2026-12-03T11:00:00.000+00:00", file=REPO / "x.yaml")
     for report in (held, violated, dry, other):
         record(store, report)
-    baseline = store.last_held(str(EXPERIMENT))  # neither the violated run nor the dry run after it
+    baseline = store.last_held(KEY)  # neither the violated run nor the dry run after it
     assert baseline is not None and baseline.run_id == "20261201-100000-kill-aaaa"
     record(store, current)
     assert [r.run_id[:17] for r in store.runs(str(EXPERIMENT))] == [

@@ -200,6 +200,14 @@ def test_the_crontab_line_recovers_then_runs_in_the_repository():
     assert steps[3][:5] == [sys.executable, "-m", "chaoslib_ext", "run", "experiments/demo-pod-kill.yaml"]
 
 
+def systemd_service(tmp_path: Path, file: str, *extra: str) -> str:
+    """The text of the service unit `gameday schedule --format systemd` writes for `file`."""
+    out = tmp_path / "units"
+    schedule(file, "--cron", "0 3 * * 1", "--format", "systemd", *extra, "--output-dir", str(out))
+    [service] = out.glob("*.service")
+    return service.read_text()
+
+
 def test_a_percent_sign_reaches_the_command_as_written(tmp_path):
     """cron reads % as a newline and systemd as a specifier: both are escaped."""
     text = (REPO / "experiments" / "demo-pod-kill.yaml").read_text()
@@ -210,20 +218,7 @@ def test_a_percent_sign_reaches_the_command_as_written(tmp_path):
     file.write_text(text)
     line = schedule(str(file), "--cron", "0 3 * * 1", "--format", "cron", "--var", "objective=99.9%")
     assert "objective=99.9\\%" in line and line.count("%") == line.count("\\%")
-    out = tmp_path / "units"
-    schedule(
-        str(file),
-        "--cron",
-        "0 3 * * 1",
-        "--format",
-        "systemd",
-        "--var",
-        "objective=99.9%",
-        "--output-dir",
-        str(out),
-    )
-    [service] = out.glob("*.service")
-    assert "objective=99.9%%" in service.read_text()
+    assert "objective=99.9%%" in systemd_service(tmp_path, str(file), "--var", "objective=99.9%")
 
 
 def test_secrets_reach_a_scheduled_run_from_a_secret_or_an_environment_file(tmp_path):
@@ -234,20 +229,9 @@ def test_secrets_reach_a_scheduled_run_from_a_secret_or_an_environment_file(tmp_
     )
     run = objects[-1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert run["envFrom"] == [{"secretRef": {"name": "gameday-env"}}]
-    out = tmp_path / "units"
-    schedule(
-        str(GAME_DAY),
-        "--cron",
-        "0 3 * * 1",
-        "--format",
-        "systemd",
-        "--env-file",
-        "/etc/gameday.env",
-        "--output-dir",
-        str(out),
+    assert "EnvironmentFile=/etc/gameday.env" in systemd_service(
+        tmp_path, str(GAME_DAY), "--env-file", "/etc/gameday.env"
     )
-    [service] = out.glob("*.service")
-    assert "EnvironmentFile=/etc/gameday.env" in service.read_text()
 
 
 @pytest.mark.parametrize(

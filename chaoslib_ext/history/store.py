@@ -416,12 +416,12 @@ class History:
         ).fetchall()
         return self._with_phases(rows[0]) if rows else None
 
-    def last_held(self, experiment_file: str, before: str | None = None) -> Run | None:
-        """The latest run of the experiment that held (dry runs not counted)."""
+    def last_held(self, key: str) -> Run | None:
+        """The latest run of the experiment (its experiment_key) that held, dry runs not counted."""
         rows = self._execute(
             f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE experiment_key = ? AND verdict = 'held' "
-            "AND dry_run = 0 AND run_id <> ? ORDER BY started_at DESC LIMIT 1",
-            [experiment_key(experiment_file), before or ""],
+            "AND dry_run = 0 ORDER BY started_at DESC LIMIT 1",
+            [key],
         ).fetchall()
         return self._with_phases(rows[0]) if rows else None
 
